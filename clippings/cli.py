@@ -1,0 +1,71 @@
+"""The `clippings` console script. One argument definition per subcommand, shared with `jobs/*.py`.
+
+Each subcommand lives in `clippings/commands/<name>.py` with `HELP`, `add_arguments(parser)` and
+`run(args) -> int`. Those modules import heavy libraries (torch, ray, faiss) inside `run`, so `--help` is fast.
+Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from clippings.errors import BadInput
+
+COMMANDS = (
+    "synth",
+    "baseline",
+    "pretrain",
+    "train",
+    "embed",
+    "tune",
+    "link",
+    "evaluate",
+    "report",
+    "replicate",
+    "demo",
+)
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"clippings.commands.{name}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with `only`, just that subcommand's (for the job entrypoints)."""
+    parser = argparse.ArgumentParser(prog="clippings", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        if only is not None and name != only:
+            continue
+        module = _command_module(name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; returns the exit code (callable from tests)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    only = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(only)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: usage errors are exit 2, --help exit 0
+        return int(e.code or 0)
+    try:
+        return int(_command_module(args.command).run(args) or 0)
+    except BadInput as e:
+        print(f"clippings {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run_job(command: str) -> int:
+    """Entry for `jobs/<command>.py` under `ray job submit`: the same arguments as the CLI subcommand."""
+    return main([command, *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
