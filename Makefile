@@ -18,6 +18,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/clippings demo --out $(OUT)
 
 test: $(VENV)/.installed
+	sh scripts/install-test-deps.sh
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed

@@ -19,6 +19,7 @@ from typing import Any
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clippings.errors import BadInput
@@ -233,11 +234,11 @@ def validate_archive_part(table: pa.Table, where: str, require_labels: bool = Fa
         row = ids.is_null().to_pylist().index(True)
         raise BadInput(f"archive {where}: row {row} has no clipping_id; give every row a unique id")
     has_image = (table.column("image").is_valid() if "image" in names
-                 else pa.array([False] * table.num_rows))
+                 else pa.array([False] * table.num_rows, pa.bool_()))
     has_path = (table.column("image_path").is_valid() if "image_path" in names
-                else pa.array([False] * table.num_rows))
-    both_missing = pa.compute.invert(pa.compute.or_(has_image, has_path))
-    if pa.compute.any(both_missing).as_py():
+                else pa.array([False] * table.num_rows, pa.bool_()))
+    both_missing = pc.invert(pc.or_(has_image, has_path))
+    if pc.any(both_missing).as_py():
         row = both_missing.to_pylist().index(True)
         raise BadInput(
             f"archive {where}: row {row} (clipping_id {ids[row].as_py()!r}) has neither 'image' nor 'image_path'; "

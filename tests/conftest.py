@@ -99,3 +99,27 @@ def tiny_model_dir(tmp_path_factory):
     model, processor = build_tiny(seed=0)
     save_model(model, processor, str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def train_archives(tmp_path_factory):
+    """Small PIL-built reprint archives for the training tests: unlabelled (60×3), train (24×3), val (12×3)."""
+    from train_helpers import make_archive
+
+    root = tmp_path_factory.mktemp("train_archives")
+    return {
+        "unlabelled": make_archive(str(root / "unlabelled"), 60, 3, seed=1, labelled=False),
+        "train": make_archive(str(root / "train"), 24, 3, seed=2),
+        "val": make_archive(str(root / "val"), 12, 3, seed=3),
+    }
+
+
+@pytest.fixture(scope="session")
+def pretrained(train_archives, ray_local, tmp_path_factory):
+    """`clippings pretrain` through cli.main with 2 gloo workers, 2 epochs: (exit code, model folder)."""
+    from clippings import cli
+
+    out = tmp_path_factory.mktemp("pretrained") / "model"
+    rc = cli.main(["pretrain", "--archive", train_archives["unlabelled"], "--out", str(out), "--workers", "2",
+                   "--epochs", "2", "--batch-size", "32", "--seed", "3"])
+    return rc, str(out)

@@ -1,0 +1,25 @@
+"""`clippings evaluate`: score a links folder against a labelled archive."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Score DIR/clusters.parquet against a labelled archive: ARI, pairwise P/R/F1 (writes DIR/metrics.json)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--links", required=True, help="links folder (clusters.parquet, optional _quarantine/)")
+    parser.add_argument("--archive", required=True, help="the labelled archive that was linked")
+
+
+def run(args: argparse.Namespace) -> int:
+    from clippings.archive import join
+    from clippings.evaluate import evaluate_links
+
+    m = evaluate_links(args.links, args.archive)
+    pc = m["predicted_clusters"]
+    print(f"evaluate: ARI {m['ari']:.4f}  pairwise precision {m['precision']:.4f} recall {m['recall']:.4f} "
+          f"F1 {m['f1']:.4f}  ({m['n']} clippings, {pc['clusters']} clusters, {m['true_clusters']['clusters']} "
+          f"true groups, {m['quarantined']} quarantined)")
+    print(f"evaluate: wrote {join(args.links, 'metrics.json')}")
+    return 0

@@ -1,0 +1,44 @@
+"""`clippings pretrain`: continue CLIP language-image pretraining on an archive's pairs, on Ray Train."""
+
+from __future__ import annotations
+
+import argparse
+
+from clippings.params import Interval, validate_params
+
+HELP = "Continue CLIP pretraining (symmetric InfoNCE) on an archive's image-caption pairs; resumes a run."
+
+CONSTRAINTS = {
+    "workers": Interval(int, 1, None),
+    "epochs": Interval(int, 1, None),
+    "batch_size": Interval(int, 2, None),
+    "lr": Interval(float, 0.0, 1.0, open_low=True),
+    "seed": Interval(int, 0, None),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--archive", required=True, help="archive dataset folder (local or s3://); labels ignored")
+    parser.add_argument("--out", required=True, help="output model folder (local or s3://)")
+    parser.add_argument("--model", default="tiny", help="start model: 'tiny', a folder, s3:// folder or hub id")
+    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast, NCCL")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs (default: 3)")
+    parser.add_argument("--batch-size", type=int, default=128, help="global batch, split across workers (128)")
+    parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default: 5e-4)")
+    parser.add_argument("--seed", type=int, default=0, help="data order and held-out slice seed (default: 0)")
+    parser.add_argument("--run-dir", default=None, help="checkpoint storage (default: OUT_runs); re-run resumes")
+
+
+def run(args: argparse.Namespace) -> int:
+    validate_params("pretrain", vars(args), CONSTRAINTS)
+    from clippings.logs import setup_logging
+    from clippings.train.pretrain import pretrain
+
+    log = setup_logging(None, "pretrain")
+    state = pretrain(args.archive, args.out, model=args.model, workers=args.workers, gpu=args.gpu,
+                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                     run_dir=args.run_dir)
+    best = state["best"]
+    log.info("pretrain: wrote %s (best epoch %d, val loss %.4f)", args.out, best["epoch"], best["val_loss"])
+    return 0

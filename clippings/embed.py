@@ -1,0 +1,484 @@
+"""The Ray Data embedding pipeline: archive parts in, one embeddings part (both towers) per input part out.
+
+Stages (design.md §2, §8, §9):
+  read (CPU tasks, one per input part, streamed by row group) → decode + preprocess images, tokenise captions
+  (CPU tasks, `map_batches` with a function) → embed both towers (a pool of model actors) → the driver gathers
+  each part's rows and writes `out/part-N.parquet`, its quarantine rows and, last, `out/_done/part-N.json`.
+`embed()` is the pure stage (dataset in, dataset out); `embed_archive()` plans, reads, calls it, writes and
+resumes. A re-run skips every part with a completion marker; at most the parts in flight are redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clippings.archive import (
+    QUARANTINE_DIR,
+    check_unique_ids,
+    exists,
+    filesystem,
+    join,
+    list_parts,
+    makedirs,
+    normalise_archive,
+    quarantine_table,
+    read_json,
+    read_part,
+    resolve_image_path,
+    validate_archive_part,
+    write_json,
+    write_quarantine,
+    write_table_atomic,
+)
+from clippings.errors import BadInput
+
+STAGE = "embed"
+DONE_DIR = "_done"
+SKIPPED_FILES = "skipped-files.json"
+READ_ROWS = 256
+"""Rows per block read from a part: bounds a read task's memory to READ_ROWS images."""
+
+log = logging.getLogger("clippings.embed")
+
+
+# ---------------------------------------------------------------- planning (driver, cheap)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One input part file: its full path/URI, its name (= the output part name) and its row count."""
+
+    path: str
+    name: str
+    rows: int
+
+
+@dataclass
+class Plan:
+    """What an embed run must do: all readable shards, the files skipped as unreadable, the archive root."""
+
+    archive: str
+    shards: list[Shard]
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+
+def plan_shards(archive: str, skip_bad_files: bool = False) -> Plan:
+    """List and check the archive's parts reading only their footers and `clipping_id` columns.
+
+    Each part's schema is checked with `validate_archive_part` (on an empty table of that schema: columns and
+    types), its ids for nulls, and all ids together for duplicates. An unreadable part is a BadInput naming
+    it, or with `skip_bad_files` is recorded in `Plan.skipped_files`. Cost: one id column per part in memory
+    at a time plus one Counter over all ids (≈100 bytes per id).
+    """
+    shards, skipped, ids = [], [], []
+    for part in list_parts(archive, "archive"):
+        try:
+            fs, inner = filesystem(part)
+            with fs.open(inner, "rb") as f:
+                schema = pq.read_schema(f)
+            validate_archive_part(schema.empty_table(), part)
+            id_column = read_part(part, "archive", columns=["clipping_id"]).column("clipping_id")
+        except BadInput as e:
+            if not skip_bad_files or "not readable" not in str(e):
+                raise
+            skipped.append({"file": part, "reason": str(e)})
+            continue
+        except (pa.ArrowInvalid, OSError) as e:
+            reason = f"archive {part}: file is not readable Parquet ({str(e).splitlines()[0]}); " \
+                     "re-write or remove the file"
+            if not skip_bad_files:
+                raise BadInput(reason) from e
+            skipped.append({"file": part, "reason": reason})
+            continue
+        if id_column.null_count:
+            row = id_column.is_null().to_pylist().index(True)
+            raise BadInput(f"archive {part}: row {row} has no clipping_id; give every row a unique id")
+        ids.extend(id_column.to_pylist())
+        shards.append(Shard(part, posixpath.basename(part), len(id_column)))
+    check_unique_ids(ids, archive)
+    if not ids:
+        raise BadInput(f"archive {archive}: the dataset is empty (0 readable rows); give at least one row")
+    return Plan(archive, shards, skipped)
+
+
+# ---------------------------------------------------------------- model description (driver)
+
+
+@dataclass(frozen=True)
+class EmbedModel:
+    """What the stage needs to know about a model, light enough to ship to every task.
+
+    spec: the `--model` value actors load; fingerprint/name: from the driver's load (actors check it);
+    dim: embedding width; max_text_len: token limit; processor: the CLIPProcessor (tokenizer + images).
+    """
+
+    spec: str
+    fingerprint: str
+    name: str
+    dim: int
+    max_text_len: int
+    processor: Any
+
+
+def describe_model(spec: str) -> EmbedModel:
+    """Load the model once on the driver for its fingerprint, width and processor; the weights are freed.
+
+    Cost: one model load (seconds and the model's size in RAM, briefly).
+    """
+    from clippings.model import load_model
+
+    loaded = load_model(spec)
+    config = loaded.model.config
+    return EmbedModel(spec, loaded.fingerprint, loaded.name, int(config.projection_dim),
+                      int(config.text_config.max_position_embeddings), loaded.processor)
+
+
+# ---------------------------------------------------------------- reading (CPU tasks)
+
+
+def _read_shard(batch: dict[str, np.ndarray], archive: str) -> Iterator[pa.Table]:
+    """Stream one part (a one-row batch naming it) as normalised archive rows plus `shard`, by row group.
+
+    `image_path` is made absolute (or a URI) here so the stage needs no knowledge of the archive's folder.
+    """
+    for path, name in zip(batch["path"], batch["name"], strict=True):
+        fs, inner = filesystem(str(path))
+        with fs.open(inner, "rb") as f:
+            for record_batch in pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS):
+                table = normalise_archive(pa.Table.from_batches([record_batch]))
+                table = table.select(["clipping_id", "image", "image_path", "caption"])
+                paths = [None if p is None else resolve_image_path(archive, p)
+                         for p in table.column("image_path").to_pylist()]
+                table = table.set_column(2, "image_path", pa.array(paths, pa.string()))
+                yield table.append_column("shard", pa.array([str(name)] * table.num_rows, pa.string()))
+
+
+def read_shards(plan: Plan, shards: list[Shard]):
+    """A Ray Dataset of archive rows (`clipping_id`, `image`, `image_path`, `caption`, `shard`) of `shards`.
+
+    One read task per part, streaming READ_ROWS rows at a time: memory per task is one row group's images.
+    """
+    import ray
+
+    items = [{"path": s.path, "name": s.name} for s in shards]
+    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        _read_shard, batch_size=None, fn_kwargs={"archive": plan.archive}, num_cpus=1
+    )
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def _image_bytes(image: bytes | None, image_path: str | None) -> bytes:
+    if image is not None:
+        return image
+    fs, inner = filesystem(image_path)
+    try:
+        with fs.open(inner, "rb") as f:
+            return f.read()
+    except FileNotFoundError as e:
+        raise ValueError(f"image file not found: {image_path}") from e
+    except OSError as e:
+        raise ValueError(f"image file not readable: {image_path} ({type(e).__name__})") from e
+
+
+def _preprocess(batch: pa.Table, model: EmbedModel) -> dict[str, np.ndarray]:
+    """Decode and preprocess images, tokenise captions; a bad row gets a `reason` and zero tensors.
+
+    Captions are padded to the model's maximum length with their true `length` kept, so any later batching
+    can trim to its own longest caption (CLIP's causal text tower makes right padding inert).
+    """
+    from clippings.model import decode_image
+
+    ids = batch.column("clipping_id").to_pylist()
+    images = batch.column("image").to_pylist()
+    paths = batch.column("image_path").to_pylist()
+    captions = batch.column("caption").to_pylist()
+    reasons, pil, ok = [], [], []
+    for i, (image, path, caption) in enumerate(zip(images, paths, captions, strict=True)):
+        try:
+            if not isinstance(caption, str):
+                raise ValueError("caption is null, not a string; give an empty string for no caption")
+            if image is None and path is None:
+                raise ValueError("no image and no image_path")
+            pil.append(decode_image(_image_bytes(image, path)))
+            ok.append(i)
+            reasons.append("")
+        except ValueError as e:
+            reasons.append(str(e))
+    size = model.processor.image_processor.crop_size
+    pixels = np.zeros((len(ids), 3, size["height"], size["width"]), np.float32)
+    tokens = np.zeros((len(ids), model.max_text_len), np.int64)
+    lengths = np.zeros(len(ids), np.int64)
+    if ok:
+        pixels[ok] = model.processor.image_processor(images=pil, return_tensors="np")["pixel_values"]
+        encoded = model.processor.tokenizer(
+            [captions[i] for i in ok], padding="max_length", truncation=True, max_length=model.max_text_len,
+            return_tensors="np",
+        )
+        tokens[ok] = encoded["input_ids"]
+        lengths[ok] = encoded["attention_mask"].sum(axis=1)
+    return {
+        "clipping_id": np.asarray(ids, dtype=object),
+        "shard": np.asarray(batch.column("shard").to_pylist(), dtype=object),
+        "pixel_values": pixels,
+        "input_ids": tokens,
+        "length": lengths,
+        "reason": np.asarray(reasons, dtype=object),
+    }
+
+
+class _EmbedActor:
+    """A model replica: builds its LoadedModel once, then embeds both towers of each batch.
+
+    threads: torch intra-op threads (Ray gives fractional-CPU actors one thread by default).
+    """
+
+    def __init__(self, model: EmbedModel, device: str, half: bool, threads: int) -> None:
+        import torch
+
+        from clippings.model import load_model
+
+        torch.set_num_threads(max(1, threads))
+        dtype = torch.float16 if half else torch.float32
+        self.loaded = load_model(model.spec, device=device, dtype=dtype)
+        if self.loaded.fingerprint != model.fingerprint:
+            raise BadInput(
+                f"model {model.spec}: weights changed during the run (fingerprint {self.loaded.fingerprint}, "
+                f"expected {model.fingerprint}); re-run once the model folder is stable"
+            )
+        self.pad = self.loaded.processor.tokenizer.pad_token_id or 0
+        self.dim = model.dim
+        self.delay = float(os.environ.get("CLIPPINGS_EMBED_TEST_DELAY_S", "0"))  # fault-injection tests only
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        if self.delay:
+            time.sleep(self.delay)
+        n = len(batch["clipping_id"])
+        ok = np.flatnonzero(batch["reason"] == "")
+        image = np.zeros((n, self.dim), np.float32)
+        text = np.zeros((n, self.dim), np.float32)
+        if len(ok):
+            image[ok] = self.loaded.embed_images(torch.from_numpy(batch["pixel_values"][ok]))
+            lengths = batch["length"][ok]
+            width = int(lengths.max())
+            ids = torch.from_numpy(batch["input_ids"][ok, :width])
+            mask = torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]
+            ids = ids.masked_fill(~mask, self.pad)
+            text[ok] = self.loaded.embed_tokens(ids, mask.long())
+        return {"clipping_id": batch["clipping_id"], "shard": batch["shard"], "image_emb": image,
+                "text_emb": text, "reason": batch["reason"]}
+
+
+def embed(dataset, model: EmbedModel, *, batch_size: int = 64, concurrency: int = 1, gpu: bool = False,
+          half: bool = False, threads: int | None = None):
+    """The embed stage: archive rows in, (`clipping_id`, `shard`, `image_emb`, `text_emb`, `reason`) out.
+
+    dataset: Ray Dataset with `clipping_id`, `image` (bytes or null), `image_path` (absolute/URI or null),
+    `caption`, `shard`. model: from `describe_model`. batch_size: rows per model call. concurrency: model
+    actors. gpu: one GPU per actor. half: fp16 on GPU. threads: torch threads per CPU actor (default: this
+    node's cores / concurrency). A row that cannot be embedded keeps zero vectors and a non-empty `reason`.
+    CPU actors ask for 0.5 CPU so read and preprocess tasks always find a slot (design.md §9). Memory: a
+    batch of preprocessed pixels (batch_size·3·H·W·4 bytes) per task and actor, plus one model per actor.
+    """
+    from ray.data import ActorPoolStrategy
+
+    threads = threads or max(1, (os.cpu_count() or 1) // concurrency)
+    pre = dataset.map_batches(_preprocess, batch_size=batch_size, batch_format="pyarrow",
+                              fn_kwargs={"model": model}, num_cpus=1)
+    resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 0.5}
+    return pre.map_batches(
+        _EmbedActor,
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ActorPoolStrategy(size=concurrency),
+        fn_constructor_kwargs={"model": model, "device": "cuda" if gpu else "cpu", "half": half and gpu,
+                               "threads": 1 if gpu else threads},
+        **resources,
+    )
+
+
+# ---------------------------------------------------------------- writing and resuming (driver)
+
+
+@dataclass
+class EmbedSummary:
+    """Counts of one run: rows in this run and already done, embedded, quarantined, skipped files, time."""
+
+    rows_in: int = 0
+    embedded: int = 0
+    quarantined: int = 0
+    shards_done: int = 0
+    shards_resumed: int = 0
+    rows_resumed: int = 0
+    skipped_files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        return self.rows_in / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"rows in: {self.rows_in} (+{self.rows_resumed} in {self.shards_resumed} parts already done)",
+            f"embedded: {self.embedded}",
+            f"quarantined: {self.quarantined}",
+            f"parts written: {self.shards_done}",
+            f"time: {self.seconds:.1f} s, {self.throughput:.1f} rows/s",
+        ]
+        if self.skipped_files:
+            out.append(f"skipped unreadable files: {len(self.skipped_files)} ({', '.join(self.skipped_files)})")
+        return out
+
+
+def marker_path(out: str, shard_name: str) -> str:
+    return join(out, DONE_DIR, shard_name + ".json")
+
+
+def finished_shards(out: str, plan: Plan, fingerprint: str) -> set[str]:
+    """Names of parts already embedded into `out`, read from their markers (the id inside, not the name).
+
+    Refuses an output made with another model fingerprint or from parts whose row counts have changed.
+    """
+    folder = join(out, DONE_DIR)
+    fs, inner = filesystem(folder)
+    if not fs.exists(inner):
+        return set()
+    rows = {s.name: s.rows for s in plan.shards}
+    done = set()
+    for name in sorted(fs.ls(inner, detail=False)):
+        if not name.endswith(".json"):
+            continue
+        path = join(folder, posixpath.basename(name))
+        marker = read_json(path)
+        if marker.get("fingerprint") != fingerprint:
+            raise BadInput(
+                f"embeddings {out}: made with model fingerprint {marker.get('fingerprint')} ({path}), "
+                f"but --model has {fingerprint}; use a new --out folder or the same model"
+            )
+        shard = marker.get("shard")
+        if shard in rows and rows[shard] != marker.get("rows"):
+            raise BadInput(
+                f"embeddings {out}: {path} records {marker.get('rows')} rows but archive part {shard} has "
+                f"{rows[shard]}; the archive changed: use a new --out folder"
+            )
+        done.add(shard)
+    return done
+
+
+class _ShardWriter:
+    """Gathers the stage's output rows per part; writes a part when all its rows are in, marker last."""
+
+    def __init__(self, out: str, model: EmbedModel, shards: list[Shard], dtype: str, summary: EmbedSummary):
+        self.out, self.model, self.dtype, self.summary = out, model, dtype, summary
+        self.expected = {s.name: s for s in shards}
+        self.pending: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in shards}
+        self.count = dict.fromkeys(self.expected, 0)
+        for s in shards:
+            if s.rows == 0:
+                self._write(s.name)
+
+    def add(self, batch: dict[str, np.ndarray]) -> None:
+        shards = batch["shard"]
+        for name in np.unique(shards):
+            rows = {k: v[shards == name] for k, v in batch.items()}
+            self.pending[name].append(rows)
+            self.count[name] += len(rows["clipping_id"])
+            if self.count[name] == self.expected[name].rows:
+                self._write(name)
+
+    def _write(self, name: str) -> None:
+        from clippings.embeddings import embeddings_table
+
+        chunks = self.pending.pop(name)
+        ids = np.concatenate([c["clipping_id"] for c in chunks]) if chunks else np.zeros(0, object)
+        dim = self.model.dim
+        image = np.concatenate([c["image_emb"] for c in chunks]) if chunks else np.zeros((0, dim), np.float32)
+        text = np.concatenate([c["text_emb"] for c in chunks]) if chunks else np.zeros((0, dim), np.float32)
+        reason = np.concatenate([c["reason"] for c in chunks]) if chunks else np.zeros(0, object)
+        good = reason == ""
+        bad = ~good
+        write_quarantine(self.out, quarantine_table(ids[bad].tolist(), STAGE, reason[bad].tolist()), name)
+        table = embeddings_table(ids[good].tolist(), image[good], text[good], self.model.fingerprint,
+                                 self.model.name, self.dtype)
+        write_table_atomic(table, join(self.out, name))
+        shard = self.expected[name]
+        write_json(marker_path(self.out, name), {
+            "shard": name, "input": shard.path, "rows": shard.rows, "embedded": int(good.sum()),
+            "quarantined": int(bad.sum()), "fingerprint": self.model.fingerprint, "model": self.model.name,
+        })
+        self.summary.rows_in += shard.rows
+        self.summary.embedded += int(good.sum())
+        self.summary.quarantined += int(bad.sum())
+        self.summary.shards_done += 1
+
+    def check_complete(self) -> None:
+        if self.pending:
+            short = ", ".join(f"{n} ({self.count[n]}/{self.expected[n].rows} rows)" for n in sorted(self.pending))
+            raise RuntimeError(f"embed: the pipeline ended with parts incomplete: {short}")
+
+
+def embed_archive(archive: str, model_spec: str, out: str, *, batch_size: int = 64, concurrency: int | None = None,
+                  gpu: bool = False, dtype: str = "float32", skip_bad_files: bool = False,
+                  threads: int | None = None) -> EmbedSummary:
+    """Embed every clipping of `archive` into `out` (local or s3://), resuming a partial run.
+
+    Writes `out/part-*.parquet` (one per input part, same name; fingerprint in the file metadata),
+    `out/_quarantine/part-*.parquet` for bad rows, `out/_quarantine/skipped-files.json` for skipped files
+    and `out/_done/part-*.json` completion markers. Ray must be initialised (`clippings.raylocal.init_ray`).
+    Cost: one pass over the archive; driver memory ≈ the embeddings of the parts in flight.
+    """
+    import ray
+
+    start = time.perf_counter()
+    plan = plan_shards(archive, skip_bad_files)
+    model = describe_model(model_spec)
+    makedirs(out)
+    summary = EmbedSummary(skipped_files=[f["file"] for f in plan.skipped_files])
+    if plan.skipped_files:
+        write_json(join(out, QUARANTINE_DIR, SKIPPED_FILES), plan.skipped_files)
+    done = finished_shards(out, plan, model.fingerprint)
+    todo = [s for s in plan.shards if s.name not in done]
+    summary.shards_resumed = len(plan.shards) - len(todo)
+    summary.rows_resumed = sum(s.rows for s in plan.shards if s.name in done)
+    if done:
+        log.info("resuming: %d of %d parts already embedded", summary.shards_resumed, len(plan.shards))
+    if concurrency is None:
+        concurrency = max(1, int(ray.cluster_resources().get("GPU", 1))) if gpu else 1
+    writer = _ShardWriter(out, model, todo, dtype, summary)
+    nonempty = [s for s in todo if s.rows]
+    if nonempty:
+        result = embed(read_shards(plan, nonempty), model, batch_size=batch_size, concurrency=concurrency,
+                       gpu=gpu, half=gpu, threads=threads)
+        for batch in result.iter_batches(batch_size=None, batch_format="numpy"):
+            writer.add(batch)
+    writer.check_complete()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def read_done_markers(out: str) -> list[dict]:
+    """All completion markers of an embeddings output (for checks and reports)."""
+    folder = join(out, DONE_DIR)
+    if not exists(folder):
+        return []
+    fs, inner = filesystem(folder)
+    return [read_json(join(folder, posixpath.basename(p))) for p in sorted(fs.ls(inner, detail=False))
+            if p.endswith(".json")]
+

@@ -1,0 +1,54 @@
+"""Kill the embed driver mid-job with SIGKILL, re-run, and check: complete, no duplicates, no recompute."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from embed_helpers import write_archive
+
+from clippings import cli
+from clippings.archive import part_name, read_quarantine
+from clippings.embeddings import read_embeddings
+
+PARTS, ROWS = 12, 4
+
+
+def test_sigkill_mid_job_then_resume(ray_local, tmp_path):
+    archive, out = str(tmp_path / "archive"), str(tmp_path / "emb")
+    ids = write_archive(archive, parts=PARTS, rows=ROWS)
+    env = dict(os.environ, CLIPPINGS_EMBED_TEST_DELAY_S="0.5")  # each model call sleeps: > 6 s
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clippings.cli", "embed", "--archive", archive, "--model", "tiny", "--out", out,
+         "--batch-size", str(ROWS)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    done_dir = os.path.join(out, "_done")
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and not (os.path.isdir(done_dir) and os.listdir(done_dir)):
+            assert proc.poll() is None, "the embed job ended before any part was finished"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, all in the session we started
+    finally:
+        proc.wait(timeout=60)
+    before = {n: os.stat(os.path.join(done_dir, n)).st_mtime_ns for n in os.listdir(done_dir)}
+    finished = [json.load(open(os.path.join(done_dir, n)))["shard"] for n in before]
+    parts_before = {s: os.stat(os.path.join(out, s)).st_mtime_ns for s in finished}
+    assert 1 <= len(before) < PARTS, "the kill must land mid-job"
+
+    assert cli.main(["embed", "--archive", archive, "--model", "tiny", "--out", out, "--batch-size", "3"]) == 0
+    after = {n: os.stat(os.path.join(done_dir, n)).st_mtime_ns for n in os.listdir(done_dir)}
+    assert len(after) == PARTS
+    assert {n: after[n] for n in before} == before  # finished parts were not recomputed
+    assert {s: os.stat(os.path.join(out, s)).st_mtime_ns for s in finished} == parts_before
+    emb = read_embeddings(out)  # refuses duplicate ids and mixed fingerprints
+    assert sorted(emb.ids.tolist()) == sorted(ids) and read_quarantine(out).num_rows == 0
+    assert sorted(p for p in os.listdir(out) if p.startswith("part-")) == [part_name(i) for i in range(PARTS)]
+    log = open(os.path.join(out, "embed.log")).read()
+    assert f"resuming: {len(before)} of {PARTS} parts already embedded" in log
