@@ -1,13 +1,14 @@
 """Exact single linkage vs DBSCAN(min_samples=1, metric='cosine'), and the one-sweep ARI curve vs the
 reference tuning protocol (one clustering per candidate threshold), measured side by side in one run.
 
-    python -m bench.link [--quick] [--big N]
+    python -m bench.link [--quick] [--big N] [--sizes 10000,50000]
 
 Data: clustered unit vectors with a heavy tail of group sizes (Zipf, capped at 400: many groups larger than
 k = 20), members at cosine distance ~0.1 from each other, groups ~1 apart; t = 0.3. Each method runs in its
-own subprocess; time is wall-clock, memory is the peak RSS (ru_maxrss) less the RSS after the imports and
-the data load (the same baseline for every method). Clusters of every method are checked equal to DBSCAN's
-(ARI = 1.0 asserted). Sizes: 10k and 50k at d = 512 (--quick: 2k and 5k); ours alone on --big N vectors at
+own subprocess; time is wall-clock, memory is the peak RSS (ru_maxrss) less the RSS after the imports
+(faiss, scipy, sklearn) and the data load (the same baseline for every method). The machine's load average
+is printed with the table: on a shared machine every time is inflated alike. Clusters of every method
+are checked equal to DBSCAN's (ARI = 1.0 asserted). Sizes: 10k and 50k at d = 512 (--quick: 2k and 5k); ours alone on --big N vectors at
 d = 256 with the IVF index, recall of within-t pairs measured on a sample (default 1M; 0 skips).
 """
 
@@ -44,6 +45,7 @@ def make_data(n: int, dim: int, seed: int = 0, noise: float = 0.33) -> tuple[np.
 
 def _worker(method: str, data: str, out: str) -> None:
     """Run one method on the saved vectors; write labels and a JSON record (seconds, extra peak RSS)."""
+    import faiss  # noqa: F401 - imported before the baseline, like sklearn for DBSCAN
     from scipy.sparse.csgraph import connected_components  # noqa: F401 - imported before the baseline
     from sklearn.cluster import DBSCAN
 
@@ -69,7 +71,8 @@ def _worker(method: str, data: str, out: str) -> None:
             thresholds, _ = ari_curve(mst, group, max_threshold=graph.exact_up_to)
             record.update(curve_s=time.perf_counter() - t0, curve_points=len(thresholds))
     record["seconds"] = time.perf_counter() - start
-    record["peak_extra_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    record.update(peak_extra_mb=(peak - base) / 1024, peak_total_mb=peak / 1024, load=os.getloadavg()[0])
     np.save(out + ".npy", labels)
     with open(out + ".json", "w") as f:
         json.dump(record, f, default=float)
@@ -90,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2k and 5k points, no big run")
     parser.add_argument("--big", type=int, default=1_000_000, help="size of the IVF run at d=256 (0: skip)")
+    parser.add_argument(
+        "--sizes",
+        default="10000,50000",
+        help="sizes compared with DBSCAN at d=512 ('': none; --quick: 2000,5000)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -99,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from sklearn.metrics import adjusted_rand_score
 
-    sizes = (2_000, 5_000) if args.quick else (10_000, 50_000)
+    sizes = (2_000, 5_000) if args.quick else tuple(int(v) for v in args.sizes.split(",") if v)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
@@ -128,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
         print(
-            f"\nsingle linkage at t={THRESHOLD} (d=512), vs DBSCAN(min_samples=1, cosine); ARI vs DBSCAN = 1.0"
+            f"\nsingle linkage at t={THRESHOLD} (d=512), vs DBSCAN(min_samples=1, cosine); "
+            f"ARI vs DBSCAN = 1.0; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         print(
             f"{'n':>8} {'method':<12} {'ours s':>9} {'ref s':>10} {'time ratio':>11} {'ours MB':>8} "
@@ -142,17 +151,24 @@ def main(argv: list[str] | None = None) -> int:
                 f"{ref_mb / max(rec['peak_extra_mb'], 1):>8.1f}x"
             )
         print("tune curve: ref = one DBSCAN run × 100,000 candidate thresholds (the reference protocol)")
+        for n, method, rec, _ in rows:
+            if "stats" in rec:
+                stats = {key: v for key, v in rec["stats"].items() if key not in ("k",)}
+                print(f"  {n:>8} {method:<12} load {rec['load']:.1f} {stats}")
         if args.big and not args.quick:
             x, _ = make_data(args.big, 256, seed=1)
             data = os.path.join(tmp, "big.npy")
             np.save(data, x)
             del x
             rec, labels = _run("ours-ivf", data, tmp, 3600)
+            stats = rec["stats"]
             print(
-                f"\nours, IVF, n={args.big:,} d=256: {rec['seconds']:.1f} s, peak extra "
-                f"{rec['peak_extra_mb']:.0f} MB, recall of within-t pairs {rec['recall']:.4f}, "
-                f"{len(np.unique(labels)):,} clusters"
+                f"\nours, IVF (nlist {stats['nlist']}, nprobe {stats['nprobe']}), n={args.big:,} d=256: "
+                f"{rec['seconds']:.1f} s, peak RSS {rec['peak_total_mb']:.0f} MB (extra "
+                f"{rec['peak_extra_mb']:.0f} MB), recall of within-t pairs {rec['recall']:.4f} (sample of "
+                f"1000 points vs exact search), {len(np.unique(labels)):,} clusters, load {rec['load']:.1f}"
             )
+            print(f"  timings {stats['timings']}")
     return 0
 
 

@@ -7,11 +7,15 @@ components. n and overlap are tuned on a labelled validation set by ARI.
 Never all pairs: candidates come from an inverted index over *prefixes* (prefix filtering, Chaudhuri et al.
 2006; Bayardo et al. 2007, "Scaling up all pairs similarity search"): with n-grams ordered rarest first, two
 sets with Jaccard >= t share an n-gram among the first |A| - ceil(t|A|) + 1 of each. Candidates are then
-verified exactly, so the result equals the brute-force join, except for one documented cap: a prefix
-n-gram held by more than `max_df` captions is not used as a candidate source (its pairs would be quadratic;
-on real archives these are boilerplate such as "(AP) —"). Pairs that share nothing rarer in their
-prefixes are then missed; the number of skipped n-grams is reported. Cost: near-linear in captions plus
-candidate pairs; memory ~100 bytes per n-gram occurrence.
+verified exactly, so the result equals the brute-force join, except for one documented cap that keeps the
+cost linear in the number of captions N: posting lists are paired shortest first, and lists longer than an
+effective cap are not paired at all. The cap is the largest list length <= `max_df` (500) at which the
+pairs emitted stay <= `pair_budget` x N (100 per caption), so candidate pairs per caption are bounded
+whatever the archive size. What it may miss: pairs whose shared prefix n-grams are all more common than the
+cap, i.e. captions that agree only on boilerplate ("(AP) —", "mr and mrs") and not on any rarer n-gram
+such as a name; reprint groups larger than the cap whose every prefix n-gram is also that common. The
+number of unpaired n-grams and the cap used are reported. Cost: O(occurrences log occurrences) sorts plus
+at most pair_budget x N candidate pairs; memory ~100 bytes per n-gram occurrence and ~24 per pair.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from scipy.sparse.csgraph import connected_components
 from clippings.evaluate import ari
 
 MAX_DF = 500
+PAIR_BUDGET = 100.0  # candidate pairs emitted per caption, at most (before deduplication)
 NS = (1, 2, 3, 4, 5)
 OVERLAPS = tuple(float(x) for x in np.round(np.arange(0.05, 0.951, 0.05), 2))
 
@@ -114,15 +119,42 @@ def _pairs_within_groups(members: np.ndarray, group_end: np.ndarray) -> tuple[np
     return np.concatenate(src), np.concatenate(dst)
 
 
-def candidate_pairs(sets: NgramSets, overlap: float, max_df: int = MAX_DF) -> tuple[np.ndarray, np.ndarray, int]:
-    """Candidate pairs (a < b) for Jaccard >= overlap by prefix filtering; returns (a, b, skipped n-grams).
+@dataclass
+class Candidates:
+    """Candidate pairs (a[i] < b[i], unique) and what the caps left out."""
 
-    Every pair with Jaccard >= overlap is a candidate, unless it only shares prefix n-grams held by more
-    than `max_df` captions (see the module note). Candidates also pass the length filter
-    overlap * max(|A|, |B|) <= min(|A|, |B|).
+    a: np.ndarray
+    b: np.ndarray
+    skipped_ngrams: int  # prefix n-grams whose posting lists were not paired (df above the effective cap)
+    max_df_used: int  # the effective cap: posting lists up to this length were paired
+
+
+def _effective_cap(counts: np.ndarray, max_df: int, budget: float) -> int:
+    """The largest df d <= max_df such that pairing every posting list of length <= d costs <= budget pairs.
+
+    Lists are admitted by length, shortest first, so the cap depends only on the df histogram (deterministic).
+    """
+    values, inverse = np.unique(counts, return_inverse=True)
+    cost = np.bincount(inverse, weights=counts * (counts - 1) / 2.0)
+    fits = (np.cumsum(cost) <= budget) & (values <= max_df)
+    ok = np.flatnonzero(~fits)
+    last = (ok[0] if ok.size else values.size) - 1
+    return int(values[last]) if last >= 0 else 1
+
+
+def candidate_pairs(sets: NgramSets, overlap: float, max_df: int = MAX_DF,
+                    pair_budget: float = PAIR_BUDGET, chunk_pairs: int = 20_000_000) -> Candidates:
+    """Candidate pairs for Jaccard >= overlap by prefix filtering, with a cap that keeps the cost linear.
+
+    Every pair with Jaccard >= overlap is a candidate, unless it only shares prefix n-grams whose posting
+    lists are longer than the effective cap: the largest length <= `max_df` at which pairing all lists up
+    to that length emits at most `pair_budget` x captions pairs (see the module note). Candidates also pass
+    the length filter overlap * max(|A|, |B|) <= min(|A|, |B|). Cost: O(n-gram occurrences log) plus at
+    most pair_budget x captions emitted pairs, deduplicated `chunk_pairs` at a time (memory ~24 bytes each).
     """
     sizes = sets.sizes
-    doc = np.repeat(np.arange(len(sets), dtype=np.int64), sizes)
+    n_docs = len(sets)
+    doc = np.repeat(np.arange(n_docs, dtype=np.int64), sizes)
     df = np.bincount(sets.grams, minlength=sets.n_grams)
     rank = np.empty(sets.n_grams, np.int64)
     rank[np.lexsort((np.arange(sets.n_grams), df))] = np.arange(sets.n_grams)
@@ -131,19 +163,35 @@ def candidate_pairs(sets: NgramSets, overlap: float, max_df: int = MAX_DF) -> tu
     prefix = sizes - np.ceil(overlap * sizes - 1e-9).astype(np.int64) + 1
     keep = order[pos < prefix[doc]]
     p_gram, p_doc = sets.grams[keep], doc[keep]
+    del doc, order, pos, keep
     by_gram = np.lexsort((p_doc, p_gram))
     p_gram, p_doc = p_gram[by_gram], p_doc[by_gram]
     bounds = np.flatnonzero(np.diff(p_gram)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [p_gram.size]])
+    starts = np.concatenate([[0], bounds]).astype(np.int64)
+    ends = np.concatenate([bounds, [p_gram.size]]).astype(np.int64)
     counts = ends - starts
-    frequent = counts > max_df
-    group_end = np.repeat(np.where(frequent, starts + 1, ends), counts)  # frequent groups emit no pairs
-    a, b = _pairs_within_groups(p_doc, group_end)
-    la, lb = sizes[a], sizes[b]
-    ok = np.minimum(la, lb) >= overlap * np.maximum(la, lb) - 1e-9
-    key = np.unique(a[ok] * len(sets) + b[ok])
-    return key // len(sets), key % len(sets), int(frequent.sum())
+    cap = _effective_cap(counts, max_df, pair_budget * n_docs) if counts.size else max_df
+    paired = np.flatnonzero((counts > 1) & (counts <= cap))
+    # cut the paired lists into chunks of about chunk_pairs pairs, deduplicating each before the next
+    cum = np.cumsum(counts[paired] * (counts[paired] - 1) // 2)
+    cuts = np.searchsorted(cum, np.arange(chunk_pairs, cum[-1] + chunk_pairs, chunk_pairs)) if cum.size else []
+    keys, lo = [], 0
+    for hi in list(cuts) + [paired.size]:
+        hi = min(int(hi) + 1, paired.size)
+        if hi <= lo:
+            continue
+        g = paired[lo:hi]
+        lo = hi
+        length = counts[g]
+        end = np.cumsum(length)
+        group_end = np.repeat(end, length)  # end of each member's group, in the members array
+        members = p_doc[np.repeat(starts[g] - (end - length), length) + np.arange(int(end[-1]))]
+        a, b = _pairs_within_groups(members, group_end)
+        la, lb = sizes[a], sizes[b]
+        ok = np.minimum(la, lb) >= overlap * np.maximum(la, lb) - 1e-9
+        keys.append(np.unique(a[ok] * n_docs + b[ok]))
+    key = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    return Candidates(key // n_docs, key % n_docs, int((counts > cap).sum()), int(cap))
 
 
 def jaccard_of_pairs(sets: NgramSets, a: np.ndarray, b: np.ndarray, chunk: int = 1_000_000) -> np.ndarray:
@@ -187,19 +235,27 @@ class JaccardResult:
     candidate_pairs: int
     linked_pairs: int
     skipped_ngrams: int
+    max_df_used: int
 
 
-def jaccard_link(captions: Sequence[str | None], n: int, overlap: float, max_df: int = MAX_DF) -> JaccardResult:
-    """Link captions with n-gram Jaccard >= overlap; component labels per caption."""
+def jaccard_link(captions: Sequence[str | None], n: int, overlap: float, max_df: int = MAX_DF,
+                 pair_budget: float = PAIR_BUDGET) -> JaccardResult:
+    """Link captions with n-gram Jaccard >= overlap; component labels per caption.
+
+    Cost: near-linear in captions (see `candidate_pairs`); memory ~100 bytes per n-gram occurrence plus
+    ~24 bytes per candidate pair.
+    """
     sets = ngram_sets(captions, n)
-    a, b, skipped = candidate_pairs(sets, overlap, max_df)
-    sim = jaccard_of_pairs(sets, a, b)
+    cand = candidate_pairs(sets, overlap, max_df, pair_budget)
+    sim = jaccard_of_pairs(sets, cand.a, cand.b)
     linked = sim >= overlap
-    return JaccardResult(components(len(sets), a[linked], b[linked]), int(a.size), int(linked.sum()), skipped)
+    return JaccardResult(components(len(sets), cand.a[linked], cand.b[linked]), int(cand.a.size),
+                         int(linked.sum()), cand.skipped_ngrams, cand.max_df_used)
 
 
 def tune_jaccard(captions: Sequence[str | None], labels: Sequence[str], ns: Sequence[int] = NS,
-                 overlaps: Sequence[float] = OVERLAPS, max_df: int = MAX_DF) -> dict:
+                 overlaps: Sequence[float] = OVERLAPS, max_df: int = MAX_DF,
+                 pair_budget: float = PAIR_BUDGET) -> dict:
     """Choose (n, overlap) maximising ARI on a labelled set; returns the choice and the whole grid.
 
     For each n the candidates are found once at the smallest overlap and verified once; each overlap is then
@@ -210,7 +266,8 @@ def tune_jaccard(captions: Sequence[str | None], labels: Sequence[str], ns: Sequ
     low = min(overlaps)
     for n in ns:
         sets = ngram_sets(captions, n)
-        a, b, _ = candidate_pairs(sets, low, max_df)
+        cand = candidate_pairs(sets, low, max_df, pair_budget)
+        a, b = cand.a, cand.b
         sim = jaccard_of_pairs(sets, a, b)
         for t in sorted(overlaps):
             keep = sim >= t
@@ -221,7 +278,7 @@ def tune_jaccard(captions: Sequence[str | None], labels: Sequence[str], ns: Sequ
     return {**best, "grid": grid}
 
 
-def run_baseline(archive: str, val: str, out: str, max_df: int = MAX_DF) -> dict:
+def run_baseline(archive: str, val: str, out: str, max_df: int = MAX_DF, pair_budget: float = PAIR_BUDGET) -> dict:
     """Tune on `val`, link `archive`, write `out/{clusters.parquet,links.json}`; returns links.json's content.
 
     Rows with a missing or empty caption link to nothing (singletons); no row is quarantined, so the
@@ -238,11 +295,11 @@ def run_baseline(archive: str, val: str, out: str, max_df: int = MAX_DF) -> dict
     timings["read_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     choice = tune_jaccard(val_table.column("caption").to_pylist(), val_table.column("label").to_pylist(),
-                          max_df=max_df)
+                          max_df=max_df, pair_budget=pair_budget)
     timings["tune_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ids = table.column("clipping_id").to_pylist()
-    result = jaccard_link(table.column("caption").to_pylist(), choice["n"], choice["overlap"], max_df)
+    result = jaccard_link(table.column("caption").to_pylist(), choice["n"], choice["overlap"], max_df, pair_budget)
     cluster_id, cluster_size = stable_cluster_ids(ids, result.labels)
     timings["link_s"] = time.perf_counter() - t0
     clusters = pa.table({"clipping_id": ids, "cluster_id": cluster_id.tolist(), "cluster_size": cluster_size},
@@ -250,7 +307,8 @@ def run_baseline(archive: str, val: str, out: str, max_df: int = MAX_DF) -> dict
     write_table_atomic(clusters, join(out, "clusters.parquet"))
     info = {
         "method": "jaccard", "n": choice["n"], "overlap": choice["overlap"], "val_ari": choice["ari"],
-        "max_df": max_df, "archive": archive, "val": val,
+        "max_df": max_df, "pair_budget": pair_budget, "max_df_used": result.max_df_used,
+        "archive": archive, "val": val,
         "counts": {"clippings": len(ids), "clusters": int(result.labels.max()) + 1 if ids else 0,
                    "candidate_pairs": result.candidate_pairs, "linked_pairs": result.linked_pairs,
                    "skipped_ngrams": result.skipped_ngrams, "quarantined": 0},

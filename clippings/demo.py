@@ -12,12 +12,15 @@ from clippings.replicate import StageRunner, print_table, replicate
 BEST_ROW = "Supervised multimodal"
 
 
-def demo(out: str, seed: int = 0) -> dict:
-    """Run the demo into `out/`; finished stages are skipped on re-run. Returns the replication results."""
+def demo(out: str, seed: int = 0, **overrides: int | None) -> dict:
+    """Run the demo into `out/`; finished stages are skipped on re-run. Returns the replication results.
+
+    overrides: sizes passed to `replicate` (stories, pretrain_epochs, train_epochs, workers).
+    """
     from clippings.cli import main as cli_main
 
     log = setup_logging(out, "demo")
-    results = replicate(out, scale="small", seed=seed, cli_main=cli_main)
+    results = replicate(out, scale="small", seed=seed, cli_main=cli_main, **overrides)
     best = results["rows"][BEST_ROW]
     test = join(results["archive"], "test")
     report = join(out, "report")

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from clippings.archive import exists, join, read_json, write_json
 from clippings.errors import BadInput
@@ -86,15 +86,17 @@ def _tuned(tune_dir: str) -> dict:
 
 
 def replicate(out: str, scale: str = "small", archive: str | None = None, seed: int = 0,
-              cli_main: Callable[[list[str]], int] | None = None) -> dict:
+              cli_main: Callable[[list[str]], int] | None = None, **overrides: int) -> dict:
     """Run the seven-row protocol into `out/` and return the results (also written to results.json/.md).
 
     archive: a folder holding labelled `train`, `val`, `test` and an `unlabelled` split (the built-in
-    archive is generated into `out/data` when None). Cost at `small`: ≤ 10 minutes on 2 CPU cores.
+    archive is generated into `out/data` when None). overrides: Scale fields to change (stories,
+    pretrain_epochs, train_epochs, batch_size, workers); None values are ignored. Cost at `small`: ≤ 10 minutes
+    on 2 CPU cores.
     """
     if cli_main is None:
         from clippings.cli import main as cli_main
-    settings = SCALES[scale]
+    settings = replace(SCALES[scale], **{k: v for k, v in overrides.items() if v is not None})
     stages = StageRunner(out, cli_main)
     data = archive or join(out, "data")
     if archive is None:
@@ -123,7 +125,8 @@ def replicate(out: str, scale: str = "small", archive: str | None = None, seed: 
                                     *settings.extra_train])
         _embed_score(stages, out, f"supervised_{row}", model, split, rows, prefix="Supervised", only=row)
 
-    results = {"scale": scale, "archive": data, "seed": seed, "rows": rows, "paper_ari": PAPER_ARI}
+    results = {"scale": scale, "settings": asdict(settings), "archive": data, "seed": seed, "rows": rows,
+               "paper_ari": PAPER_ARI, "stage_seconds": {k: v["seconds"] for k, v in stages.record.items()}}
     write_json(join(out, "results.json"), results)
     from clippings.archive import write_bytes_atomic
 

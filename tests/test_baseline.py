@@ -12,6 +12,7 @@ import pytest
 from clippings import cli
 from clippings.archive import read_archive
 from clippings.baselines import (
+    _effective_cap,
     candidate_pairs,
     clean_caption,
     jaccard_of_pairs,
@@ -54,12 +55,39 @@ def test_prefix_filter_candidates_equal_brute_force(n, overlap):
     brute = {(i, j) for i, j in itertools.combinations(range(len(captions)), 2)
              if py[i] and py[j] and len(py[i] & py[j]) / len(py[i] | py[j]) >= overlap}
     sets = ngram_sets(captions, n)
-    a, b, skipped = candidate_pairs(sets, overlap, max_df=10_000)
+    cand = candidate_pairs(sets, overlap, max_df=10_000, pair_budget=1e9)
+    a, b, skipped = cand.a, cand.b, cand.skipped_ngrams
     sim = jaccard_of_pairs(sets, a, b)
     found = {(int(x), int(y)) for x, y, s in zip(a, b, sim, strict=True) if s >= overlap}
     assert skipped == 0 and found == brute and len(brute) > 0
     for x, y, s in zip(a[:50], b[:50], sim[:50], strict=True):
         assert s == pytest.approx(len(py[x] & py[y]) / len(py[x] | py[y]))
+
+
+def test_effective_cap_admits_the_shortest_lists_within_the_budget():
+    counts = np.array([2, 2, 3, 5, 10, 40])  # pairs: 1, 1, 3, 10, 45, 780
+    assert _effective_cap(counts, max_df=500, budget=5) == 3
+    assert _effective_cap(counts, max_df=500, budget=60) == 10
+    assert _effective_cap(counts, max_df=500, budget=1e9) == 40
+    assert _effective_cap(counts, max_df=7, budget=1e9) == 5
+    assert _effective_cap(np.array([50, 50]), max_df=500, budget=10) == 1
+
+
+def test_pair_budget_bounds_candidates_and_skips_only_common_ngrams():
+    captions, _ = generate_captions(400, seed=2)
+    sets = ngram_sets(captions, 3)
+    full = candidate_pairs(sets, 0.3, max_df=10_000, pair_budget=1e9)
+    full_links = {p for p, s in zip(zip(full.a.tolist(), full.b.tolist()), jaccard_of_pairs(sets, full.a, full.b),
+                                    strict=True) if s >= 0.3}
+    for budget in (3, 10):
+        capped = candidate_pairs(sets, 0.3, max_df=10_000, pair_budget=budget)
+        assert full.skipped_ngrams == 0 < capped.skipped_ngrams and capped.max_df_used < full.max_df_used
+        assert capped.a.size <= budget * len(captions)
+        pairs = list(zip(capped.a.tolist(), capped.b.tolist(), strict=True))
+        links = {p for p, s in zip(pairs, jaccard_of_pairs(sets, capped.a, capped.b), strict=True) if s >= 0.3}
+        assert set(pairs) <= set(zip(full.a.tolist(), full.b.tolist(), strict=True)) and links <= full_links
+    # at 10 pairs per caption only trigrams held by > 19 captions are unpaired: ~no link is lost
+    assert len(links) >= 0.99 * len(full_links)
 
 
 def test_stable_cluster_ids_are_the_smallest_member():
@@ -76,6 +104,7 @@ def test_baseline_cli_links_the_test_split(synth_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     info = json.loads((out / "links.json").read_text())
     assert info["method"] == "jaccard" and info["n"] in (1, 2, 3, 4, 5) and 0 < info["overlap"] < 1
+    assert info["pair_budget"] == 100.0 and 2 <= info["max_df_used"] <= info["max_df"]
     assert f"ARI on {synth_dir / 'test'}: {info['ari']:.4f}" in printed
     assert info["ari"] > 0.3
     clusters = pq.read_table(out / "clusters.parquet")
@@ -100,4 +129,11 @@ def test_baseline_rejects_bad_max_df(synth_dir, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         "clippings baseline: error: The 'max_df' parameter of baseline must be an int in the range [2, inf). "
         "Got 1 instead."
+    )
+    code = cli.main(["baseline", "--archive", str(synth_dir / "test"), "--val", str(synth_dir / "val"),
+                     "--out", str(tmp_path), "--pair-budget", "0.5"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "clippings baseline: error: The 'pair_budget' parameter of baseline must be a float in the range "
+        "[1.0, inf). Got 0.5 instead."
     )

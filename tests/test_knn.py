@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from clippings.link.knn import knn_graph, pruned_range_graph
+from clippings.link.knn import knn_graph
+from clippings.link.pruned import pruned_range_graph
 from tests.link_helpers import sign_vectors
 
 
@@ -53,10 +54,12 @@ def test_ivf_reports_recall_of_within_threshold_pairs():
 def test_pruned_search_is_exact_and_skips_cells():
     x = sign_vectors(3000, groups=400, flip=0.02, seed=6)
     t = 3 / 32
-    graph = pruned_range_graph(x, t)
-    assert _edges(graph, t) == _pairs_within(x, t)
-    assert graph.exact_up_to == t
-    assert graph.stats["compared_fraction"] < 0.5
+    src, dst, dist, stats = pruned_range_graph(x, t)
+    assert set(zip(src.tolist(), dst.tolist(), strict=True)) == _pairs_within(x, t)
+    assert np.all(dist <= t)
+    assert stats["compared_fraction"] < 0.5
+    graph = knn_graph(x, threshold=t, index="pruned")
+    assert graph.exact_up_to == t and _edges(graph, t) == _pairs_within(x, t)
 
 
 def test_single_point_and_k_larger_than_n():

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from clippings.link.knn import knn_graph
-from clippings.link.slink import components, cut_mst, mst_from_graph
+from clippings.link.slink import ForestBuffer, components, cut_mst, mst_from_graph
 from tests.link_helpers import reference_clusters, same_partition, sign_vectors
 
 
@@ -71,3 +71,47 @@ def test_cluster_ids_are_the_smallest_member_and_stable_under_row_order():
     assert dict(zip(ids[perm].tolist(), second.tolist(), strict=True)) == dict(
         zip(ids.tolist(), first.tolist(), strict=True)
     )
+
+
+def _forest_weight_and_cuts(mst, thresholds) -> tuple[float, list[np.ndarray]]:
+    return float(mst.distance.sum()), [components(mst, t) for t in thresholds]
+
+
+@pytest.mark.parametrize("index,extra", [("pruned", {}), ("ivf", {"nprobe": 10_000})])
+def test_compacted_forest_is_the_same_single_linkage(index, extra):
+    # 1200 points in groups of ~30 (≫ k): ~15k pairs within t, compacted to a forest every 500 edges;
+    # ivf with nprobe ≥ nlist searches every cell, so it must be exact too
+    x = sign_vectors(1200, groups=40, flip=0.04, seed=8)
+    t = 5 / 32
+    full = knn_graph(x, threshold=t, index="pruned", max_edges=None)
+    graph = knn_graph(x, threshold=t, index=index, max_edges=500, **extra)
+    assert graph.stats["compactions"] >= 1 and len(graph.src) < len(x) <= len(full.src)
+    lower = (0.0, 1 / 32, 2 / 32, 4 / 32, t)
+    weight, cuts = _forest_weight_and_cuts(mst_from_graph(1200, full.src, full.dst, full.distance), lower)
+    ours_weight, ours_cuts = _forest_weight_and_cuts(
+        mst_from_graph(1200, graph.src, graph.dst, graph.distance), lower
+    )
+    assert ours_weight == pytest.approx(weight, abs=1e-12)
+    for s, ours, ref in zip(lower, ours_cuts, cuts, strict=True):
+        assert same_partition(ours, ref), s
+    dbscan, scipy_labels = reference_clusters(x, t)
+    assert same_partition(dbscan, ours_cuts[-1]) and same_partition(scipy_labels, ours_cuts[-1])
+
+
+def test_forest_buffer_keeps_the_smallest_distance_of_a_repeated_pair():
+    buffer = ForestBuffer(4, max_edges=None)
+    buffer.add(np.array([0, 1]), np.array([1, 2]), np.array([0.5, 0.0]))
+    buffer.add(np.array([0, 2]), np.array([1, 3]), np.array([0.25, 0.75]))
+    src, dst, dist = buffer.edges()
+    assert sorted(zip(src.tolist(), dst.tolist(), dist.tolist(), strict=True)) == [
+        (0, 1, 0.25),
+        (1, 2, 0.0),
+        (2, 3, 0.75),
+    ]
+    buffer.add(np.array([0]), np.array([2]), np.array([0.1]))
+    buffer.compact()  # the cycle 0-1-2 loses its largest edge, 0-1 at 0.25
+    assert sorted(zip(*(a.tolist() for a in buffer.edges()), strict=True)) == [
+        (0, 2, 0.1),
+        (1, 2, 0.0),
+        (2, 3, 0.75),
+    ]

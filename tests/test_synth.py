@@ -12,7 +12,7 @@ from PIL import Image
 
 from clippings import cli
 from clippings.archive import read_archive
-from clippings.synth import SPLITS, generate, plan, reprint_caption, story_facts
+from clippings.synth import SPLITS, base_image, generate, plan, reprint_caption, story_facts, story_facts_for
 
 
 def _hashes(root) -> dict[str, str]:
@@ -72,6 +72,32 @@ def test_confounders_are_present():
     assert sum(s.twin_of >= 0 for s in stories) > 20
     assert sum(s.follow_of >= 0 for s in stories) > 100
     assert sum(s.formulaic for s in stories) > 400
+
+
+def test_names_and_places_are_combinatorially_rich():
+    facts = [story_facts(np.random.default_rng([0, i])) for i in range(3000)]
+    people = {(f["first"], f["last"]) for f in facts}
+    assert len({f["last"] for f in facts}) > 1500 and len(people) > 2900
+    assert len({(f["city"], f["state"]) for f in facts}) > 1500 and len({f["org"] for f in facts}) > 1000
+    assert Counter(f["last"] for f in facts).most_common(1)[0][1] < 30  # common names exist, none dominates
+    assert story_facts(np.random.default_rng([0, 7])) == facts[7]
+
+
+def test_a_reused_photo_is_its_source_photo_and_twins_nearly_match():
+    stories = plan(2000, seed=0)
+
+    def pixels(s):
+        return np.asarray(base_image(s, stories, 0, story_facts_for(s, 0)), dtype=np.float32)
+
+    reused = [s for s in stories if s.photo_of != s.index and s.kind == "portrait"]
+    assert any(stories[s.photo_of].twin_of >= 0 for s in reused)  # the case that once drew a different face
+    for s in [r for r in reused if stories[r.photo_of].twin_of >= 0][:3] + reused[:3]:
+        assert np.array_equal(pixels(s), pixels(stories[s.photo_of]))
+    twins = [s for s in stories if s.twin_of >= 0][:12]
+    portraits = [s for s in stories if s.kind == "portrait" and s.photo_of == s.index][:13]
+    twin_d = [np.abs(pixels(s) - pixels(stories[s.twin_of])).mean() for s in twins]
+    other_d = [np.abs(pixels(a) - pixels(b)).mean() for a, b in zip(portraits, portraits[1:])]
+    assert min(twin_d) > 0 and np.median(twin_d) < 0.5 * np.median(other_d)
 
 
 def test_reprints_have_ocr_noise_but_keep_the_story():

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from clippings.commands.replicate import add_scale_overrides, scale_overrides
+
 HELP = "Run the main job on the built-in archive: synth, replicate (small), link the test split, report."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the built-in archive and training")
+    add_scale_overrides(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from clippings.demo import demo
 
-    demo(args.out, seed=args.seed)
+    demo(args.out, **scale_overrides(args))
     return 0

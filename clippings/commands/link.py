@@ -39,11 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index",
         default="flat",
-        help="flat (exact), ivf (approximate, recall reported) or pruned (exact, ball-pruned cells)",
+        help="flat (exact kNN), pruned (exact, ball-pruned cells: fastest on clustered data) or ivf "
+        "(approximate range search, recall reported)",
     )
-    parser.add_argument("--nlist", type=int, default=None, help="ivf cells (default: 4·√n)")
+    parser.add_argument("--nlist", type=int, default=None, help="ivf cells (default: 2·√n)")
     parser.add_argument(
-        "--nprobe", type=int, default=None, help="ivf cells probed per query (default: nlist/16)"
+        "--nprobe",
+        type=int,
+        default=None,
+        help="ivf cells probed per query (default: the smallest power of two reaching recall 0.995 on "
+        "a sample)",
     )
     parser.add_argument(
         "--model", default=None, help="model folder whose clippings.json gives threshold and im_wt"

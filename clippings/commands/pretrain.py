@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tiny", help="start model: 'tiny', a folder, s3:// folder or hub id")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast, NCCL")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs (default: 3)")
-    parser.add_argument("--batch-size", type=int, default=128, help="global batch, split across workers (128)")
-    parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default: 5e-4)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs (default: 8)")
+    parser.add_argument("--batch-size", type=int, default=64, help="global batch, split across workers (64)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
     parser.add_argument("--seed", type=int, default=0, help="data order and held-out slice seed (default: 0)")
     parser.add_argument("--run-dir", default=None, help="checkpoint storage (default: OUT_runs); re-run resumes")
 

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groups-per-step", type=int, default=8, help="k·m groups per optimizer step (8)")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast, NCCL")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs (default: 4)")
-    parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default: 2e-4)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs (default: 10)")
+    parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default: 5e-4)")
     parser.add_argument("--seed", type=int, default=0, help="batch plan seed (default: 0)")
     parser.add_argument("--run-dir", default=None, help="checkpoint storage (default: OUT_runs); re-run resumes")
 

@@ -9,6 +9,11 @@ threshold for which the graph provably holds every pair.
 FAISS computes inner products in float32; every edge's distance is recomputed in float64 as scipy's
 cosine distance (1 − x·y / (|x||y|)), and candidates are gathered with a margin (the float32 dot-product
 error bound) so no pair at exactly t is lost to rounding. Distances are clipped to [0, 2].
+
+Three searches: "flat" (exact kNN + re-queries, above), "pruned" (exact ε-graph by ball-pruned cells,
+clippings.link.pruned) and "ivf" (FAISS IVF range search at radius t, nprobe chosen on a sample to reach a
+recall target, the recall reported). The ε-graph searches hand their pairs to a `ForestBuffer`, which keeps
+memory at O(n + max_edges) by compacting to a minimum spanning forest: the same single linkage up to t.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from clippings.link.pruned import BLOCK, float32_margin, pruned_range_graph, row_norms
+from clippings.link.slink import ForestBuffer
+
 INDEXES = ("flat", "ivf", "pruned")
 
 
@@ -27,7 +35,8 @@ INDEXES = ("flat", "ivf", "pruned")
 class Graph:
     """Undirected edges (src < dst, row indices into the vectors) with float64 cosine distances.
 
-    exact_up_to: the graph holds every pair with distance ≤ exact_up_to (for `ivf`, up to the recall).
+    exact_up_to: single linkage of the graph is exact up to this distance: the graph holds every pair
+    ≤ exact_up_to, or a minimum spanning forest of them when compacted (for `ivf`, up to the recall).
     recall: for `ivf`, the fraction of the exact within-threshold pairs found, measured on a sample.
     stats: counts and timings for links.json.
     """
@@ -40,12 +49,6 @@ class Graph:
     index: str
     recall: float | None = None
     stats: dict = field(default_factory=dict)
-
-
-def float32_margin(dim: int) -> float:
-    """An upper bound on the error of a float32 dot product of two unit vectors of `dim` (γ_d ≈ d·2⁻²⁴),
-    doubled; candidate searches widen their radius by it so rounding never drops a pair at exactly t."""
-    return max(1e-6, 2.0 * dim * 2.0**-24)
 
 
 def cosine_distances_of_pairs(
@@ -64,7 +67,9 @@ def cosine_distances_of_pairs(
     return np.clip(out, 0.0, 2.0, out=out)
 
 
-def _faiss_index(x: np.ndarray, index: str, nlist: int | None, nprobe: int | None, seed: int):
+def _faiss_index(x: np.ndarray, index: str, nlist: int | None, seed: int):
+    """A FAISS inner-product index over x: flat, or IVF (k-means cells, 10 iterations on ≤ 64·nlist
+    points; nlist default 2·√n) for index="ivf" with n ≥ 1024. Memory: a copy of x."""
     import faiss
 
     n, dim = x.shape
@@ -72,19 +77,19 @@ def _faiss_index(x: np.ndarray, index: str, nlist: int | None, nprobe: int | Non
         flat = faiss.IndexFlatIP(dim)
         flat.add(x)
         return flat, "flat"
-    nlist = nlist or max(16, int(4 * math.sqrt(n)))
+    nlist = min(nlist or max(16, int(2 * math.sqrt(n))), n)
     quantizer = faiss.IndexFlatIP(dim)
     ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.niter = 10
+    ivf.cp.min_points_per_centroid = 1
     rng = np.random.default_rng(seed)
-    sample = x[rng.choice(n, size=min(n, 64 * nlist), replace=False)]
-    ivf.train(sample)
+    ivf.train(x[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))])
     ivf.add(x)
-    ivf.nprobe = nprobe or max(8, nlist // 16)
     return ivf, "ivf"
 
 
 def _search(index, x: np.ndarray, rows: np.ndarray, k: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k inner products of x[rows] in batches (memory O(batch·k)); on CUDA when faiss cannot."""
+    """Top-k inner products of x[rows] in batches (memory O(batch·k))."""
     sims = np.empty((len(rows), k), dtype=np.float32)
     idx = np.empty((len(rows), k), dtype=np.int64)
     for start in range(0, len(rows), batch):
@@ -134,10 +139,15 @@ def _cuda_available() -> bool:
 
 
 def unique_pairs(n: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop self pairs and missing (-1) neighbours; order each pair (small, large) and deduplicate."""
+    """Drop self pairs and missing (-1) neighbours; order each pair (small, large) and deduplicate.
+    Cost: one in-place sort of E int64 keys (numpy's hash-based unique is several times slower)."""
     keep = (dst >= 0) & (src != dst)
     a, b = np.minimum(src[keep], dst[keep]), np.maximum(src[keep], dst[keep])
-    key = np.unique(a.astype(np.int64) * n + b)
+    key = a.astype(np.int64) * n + b
+    key.sort()
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    key = key[first]
     return key // n, key % n
 
 
@@ -149,28 +159,39 @@ def knn_graph(
     batch_size: int = 8192,
     nlist: int | None = None,
     nprobe: int | None = None,
-    recall_sample: int = 500,
+    recall_sample: int = 1000,
+    recall_target: float = 0.995,
     seed: int = 0,
     gpu: bool | None = None,
+    max_edges: int | None = None,
 ) -> Graph:
-    """kNN graph of unit vectors (cosine distance), completed up to `threshold` (see the module docstring).
+    """Neighbour graph of unit vectors (cosine distance), complete up to `threshold` (module docstring).
 
-    vectors: (n, d) float32, unit norm. k: neighbours per point. threshold: the cut to be made exact;
-    None gives the plain kNN graph (exact up to the smallest k-th-neighbour distance). index: "flat"
-    (exact), "ivf" (approximate; recall of within-threshold pairs measured on `recall_sample` points
-    against exact search) or "pruned" (exact ε-graph by ball-pruned cells, see `pruned_range_graph`).
-    gpu: a CUDA torch matmul top-k for the flat kNN step (None: when CUDA is present).
-    Cost: flat O(n²·d) time, O(batch·n) transient and O(n·k) edge memory; ivf ~ nprobe/nlist of that.
+    vectors: (n, d) float32, unit norm. k: neighbours per point (flat). threshold: the cut to be made
+    exact; None gives the plain kNN graph (exact up to the smallest k-th-neighbour distance). index: "flat"
+    (exact kNN + re-queries), "pruned" (exact ε-graph, needs threshold) or "ivf" (approximate; with a
+    threshold a range search whose nprobe, unless given, is the smallest power of two reaching
+    `recall_target` on `recall_sample` points; the recall of within-t pairs is then measured on another
+    sample against exact search). nlist: ivf cells (default 2·√n). gpu: a CUDA torch matmul top-k for the
+    flat kNN step (None: when CUDA is present). max_edges: edges the ε-graph searches hold before
+    compacting to a minimum spanning forest (default max(2²⁰, 8·n); None there keeps all edges).
+    Cost: flat O(n²·d) time, O(batch·n) transient and O(n·k) edge memory; pruned see
+    clippings.link.pruned; ivf ~ nprobe/nlist of flat plus O(n·nlist·d), memory a copy of x + max_edges.
     """
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = x.shape
+    if max_edges is None:
+        max_edges = max(1 << 20, 8 * n)
+    if index == "pruned" and threshold is None:
+        raise ValueError("the pruned index needs a threshold")
     if index == "pruned":
-        if threshold is None:
-            raise ValueError("the pruned index needs a threshold")
-        return pruned_range_graph(x, threshold)
+        src, dst, dist, stats = pruned_range_graph(x, threshold, max_edges=max_edges)
+        return Graph(n, src, dst, dist, float(threshold), "pruned", None, {"edges": int(len(src)), **stats})
+    if index == "ivf" and threshold is not None:
+        return _ivf_range_graph(x, threshold, nlist, nprobe, recall_sample, recall_target, seed, max_edges)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    norms = np.linalg.norm(x.astype(np.float64), axis=1)
+    norms = row_norms(x)
     margin = float32_margin(dim)
     kk = min(k + 1, n)  # +1: a point finds itself (or an exact duplicate of itself)
     use_gpu = _cuda_available() if gpu is None else gpu
@@ -179,7 +200,9 @@ def knn_graph(
         sims, idx = _torch_knn(x, kk, batch_size)
         faiss_index = None
     else:
-        faiss_index, kind = _faiss_index(x, index, nlist, nprobe, seed)
+        faiss_index, kind = _faiss_index(x, index, nlist, seed)
+        if nprobe:
+            faiss_index.nprobe = nprobe
         timings["index_s"] = time.perf_counter() - start
         sims, idx = _search(faiss_index, x, np.arange(n), kk, batch_size)
     timings["knn_s"] = time.perf_counter() - start - timings.get("index_s", 0.0)
@@ -207,7 +230,7 @@ def knn_graph(
         unsat[saturated] = False
         exact_up_to = min(2.0, float(kth[unsat].min()) - margin) if unsat.any() else 2.0
         if len(saturated):
-            faiss_index = faiss_index or _faiss_index(x, "flat", None, None, seed)[0]
+            faiss_index = faiss_index or _faiss_index(x, "flat", None, seed)[0]
             t0 = time.perf_counter()
             # range search is strict (> radius): widen by the margin, the float64 distances decide
             s_src, s_dst = _range(
@@ -218,12 +241,10 @@ def knn_graph(
             exact_up_to = min(exact_up_to, threshold)
             timings["range_s"] = time.perf_counter() - t0
     src, dst = unique_pairs(n, np.concatenate(src_parts), np.concatenate(dst_parts))
+    del src_parts, dst_parts
     t0 = time.perf_counter()
     dist = cosine_distances_of_pairs(x, norms, src, dst)
     timings["distances_s"] = time.perf_counter() - t0
-    recall = None
-    if kind == "ivf" and threshold is not None:
-        recall = _recall(x, faiss_index, src, dst, dist, threshold, recall_sample, seed, margin)
     stats = {
         "edges": int(len(src)),
         "requeried": int(requeried),
@@ -231,152 +252,114 @@ def knn_graph(
         "k": int(k),
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
-    return Graph(n, src, dst, dist, max(0.0, exact_up_to), kind, recall, stats)
+    return Graph(n, src, dst, dist, max(0.0, exact_up_to), kind, None, stats)
 
 
-def _recall(
-    x: np.ndarray,
-    approx_index,
-    src: np.ndarray,
-    dst: np.ndarray,
-    dist: np.ndarray,
-    threshold: float,
-    sample: int,
-    seed: int,
-    margin: float,
-) -> float:
-    """Fraction of exact within-threshold pairs of a random sample of points that the graph holds."""
-    import faiss
+def _confirmed_pairs(
+    x: np.ndarray, norms: np.ndarray, src: np.ndarray, dst: np.ndarray, sims: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs with float32 similarities → (a < b, b, float64-safe distance) of those ≤ threshold.
 
-    n, dim = x.shape
-    rows = np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False)
-    flat = faiss.IndexFlatIP(dim)
-    flat.add(x)
-    e_src, e_dst = _range(flat, x, rows, 1.0 - threshold - 2 * margin, 256)
-    keep = e_src != e_dst
-    e_src, e_dst = e_src[keep], e_dst[keep]
-    norms = np.linalg.norm(x.astype(np.float64), axis=1)
-    within = cosine_distances_of_pairs(x, norms, e_src, e_dst) <= threshold
-    if not within.any():
-        return 1.0
-    a, b = np.minimum(e_src, e_dst)[within], np.maximum(e_src, e_dst)[within]
-    ok = dist <= threshold
-    found = np.isin(a * n + b, src[ok] * n + dst[ok])
-    return float(found.mean())
-
-
-def ball_cover(x: np.ndarray, min_cos: float, batch: int = 2048) -> np.ndarray:
-    """Greedy leader cover: each point joins the first leader with cosine ≥ min_cos, else leads a new cell.
-
-    Returns the cell of each point. Cost: O(n·L·d) for L leaders (one FAISS flat search per batch against
-    the leaders so far) plus a Python step per new leader; memory O(batch² + L·d).
+    Pairs whose float32 distance lies within the rounding margin of t are recomputed in float64; the
+    others keep the float32 distance (the final edges are recomputed in float64 anyway). Self pairs drop.
     """
-    import faiss
-
-    n, dim = x.shape
-    leaders = faiss.IndexFlatIP(dim)
-    assign = np.full(n, -1, dtype=np.int64)
-    for start in range(0, n, batch):
-        q = x[start : start + batch]
-        part = assign[start : start + len(q)]
-        if leaders.ntotal:
-            sims, nearest = leaders.search(q, 1)
-            joined = sims[:, 0] >= min_cos
-            part[joined] = nearest[joined, 0]
-        rest = np.flatnonzero(part < 0)
-        if not len(rest):
-            continue
-        sims = q[rest] @ q[rest].T
-        free = np.ones(len(rest), dtype=bool)
-        new = []
-        for r in range(len(rest)):
-            if not free[r]:
-                continue
-            members = free & (sims[r] >= min_cos)
-            members[r] = True
-            part[rest[members]] = leaders.ntotal + len(new)
-            free &= ~members
-            new.append(rest[r])
-        leaders.add(q[new])
-    return assign
-
-
-def pruned_range_graph(
-    vectors: np.ndarray, threshold: float, cover_angle: float | None = None, block: int = 4096
-) -> Graph:
-    """Exact ε-graph (every pair with cosine distance ≤ threshold) that skips far cells with a proof.
-
-    Vectors are covered by cells (`ball_cover` with leader angle `cover_angle`, default α = arccos(1 − t);
-    any assignment would be valid). Each cell B has a unit centroid μ_B (its normalised mean) and an angular
-    radius r_B, the largest angle between μ_B and a member, measured in float64. By the triangle inequality
-    on angles, a query q is at least ∠(q, μ_B) − r_B from every member of B; when that exceeds α the cell is
-    skipped unexamined (tested as cos ∠(q, μ_B) < cos(α + r_B) less the float32 rounding margin). The
-    surviving (cell, candidate cells) blocks are compared in float32 with the margin, then confirmed in
-    float64. Cost: O(n·L·d) for L cells (cover + bounds) plus the surviving blocks — far below the
-    O(n²·d) of brute force when the data are clustered (reprints) and t is small; O(n²·d) at worst.
-    """
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, dim = x.shape
-    margin = float32_margin(dim)
-    start = time.perf_counter()
-    norms = np.linalg.norm(x.astype(np.float64), axis=1)
-    alpha = math.acos(max(-1.0, 1.0 - threshold - 2 * margin))
-    rho = alpha if cover_angle is None else cover_angle
-    assign = ball_cover(x, math.cos(rho))
-    order = np.argsort(assign, kind="stable")
-    xo = x[order]
-    _, starts, sizes = np.unique(assign[order], return_index=True, return_counts=True)
-    ends = starts + sizes
-    cells = len(starts)
-    sums = np.add.reduceat(xo.astype(np.float64), starts, axis=0)
-    mu = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-300)).astype(np.float32)
-    del sums
-    cos_member = np.empty(n, dtype=np.float64)  # float64 cosine of each member to its (float32) centroid
-    cell_of = np.repeat(np.arange(cells), sizes)
-    for c0 in range(0, n, 4096):
-        rows = slice(c0, c0 + 4096)
-        cos_member[rows] = (
-            np.einsum("ij,ij->i", xo[rows].astype(np.float64), mu[cell_of[rows]].astype(np.float64))
-            / norms[order[rows]]
-        )
-    radius = np.arccos(np.clip(np.minimum.reduceat(cos_member, starts), -1.0, 1.0)) + 1e-9
-    reach = alpha + radius
-    min_cos_cell = np.where(reach < math.pi, np.cos(np.minimum(reach, math.pi)) - margin, -np.inf).astype(
-        np.float32
-    )
-    timings = {"cells_s": time.perf_counter() - start}
-    t0 = time.perf_counter()
-    min_sim = 1.0 - threshold - 2 * margin
-    src_parts, dst_parts, compared = [], [], 0
-    a = 0
-    while a < cells:  # cells in runs of ≤ block rows: one GEMM against all centroids per run
-        b = a + 1
-        while b < cells and ends[b] - starts[a] <= block:
-            b += 1
-        bound = xo[starts[a] : ends[b - 1]] @ mu.T >= min_cos_cell[None, :]
-        for c in range(a, b):
-            qa = xo[starts[c] : ends[c]]
-            partners = np.flatnonzero(bound[starts[c] - starts[a] : ends[c] - starts[a]].any(axis=0))
-            partners = partners[partners >= c]  # a pair (p, q) ≤ t passes the bound from both sides: keep one
-            cols = np.concatenate([np.arange(starts[p], ends[p]) for p in partners])
-            for k0 in range(0, len(cols), block):
-                cb = cols[k0 : k0 + block]
-                sims = qa @ xo[cb].T
-                compared += sims.size
-                i, j = np.nonzero(sims > min_sim)
-                src_parts.append(order[starts[c] + i])
-                dst_parts.append(order[cb[j]])
-        a = b
-    timings["blocks_s"] = time.perf_counter() - t0
-    src, dst = unique_pairs(n, np.concatenate(src_parts), np.concatenate(dst_parts))
-    dist = cosine_distances_of_pairs(x, norms, src, dst)
+    margin = float32_margin(x.shape[1])
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    dist = 1.0 - sims[keep].astype(np.float64)
+    near = np.flatnonzero(np.abs(dist - threshold) <= margin)
+    dist[near] = cosine_distances_of_pairs(x, norms, src[near], dst[near])
     keep = dist <= threshold
-    src, dst, dist = src[keep], dst[keep], dist[keep]
-    # fraction of the n² dot products a brute-force search computes (a cell against itself counts whole)
+    src, dst, dist = src[keep], dst[keep], np.clip(dist[keep], 0.0, 2.0)
+    return np.minimum(src, dst), np.maximum(src, dst), dist
+
+
+def _query_pairs(
+    index, x: np.ndarray, norms: np.ndarray, rows: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs within threshold that a FAISS range search of x[rows] finds (radius widened by the
+    margin)."""
+    min_sim = 1.0 - threshold - 2 * float32_margin(x.shape[1])
+    lims, sims, labels = index.range_search(x[rows], float(min_sim))
+    src = np.repeat(rows, np.diff(lims.astype(np.int64)))
+    return _confirmed_pairs(x, norms, src, labels.astype(np.int64), sims, threshold)
+
+
+def _exact_pairs(x: np.ndarray, norms: np.ndarray, rows: np.ndarray, threshold: float) -> np.ndarray:
+    """Keys a·n + b (a < b) of every pair within threshold that involves x[rows], by brute force in float32
+    blocks (no copy of x) with the float64 check. Cost: O(len(rows)·n·d)."""
+    n = len(x)
+    min_sim = 1.0 - threshold - 2 * float32_margin(x.shape[1])
+    step = max(1, BLOCK // max(1, len(rows)))
+    keys = []
+    for start in range(0, n, step):
+        sims = x[rows] @ x[start : start + step].T
+        i, j = np.nonzero(sims > min_sim)
+        a, b, _ = _confirmed_pairs(x, norms, rows[i], start + j, sims[i, j], threshold)
+        keys.append(a * n + b)
+    return np.unique(np.concatenate(keys))
+
+
+def _pair_recall(index, x: np.ndarray, norms: np.ndarray, rows: np.ndarray, threshold: float, truth) -> float:
+    """Fraction of the exact within-threshold pairs of x[rows] (`truth` keys) that searching x[rows] finds."""
+    if not len(truth):
+        return 1.0
+    a, b, _ = _query_pairs(index, x, norms, rows, threshold)
+    return float(np.isin(truth, a * len(x) + b).mean())
+
+
+def _ivf_range_graph(
+    x: np.ndarray,
+    threshold: float,
+    nlist: int | None,
+    nprobe: int | None,
+    recall_sample: int,
+    recall_target: float,
+    seed: int,
+    max_edges: int,
+    batch: int = 16384,
+) -> Graph:
+    """Every pair ≤ threshold that an IVF range search finds (a minimum spanning forest of them once over
+    max_edges), with nprobe calibrated on one sample and the recall measured on another (see knn_graph)."""
+    n = len(x)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    norms = row_norms(x)
+    index, kind = _faiss_index(x, "ivf", nlist, seed)
+    timings["index_s"] = time.perf_counter() - start
+    rng = np.random.default_rng(seed)
+    samples = rng.choice(n, size=min(n, 2 * recall_sample), replace=False)
+    calibrate, measure = np.sort(samples[: len(samples) // 2]), np.sort(samples[len(samples) // 2 :])
+    if kind == "ivf":
+        t0 = time.perf_counter()
+        if not nprobe:
+            truth = _exact_pairs(x, norms, calibrate, threshold)
+            nprobe = 1
+            while nprobe < index.nlist:
+                index.nprobe = nprobe
+                if _pair_recall(index, x, norms, calibrate, threshold, truth) >= recall_target:
+                    break
+                nprobe *= 2
+        index.nprobe = min(nprobe, index.nlist)
+        timings["calibrate_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    buffer = ForestBuffer(n, max_edges)
+    for q0 in range(0, n, batch):
+        buffer.add(*_query_pairs(index, x, norms, np.arange(q0, min(n, q0 + batch)), threshold))
+    src, dst, _ = buffer.result()
+    dist = cosine_distances_of_pairs(x, norms, src, dst)
+    timings["search_s"] = time.perf_counter() - t0
+    recall = None
+    if kind == "ivf":
+        t0 = time.perf_counter()
+        truth = _exact_pairs(x, norms, measure, threshold)
+        recall = _pair_recall(index, x, norms, measure, threshold, truth)
+        timings["recall_s"] = time.perf_counter() - t0
     stats = {
         "edges": int(len(src)),
-        "cells": int(cells),
-        "compared_fraction": round(compared / n**2, 4),
+        "nlist": int(index.nlist) if kind == "ivf" else None,
+        "nprobe": int(index.nprobe) if kind == "ivf" else None,
+        "compactions": buffer.compactions,
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
-    return Graph(n, src, dst, dist, float(threshold), "pruned", None, stats)
+    return Graph(n, src, dst, dist, float(threshold), kind, recall, stats)

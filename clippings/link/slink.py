@@ -75,3 +75,66 @@ def stable_cluster_ids(ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def cut_mst(ids: np.ndarray, mst: Mst, threshold: float) -> np.ndarray:
     """Cluster id (smallest member id) of each point at `threshold`; linked when distance ≤ threshold."""
     return stable_cluster_ids(ids, components(mst, threshold))
+
+
+def dedupe_min(n: int, src: np.ndarray, dst: np.ndarray, distance: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Keep one copy of each pair (src < dst), the one with the smallest distance. scipy's sparse matrices
+    would sum repeated pairs instead. Cost: one O(E log E) sort."""
+    key = src.astype(np.int64) * n + dst
+    order = np.lexsort((distance, key))
+    key = key[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    keep = order[first]
+    return src[keep], dst[keep], distance[keep]
+
+
+class ForestBuffer:
+    """Collects edges (src < dst, float64 distances) in parts and, once more than `max_edges` have come in
+    since the last compaction, replaces them by their minimum spanning forest.
+
+    Single linkage needs only the MST, and by the cycle property the MST of a union of graphs is the MST of
+    the union of their MSTs: whatever the order of compactions, the final forest is an MST of every edge
+    added (ties aside, which change no cut). Memory stays O(n + max_edges) however many pairs lie within t;
+    each compaction costs O((n + max_edges) log n). max_edges None: never compact (keep every edge).
+    """
+
+    def __init__(self, n: int, max_edges: int | None = None, unique: bool = False):
+        self.n = n
+        self.unique = unique  # the caller adds each pair once: no deduplication needed
+        self.max_edges = max_edges
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.pending = 0
+        self.compactions = 0
+
+    def add(self, src: np.ndarray, dst: np.ndarray, distance: np.ndarray) -> None:
+        """Add edges (a pair may repeat: the smallest distance counts); compact when over the limit."""
+        if len(src):
+            self.parts.append((src, dst, distance))
+            self.pending += len(src)
+        if self.max_edges is not None and self.pending > self.max_edges:
+            self.compact()
+
+    def compact(self) -> None:
+        """Replace the edges held by their minimum spanning forest (≤ n − 1 edges)."""
+        mst = mst_from_graph(self.n, *self.edges())
+        self.parts = [(mst.src, mst.dst, mst.distance)]
+        self.pending = 0
+        self.compactions += 1
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The edges held, as one minimum spanning forest if any compaction happened (else every edge)."""
+        if self.compactions and self.pending:
+            self.compact()
+        return self.edges()
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(src, dst, distance) of the edges held, each pair once."""
+        if not self.parts:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
+        src, dst, dist = (np.concatenate(p) for p in zip(*self.parts, strict=True))
+        src, dst = src.astype(np.int64, copy=False), dst.astype(np.int64, copy=False)
+        if not self.unique:
+            src, dst, dist = dedupe_min(self.n, src, dst, dist)
+        self.parts = [(src, dst, dist)]
+        return src, dst, dist

@@ -87,8 +87,8 @@ def pretrain_loop(config: dict[str, Any]) -> None:
     run_worker(config, PretrainTask())
 
 
-def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, gpu: bool = False, epochs: int = 3,
-             batch_size: int = 128, lr: float = 5e-4, seed: int = 0, run_dir: str | None = None) -> dict[str, Any]:
+def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, gpu: bool = False, epochs: int = 8,
+             batch_size: int = 64, lr: float = 1e-3, seed: int = 0, run_dir: str | None = None) -> dict[str, Any]:
     """Continue CLIP pretraining of `model` on `archive`'s pairs and write the best model to `out`.
 
     archive: archive folder (labels ignored). batch_size: global batch (split across workers; capped at the

@@ -97,7 +97,7 @@ def supcon_loop(config: dict[str, Any]) -> None:
 
 def train_supcon(archive: str, val: str, out: str, *, model: str, im_wt: float = 0.5, m: int = 3, k: int = 3,
                  temperature: float = 0.1, groups_per_step: int = 8, workers: int = 1, gpu: bool = False,
-                 epochs: int = 4, lr: float = 2e-4, seed: int = 0, run_dir: str | None = None) -> dict[str, Any]:
+                 epochs: int = 10, lr: float = 5e-4, seed: int = 0, run_dir: str | None = None) -> dict[str, Any]:
     """Fine-tune `model` with SupCon on labelled `archive`, pick the epoch by ARI on labelled `val`, write `out`.
 
     im_wt: w of the pooled embedding (1 image only, 0 text only). m, k: items per class, classes per group.

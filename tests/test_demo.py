@@ -1,0 +1,73 @@
+"""The main job end to end through the real CLI: every row measured, artifacts valid, re-runs resume."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from clippings.archive import read_archive
+from clippings.cli import main
+from clippings.embeddings import read_embeddings
+from clippings.replicate import PAPER_ARI
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--stories", "40", "--pretrain-epochs", "1", "--train-epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory, ray_local):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert main(["demo", "--out", str(out), *SMALL]) == 0
+    return out
+
+
+def test_demo_measures_all_seven_rows(demo_out):
+    results = json.loads((demo_out / "results.json").read_text())
+    assert set(results["rows"]) == set(PAPER_ARI)
+    test = read_archive(str(demo_out / "data" / "test"), require_labels=True)
+    label_of = dict(zip(test.column("clipping_id").to_pylist(), test.column("label").to_pylist(), strict=True))
+    for name, row in results["rows"].items():
+        links = demo_out / "links" / ("jaccard" if name == "Jaccard" else os.path.basename(row["links"]))
+        clusters = pq.read_table(links / "clusters.parquet").to_pydict()
+        # oracle: the table's ARI is sklearn's ARI of the written clusters against the test labels
+        assert sorted(clusters["clipping_id"]) == sorted(label_of)
+        truth = [label_of[i] for i in clusters["clipping_id"]]
+        assert row["ari"] == pytest.approx(adjusted_rand_score(truth, clusters["cluster_id"]), abs=1e-12)
+        if name != "Jaccard":
+            assert 0.0 <= row["threshold"] <= 2.0 and 0.0 <= row["im_wt"] <= 1.0
+    assert results["rows"]["Self-supervised visual"]["im_wt"] == 1.0
+    assert results["rows"]["Supervised language"]["im_wt"] == 0.0
+    table = (demo_out / "results.md").read_text()
+    assert all(f"| {name} |" in table for name in PAPER_ARI)
+
+
+def test_demo_artifacts_follow_the_data_contract(demo_out):
+    for split in ("unlabelled", "train", "val", "test"):
+        read_archive(str(demo_out / "data" / split), require_labels=split != "unlabelled")
+    test_ids = set(read_archive(str(demo_out / "data" / "test")).column("clipping_id").to_pylist())
+    for model in ("selfsup", "supervised_visual", "supervised_language", "supervised_multimodal"):
+        emb = read_embeddings(str(demo_out / "embeddings" / model / "test"))
+        assert set(emb.ids.tolist()) == test_ids
+        np.testing.assert_allclose(np.linalg.norm(emb.image, axis=1), 1.0, atol=1e-3)
+    links = demo_out / "links" / "supervised_multimodal_multimodal"
+    mst = pq.read_table(links / "mst.parquet")
+    assert mst.num_rows <= len(test_ids) - 1
+    meta = json.loads((demo_out / "models" / "supervised_multimodal" / "clippings.json").read_text())
+    assert {"im_wt", "threshold", "val_ari"} <= set(meta)
+    index = (demo_out / "report" / "index.html").read_text()
+    assert "<html" in index.lower() and "search" in index.lower()
+
+
+def test_rerun_resumes_instead_of_recomputing(demo_out):
+    before = (demo_out / "stages.json").read_text()
+    weights = demo_out / "models" / "supervised_multimodal" / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    assert main(["demo", "--out", str(demo_out), *SMALL]) == 0
+    assert (demo_out / "stages.json").read_text() == before
+    assert weights.stat().st_mtime_ns == mtime
