@@ -134,6 +134,7 @@ def test_tune_writes_curve_and_model_choice_then_link_uses_it(tmp_path, towers):
     assert (meta["threshold"], meta["im_wt"], meta["val_ari"]) == (tuned["threshold"], 0.5, 1.0)
     rows = open(os.path.join(out, "curve.csv")).read().splitlines()
     assert rows[0] == "threshold,ari" and len(rows) > 3
+    assert all(len([float(x) for x in row.split(",")]) == 2 for row in rows[1:])  # the report parses these
     assert open(os.path.join(out, "curve.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     links = str(tmp_path / "links")
     assert main(["link", "--embeddings", emb, "--out", links, "--model", model]) == 0

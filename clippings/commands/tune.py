@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         "grid": [{"im_wt": w, "threshold": r.threshold, "ari": r.ari} for w, r in results.items()],
     }
     if args.out:
-        lines = ["threshold,ari"] + [f"{t!r},{a!r}" for t, a in zip(best.thresholds, best.aris, strict=True)]
+        pairs = zip(best.thresholds.tolist(), best.aris.tolist(), strict=True)  # plain floats, not np reprs
+        lines = ["threshold,ari"] + [f"{t!r},{a!r}" for t, a in pairs]
         write_bytes_atomic(join(args.out, "curve.csv"), ("\n".join(lines) + "\n").encode())
         write_bytes_atomic(join(args.out, "curve.png"), curve_png(best.thresholds, best.aris, best.threshold))
         write_json(join(args.out, "tune.json"), record)
