@@ -4,7 +4,7 @@ Captions come from the synthetic archive's caption generator (no images). Each s
 subprocess so peak memory (ru_maxrss, which includes the captions themselves) is per size. The ratio
 column is the per-caption link CPU time relative to the smallest size (CPU time, so that a busy machine
 does not blur the scaling): near 1.0 means linear scaling. The
-candidate-pair cap (`max_df_used`) is reported: it shrinks as the archive grows so pairs stay <= 100 per
+candidate-pair cap (`max_df_used`) is reported: it shrinks as the archive grows so prefix-index pairs stay <= 30 per
 caption.
 """
 

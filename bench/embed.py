@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -152,13 +153,13 @@ def pipeline(archive: str, model_dir: str, batch_size: int, gpu: bool, parts: in
     return steady, rows / seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small model and few rows (a smoke run)")
     parser.add_argument("--gpu", action="store_true", help="ViT-B/32-size CLIP in fp16 on one GPU")
     parser.add_argument("--rows", type=int, default=None, help="clippings (default 512; --quick 256; --gpu 8192)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default 32; --gpu 256)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = args.rows or (8192 if args.gpu else 256 if args.quick else 512)
     batch_size = args.batch_size or (256 if args.gpu else 32)
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
@@ -183,4 +184,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -10,11 +10,12 @@ sets with Jaccard >= t share an n-gram among the first |A| - ceil(t|A|) + 1 of e
 verified exactly, so the result equals the brute-force join, except for one documented cap that keeps the
 cost linear in the number of captions N: posting lists are paired shortest first, and lists longer than an
 effective cap are not paired at all. The cap is the largest list length <= `max_df` (500) at which the
-pairs emitted stay <= `pair_budget` x N (100 per caption), so candidate pairs per caption are bounded
+pairs emitted stay <= `pair_budget` x N (30 per caption), so candidate pairs per caption are bounded
 whatever the archive size. What it may miss: pairs whose shared prefix n-grams are all more common than the
 cap, i.e. captions that agree only on boilerplate ("(AP) —", "mr and mrs") and not on any rarer n-gram
 such as a name; reprint groups larger than the cap whose every prefix n-gram is also that common. The
-number of unpaired n-grams and the cap used are reported. Cost: O(occurrences log occurrences) sorts plus
+number of unpaired n-grams and the cap used are reported. To keep such groups connected, every caption is
+also paired with its neighbours in a few MinHash orders (sorted neighbourhood: 12 pairs per caption). Cost: O(occurrences log occurrences) sorts plus
 at most pair_budget x N candidate pairs; memory ~100 bytes per n-gram occurrence and ~24 per pair.
 """
 
@@ -32,7 +33,8 @@ from scipy.sparse.csgraph import connected_components
 from clippings.evaluate import ari
 
 MAX_DF = 500
-PAIR_BUDGET = 100.0  # candidate pairs emitted per caption, at most (before deduplication)
+PAIR_BUDGET = 30.0  # candidate pairs emitted per caption from the prefix index, at most (before deduplication)
+SN_HASHES, SN_WINDOW = 4, 3  # sorted-neighbourhood candidates: MinHash orders x neighbours per caption
 NS = (1, 2, 3, 4, 5)
 OVERLAPS = tuple(float(x) for x in np.round(np.arange(0.05, 0.951, 0.05), 2))
 
@@ -142,15 +144,43 @@ def _effective_cap(counts: np.ndarray, max_df: int, budget: float) -> int:
     return int(values[last]) if last >= 0 else 1
 
 
+def minhash_neighbours(sets: NgramSets, n_hashes: int = SN_HASHES, window: int = SN_WINDOW,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted-neighbourhood candidates (Hernandez & Stolfo 1995) over MinHash keys: pairs (a < b, may repeat).
+
+    Captions are sorted by each of `n_hashes` MinHash values of their n-gram sets and each is paired with
+    its next `window` captions. Two sets share a MinHash with probability equal to their Jaccard, so a
+    reprint group forms runs in these orders and the chains through them keep it connected even when all
+    its n-grams are above the prefix index's cap (large groups, boilerplate-only captions). Cost: per hash
+    one pass over the n-gram occurrences and one sort of the captions; n_hashes x window pairs per caption.
+    """
+    nonempty = np.flatnonzero(sets.sizes > 0)
+    if nonempty.size < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    prime = (1 << 31) - 1
+    rng = np.random.default_rng([seed, 0x5A])
+    src, dst = [], []
+    for mult, add in rng.integers(1, prime, (n_hashes, 2)).tolist():
+        h = (sets.grams * mult + add) % prime  # universal hashing of n-gram ids (< 2^31, no overflow)
+        order = nonempty[np.lexsort((nonempty, np.minimum.reduceat(h, sets.indptr[nonempty])))]
+        for d in range(1, min(window, order.size - 1) + 1):
+            src.append(order[:-d])
+            dst.append(order[d:])
+    a, b = np.concatenate(src), np.concatenate(dst)
+    return np.minimum(a, b), np.maximum(a, b)
+
+
 def candidate_pairs(sets: NgramSets, overlap: float, max_df: int = MAX_DF,
                     pair_budget: float = PAIR_BUDGET, chunk_pairs: int = 20_000_000) -> Candidates:
     """Candidate pairs for Jaccard >= overlap by prefix filtering, with a cap that keeps the cost linear.
 
     Every pair with Jaccard >= overlap is a candidate, unless it only shares prefix n-grams whose posting
     lists are longer than the effective cap: the largest length <= `max_df` at which pairing all lists up
-    to that length emits at most `pair_budget` x captions pairs (see the module note). Candidates also pass
-    the length filter overlap * max(|A|, |B|) <= min(|A|, |B|). Cost: O(n-gram occurrences log) plus at
-    most pair_budget x captions emitted pairs, deduplicated `chunk_pairs` at a time (memory ~24 bytes each).
+    to that length emits at most `pair_budget` x captions pairs (see the module note). The MinHash
+    sorted-neighbourhood pairs (`minhash_neighbours`) are added, so groups above the cap stay chained.
+    Candidates also pass the length filter overlap * max(|A|, |B|) <= min(|A|, |B|). Cost: O(n-gram
+    occurrences log) plus at most (pair_budget + SN_HASHES x SN_WINDOW) x captions emitted pairs,
+    deduplicated `chunk_pairs` at a time (memory ~24 bytes each).
     """
     sizes = sets.sizes
     n_docs = len(sets)
@@ -176,6 +206,10 @@ def candidate_pairs(sets: NgramSets, overlap: float, max_df: int = MAX_DF,
     cum = np.cumsum(counts[paired] * (counts[paired] - 1) // 2)
     cuts = np.searchsorted(cum, np.arange(chunk_pairs, cum[-1] + chunk_pairs, chunk_pairs)) if cum.size else []
     keys, lo = [], 0
+    a, b = minhash_neighbours(sets)
+    la, lb = sizes[a], sizes[b]
+    ok = np.minimum(la, lb) >= overlap * np.maximum(la, lb) - 1e-9
+    keys.append(np.unique(a[ok] * n_docs + b[ok]))
     for hi in list(cuts) + [paired.size]:
         hi = min(int(hi) + 1, paired.size)
         if hi <= lo:

@@ -17,9 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="links folder: clusters.parquet, links.json")
     parser.add_argument("--max-df", type=int, default=500,
                         help="prefix n-grams held by more captions are not candidate sources (default: 500)")
-    parser.add_argument("--pair-budget", type=float, default=100.0,
+    parser.add_argument("--pair-budget", type=float, default=30.0,
                         help="candidate pairs per caption at most; lowers the n-gram cap on large archives so the "
-                             "cost stays linear (default: 100)")
+                             "cost stays linear (default: 30)")
 
 
 def run(args: argparse.Namespace) -> int:
