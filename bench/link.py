@@ -31,16 +31,22 @@ THRESHOLD = 0.3
 def make_data(n: int, dim: int, seed: int = 0, noise: float = 0.33) -> tuple[np.ndarray, np.ndarray]:
     """n unit vectors in groups of Zipf(1.8) sizes (≤ 400) around random centres; returns (x, group)."""
     rng = np.random.default_rng(seed)
-    sizes: list[int] = []
-    while sum(sizes) < n:
-        sizes.append(int(min(rng.zipf(1.8), 400)))
-    sizes[-1] -= sum(sizes) - n
+    sizes = np.minimum(rng.zipf(1.8, size=n), 400)  # more than enough groups; keep those covering n
+    last = int(np.searchsorted(np.cumsum(sizes), n))
+    sizes = sizes[: last + 1]
+    sizes[-1] -= int(sizes.sum()) - n
     group = np.repeat(np.arange(len(sizes)), sizes)
     centres = rng.normal(size=(len(sizes), dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    x = centres[group] + (noise / np.sqrt(dim)) * rng.normal(size=(n, dim)).astype(np.float32)
+    x = np.empty((n, dim), dtype=np.float32)
+    scale = np.float32(noise / np.sqrt(dim))
+    for start in range(0, n, 65536):  # in chunks: no float64 n × d temporary
+        rows = group[start : start + 65536]
+        x[start : start + len(rows)] = centres[rows] + scale * rng.standard_normal(
+            (len(rows), dim), np.float32
+        )
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32), group
+    return x, group
 
 
 def _worker(method: str, data: str, out: str) -> None:

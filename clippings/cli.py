@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,23 @@ COMMANDS = (
     "replicate",
     "demo",
 )
+
+
+PATH_ARGS = ("archive", "val", "out", "embeddings", "links", "run_dir", "curve", "from_links")
+"""Arguments holding local paths or URIs. Local ones are made absolute at the entry, because Ray workers and
+actors run in other working directories (a relative path would name another folder there)."""
+
+
+def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """Make local path arguments absolute; `--model` only when it names an existing local folder."""
+    for name in PATH_ARGS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and "://" not in value:
+            setattr(args, name, os.path.abspath(value))
+    model = getattr(args, "model", None)
+    if isinstance(model, str) and "://" not in model and os.path.isdir(model):
+        args.model = os.path.abspath(model)
+    return args
 
 
 def _command_module(name: str):
@@ -56,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # argparse: usage errors are exit 2, --help exit 0
         return int(e.code or 0)
     try:
-        return int(_command_module(args.command).run(args) or 0)
+        return int(_command_module(args.command).run(absolute_paths(args)) or 0)
     except BadInput as e:
         print(f"clippings {args.command}: error: {e}", file=sys.stderr)
         return 2

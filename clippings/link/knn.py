@@ -201,8 +201,8 @@ def knn_graph(
         faiss_index = None
     else:
         faiss_index, kind = _faiss_index(x, index, nlist, seed)
-        if nprobe:
-            faiss_index.nprobe = nprobe
+        if kind == "ivf":  # a plain kNN graph: no recall target to calibrate against
+            faiss_index.nprobe = nprobe or max(8, faiss_index.nlist // 16)
         timings["index_s"] = time.perf_counter() - start
         sims, idx = _search(faiss_index, x, np.arange(n), kk, batch_size)
     timings["knn_s"] = time.perf_counter() - start - timings.get("index_s", 0.0)
