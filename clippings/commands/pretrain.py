@@ -21,12 +21,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--archive", required=True, help="archive dataset folder (local or s3://); labels ignored")
     parser.add_argument("--out", required=True, help="output model folder (local or s3://)")
     parser.add_argument("--model", default="tiny", help="start model: 'tiny', a folder, s3:// folder or hub id")
-    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1)")
-    parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast, NCCL")
     parser.add_argument("--epochs", type=int, default=8, help="epochs (default: 8)")
     parser.add_argument("--batch-size", type=int, default=64, help="global batch, split across workers (64)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
     parser.add_argument("--seed", type=int, default=0, help="data order and held-out slice seed (default: 0)")
+    add_ray_train_arguments(parser)
+
+
+def add_ray_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of every Ray Train loop (pretrain and train): workers, GPUs, checkpoint storage."""
+    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast, NCCL")
     parser.add_argument("--run-dir", default=None, help="checkpoint storage (default: OUT_runs); re-run resumes")
 
 

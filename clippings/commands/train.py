@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from clippings.commands.pretrain import add_ray_train_arguments
 from clippings.params import Interval, validate_params
 
 HELP = "Fine-tune a model with SupCon on hard-negative batches; tunes the threshold on --val; resumes a run."
@@ -31,12 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=3, help="hard-negative classes per group (default: 3)")
     parser.add_argument("--temperature", type=float, default=0.1, help="SupCon temperature (default: 0.1)")
     parser.add_argument("--groups-per-step", type=int, default=8, help="k·m groups per optimizer step (8)")
-    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1)")
-    parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast, NCCL")
     parser.add_argument("--epochs", type=int, default=10, help="epochs (default: 10)")
     parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default: 5e-4)")
     parser.add_argument("--seed", type=int, default=0, help="batch plan seed (default: 0)")
-    parser.add_argument("--run-dir", default=None, help="checkpoint storage (default: OUT_runs); re-run resumes")
+    add_ray_train_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
