@@ -69,10 +69,6 @@ class Embeddings:
         """Unit-norm `w·img + (1−w)·txt` (design.md §1); float32 (n, d)."""
         return pool(self.image, self.text, im_wt)
 
-    def subset(self, mask_or_index: np.ndarray) -> Embeddings:
-        return Embeddings(self.ids[mask_or_index], self.image[mask_or_index], self.text[mask_or_index],
-                          self.fingerprint, self.model_name)
-
 
 def pool(image: np.ndarray, text: np.ndarray, im_wt: float) -> np.ndarray:
     """Unit-norm weighted sum of the two towers; rows whose sum is zero stay zero."""

@@ -22,7 +22,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 
 from clippings.archive import filesystem, is_remote
 from clippings.errors import BadInput
-from clippings.model_meta import read_clippings_meta, update_clippings_meta
+from clippings.model_meta import update_clippings_meta
 
 TINY = "tiny"
 TINY_IMAGE_SIZE = 64
@@ -269,9 +269,3 @@ def load_model(spec: str, device: str = "cpu", dtype: torch.dtype = torch.float3
     model.to(device=device, dtype=dtype if device.startswith("cuda") else torch.float32)
     model.eval()
     return LoadedModel(model, processor, name, fingerprint, device, dtype, location)
-
-
-def model_meta(spec: str) -> dict:
-    """The `clippings.json` of a model folder (local or `s3://`); {} for `tiny` and hub ids."""
-    resolved = resolve_model_spec(spec)
-    return read_clippings_meta(resolved.location) if resolved.kind in ("folder", "s3") else {}
