@@ -310,6 +310,25 @@ def resolve_image_path(dataset: str, image_path: str) -> str:
     return join(dataset, image_path)
 
 
+def read_image_bytes(image: bytes | None, path: str | None) -> bytes:
+    """The encoded image of a row: inline bytes, else the file at `path` (already resolved, local or URI).
+
+    Raises ValueError with a short reason (a quarantine reason) when neither is there or the file cannot be read.
+    """
+    if image is not None:
+        return image
+    if path is None:
+        raise ValueError("no image and no image_path")
+    fs, inner = filesystem(path)
+    try:
+        with fs.open(inner, "rb") as f:
+            return f.read()
+    except FileNotFoundError as e:
+        raise ValueError(f"image file not found: {path}") from e
+    except OSError as e:
+        raise ValueError(f"image file not readable: {path} ({type(e).__name__})") from e
+
+
 # ---------------------------------------------------------------- quarantine
 
 

@@ -32,6 +32,7 @@ from clippings.archive import (
     makedirs,
     normalise_archive,
     quarantine_table,
+    read_image_bytes,
     read_json,
     read_part,
     resolve_image_path,
@@ -183,19 +184,6 @@ def read_shards(plan: Plan, shards: list[Shard]):
 # ---------------------------------------------------------------- the stage
 
 
-def _image_bytes(image: bytes | None, image_path: str | None) -> bytes:
-    if image is not None:
-        return image
-    fs, inner = filesystem(image_path)
-    try:
-        with fs.open(inner, "rb") as f:
-            return f.read()
-    except FileNotFoundError as e:
-        raise ValueError(f"image file not found: {image_path}") from e
-    except OSError as e:
-        raise ValueError(f"image file not readable: {image_path} ({type(e).__name__})") from e
-
-
 def _preprocess(batch: pa.Table, model: EmbedModel) -> dict[str, np.ndarray]:
     """Decode and preprocess images, tokenise captions; a bad row gets a `reason` and zero tensors.
 
@@ -215,7 +203,7 @@ def _preprocess(batch: pa.Table, model: EmbedModel) -> dict[str, np.ndarray]:
                 raise ValueError("caption is null, not a string; give an empty string for no caption")
             if image is None and path is None:
                 raise ValueError("no image and no image_path")
-            pil.append(decode_image(_image_bytes(image, path)))
+            pil.append(decode_image(read_image_bytes(image, path)))
             ok.append(i)
             reasons.append("")
         except ValueError as e:

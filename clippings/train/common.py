@@ -31,7 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from clippings.archive import exists, filesystem, is_remote, join, read_archive, resolve_image_path
+from clippings.archive import (
+    exists,
+    filesystem,
+    is_remote,
+    join,
+    read_archive,
+    read_image_bytes,
+    resolve_image_path,
+)
 from clippings.errors import BadInput
 
 STATE_FILE = "state.json"
@@ -88,7 +96,8 @@ def load_pairs(archive: str, loaded, *, labelled: bool, dedupe_captions: bool = 
         pil = []
         for i in keep[start : start + PREPROCESS_CHUNK]:
             try:
-                pil.append(decode_image(_image_bytes(archive, images[i], paths[i])))
+                pil.append(decode_image(read_image_bytes(
+                    images[i], None if paths[i] is None else resolve_image_path(archive, paths[i]))))
             except ValueError as e:
                 raise BadInput(f"archive {archive}: clipping_id {ids[i]!r}: {e}; fix or remove the row "
                                "before training") from e
@@ -108,19 +117,6 @@ def load_pairs(archive: str, loaded, *, labelled: bool, dedupe_captions: bool = 
     }
     return PairData(kept_ids, np.concatenate(chunks), tokens["input_ids"].numpy(),
                     tokens["attention_mask"].numpy(), labels, provenance)
-
-
-def _image_bytes(archive: str, image: bytes | None, image_path: str | None) -> bytes:
-    if image is not None:
-        return image
-    if image_path is None:
-        raise ValueError("no image and no image_path")
-    fs, inner = filesystem(resolve_image_path(archive, image_path))
-    try:
-        with fs.open(inner, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ValueError(f"image file not readable: {image_path} ({type(e).__name__})") from e
 
 
 def code_provenance() -> dict[str, str]:
