@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from clippings.archive import join
@@ -32,5 +31,5 @@ def demo(out: str, seed: int = 0, **overrides: int | None) -> dict:
     index = os.path.abspath(join(report, "index.html"))
     log.info("report: %s", index)
     print(f"Report: {index}")
-    logging.getLogger("clippings").info("results: %s", os.path.abspath(join(out, "results.md")))
+    log.info("results: %s", os.path.abspath(join(out, "results.md")))
     return results

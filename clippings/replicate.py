@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
-from clippings.archive import exists, join, read_json, write_json
+from clippings.archive import exists, join, read_json, write_bytes_atomic, write_json
 from clippings.errors import BadInput
 
 log = logging.getLogger("clippings.replicate")
@@ -128,8 +128,6 @@ def replicate(out: str, scale: str = "small", archive: str | None = None, seed: 
     results = {"scale": scale, "settings": asdict(settings), "archive": data, "seed": seed, "rows": rows,
                "paper_ari": PAPER_ARI, "stage_seconds": {k: v["seconds"] for k, v in stages.record.items()}}
     write_json(join(out, "results.json"), results)
-    from clippings.archive import write_bytes_atomic
-
     write_bytes_atomic(join(out, "results.md"), results_markdown(results).encode())
     return results
 
