@@ -25,7 +25,8 @@ from clippings.errors import BadInput
 from clippings.model_meta import update_clippings_meta
 
 TINY = "tiny"
-TINY_IMAGE_SIZE = 64
+TINY_IMAGE_SIZE = 32
+TINY_PATCH_SIZE = 32  # one patch per image: see build_tiny
 TINY_MAX_TEXT = 128
 
 
@@ -76,9 +77,15 @@ def tiny_processor() -> CLIPProcessor:
 
 
 def build_tiny(seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
-    """A small CLIP (64-d, 2+2 layers, 64 px images, byte tokens), built offline, the same for a seed.
+    """A small CLIP (64-d, 2+2 layers, 32 px images as one patch, byte tokens), built offline, the same for a seed.
 
-    About 0.5M parameters: fast enough to pretrain and fine-tune on two CPU cores in minutes.
+    About 0.4M parameters: fast enough to pretrain and fine-tune on two CPU cores in minutes. The vision
+    tower sees the whole 32 px image as a single patch. Why: at random init a ViT's class token is close to
+    the mean of its patch tokens, which discards the picture's layout, and a few minutes of training on a
+    few thousand pictures do not learn it back (on the built-in archive a 64 px, 8 px-patch tower reached
+    validation ARI 0.14 after pretrain + SupCon, below plain pixel cosine's 0.37). With one patch the tower
+    starts as a random projection of the pixels and learns from there (0.36 image-only, and the pooled
+    multimodal embedding 0.89 instead of 0.86). 32 px also blurs away halftone dots and scan noise.
     """
     processor = tiny_processor()
     tok = processor.tokenizer
@@ -100,7 +107,7 @@ def build_tiny(seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
             "num_hidden_layers": 2,
             "num_attention_heads": 2,
             "image_size": TINY_IMAGE_SIZE,
-            "patch_size": 8,
+            "patch_size": TINY_PATCH_SIZE,
         },
         projection_dim=64,
     )

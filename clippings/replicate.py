@@ -46,8 +46,8 @@ class Scale:
 
 
 SCALES = {
-    # fits the demo budget on 2 CPU cores: tiny CLIP, a few epochs
-    "small": Scale(stories=800, model="tiny", pretrain_epochs=20, train_epochs=20, batch_size=64),
+    # the built-in archive's default size, within the demo budget on 2 CPU cores: tiny CLIP, a few epochs
+    "small": Scale(stories=2000, model="tiny", pretrain_epochs=8, train_epochs=12, batch_size=64),
     # the paper's settings: ViT-B/32 CLIP (hub; needs a connection or a local copy), m=3, k=3, τ=0.1, w=0.5
     "paper": Scale(stories=20000, model="openai/clip-vit-base-patch32", pretrain_epochs=10, train_epochs=20,
                    batch_size=153),

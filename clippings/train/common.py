@@ -3,7 +3,7 @@
 Both loops (CLIP pretraining and SupCon) run the same epoch loop under Ray Train `TorchTrainer` and differ
 only in a `Task` (batch plan, loss, validation). The archive is read, decoded and preprocessed once on the
 driver into numpy arrays put in the object store, so workers share them without copies (this path is for
-training sets that fit in RAM: 64 px images take 49 KB each, 224 px 600 KB).
+training sets that fit in RAM: 32 px images take 12 KB each, 224 px 600 KB).
 
 Checkpoints (one folder per epoch, reported with `ray.train.report` after every epoch so none is lost):
 `model.safetensors` (latest weights), `best.safetensors` (best weights so far), `optim.pt` (optimizer and
