@@ -201,8 +201,6 @@ def _preprocess(batch: pa.Table, model: EmbedModel) -> dict[str, np.ndarray]:
         try:
             if not isinstance(caption, str):
                 raise ValueError("caption is null, not a string; give an empty string for no caption")
-            if image is None and path is None:
-                raise ValueError("no image and no image_path")
             pil.append(decode_image(read_image_bytes(image, path)))
             ok.append(i)
             reasons.append("")
