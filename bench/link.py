@@ -1,15 +1,25 @@
-"""Exact single linkage vs DBSCAN(min_samples=1, metric='cosine'), and the one-sweep ARI curve vs the
-reference tuning protocol (one clustering per candidate threshold), measured side by side in one run.
+"""Exact single linkage vs DBSCAN(min_samples=1, metric='cosine'), the one-sweep ARI curve vs the
+reference tuning protocol (one clustering per candidate threshold), and `link --add` of a 1 % batch vs a
+full re-link, measured side by side in one run.
 
-    python -m bench.link [--quick] [--big N] [--sizes 10000,50000]
+    python -m bench.link [--quick] [--big N] [--sizes 10000,50000] [--add-sizes 100000]
 
 Data: clustered unit vectors with a heavy tail of group sizes (Zipf, capped at 400: many groups larger than
 k = 20), members at cosine distance ~0.1 from each other, groups ~1 apart; t = 0.3. Each method runs in its
-own subprocess; time is wall-clock, memory is the peak RSS (ru_maxrss) less the RSS after the imports
-(faiss, scipy, sklearn) and the data load (the same baseline for every method). The machine's load average
-is printed with the table: on a shared machine every time is inflated alike. Clusters of every method
-are checked equal to DBSCAN's (ARI = 1.0 asserted). Sizes: 10k and 50k at d = 512 (--quick: 2k and 5k); ours alone on --big N vectors at
-d = 256 with the IVF index, recall of within-t pairs measured on a sample (default 1M; 0 skips).
+own subprocess; time is wall-clock; memory is the method's own working set: the subprocess's RSS, sampled
+every 5 ms by this process, at its peak less the RSS the subprocess had once its imports (faiss, scipy,
+sklearn) and its input were loaded (ru_maxrss would read 0 for a method whose peak stays under the
+high-water mark loading already set). The machine's load average is printed with each table: on a shared
+machine every time is inflated alike. Clusters of every method are checked equal to DBSCAN's (ARI = 1.0
+asserted). Sizes: 10k and 50k at d = 512 (--quick: 2k and 5k); ours alone on --big N vectors at d = 256
+with the IVF index, recall of within-t pairs measured on a sample (default 1M; 0 skips).
+
+Adding a batch: 1 % of the rows (drawn at random, so most join existing groups) are held out, the other
+99 % linked into a links folder, then the 1 % added with `link --add`, against a full re-link of all rows:
+exact (pruned links, flat search of the new rows) at --add-sizes × 512, clusters asserted identical; IVF at
+--big × 256 (the full re-link is the IVF run above), cluster agreement reported. Both sides are timed as
+compute alone (the library call on data in memory) and end to end (reading the embeddings or the links
+folder, writing the new links folder); their memory counts the inputs they read (baseline after imports).
 """
 
 from __future__ import annotations
@@ -17,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -49,8 +58,20 @@ def make_data(n: int, dim: int, seed: int = 0, noise: float = 0.33) -> tuple[np.
     return x, group
 
 
+def _rss() -> int:
+    """Resident set size of this process in bytes (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _mark_baseline(out: str) -> None:
+    """Tell the sampling parent that loading is done: the RSS from here on is the method's own."""
+    with open(out + ".base", "w") as f:
+        f.write(str(_rss()))
+
+
 def _worker(method: str, data: str, out: str) -> None:
-    """Run one method on the saved vectors; write labels and a JSON record (seconds, extra peak RSS)."""
+    """Run one method on the saved vectors; write labels and a JSON record (seconds)."""
     import faiss  # noqa: F401 - imported before the baseline, like sklearn for DBSCAN
     from scipy.sparse.csgraph import connected_components  # noqa: F401 - imported before the baseline
     from sklearn.cluster import DBSCAN
@@ -59,14 +80,17 @@ def _worker(method: str, data: str, out: str) -> None:
     from clippings.link.slink import components, mst_from_graph
     from clippings.link.tune import ari_curve
 
-    x = np.load(data)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
     record: dict = {}
+    if method.startswith(("relink-", "base-", "add")):
+        _link_worker(method, data, out)
+        return
+    x = np.load(data)
+    _mark_baseline(out)
+    start = time.perf_counter()
     if method == "dbscan":
         labels = DBSCAN(eps=THRESHOLD, min_samples=1, metric="cosine").fit(x).labels_
     else:
-        index = {"ours-flat": "flat", "ours-pruned": "pruned", "ours-ivf": "ivf"}[method]
+        index = {"ours-flat": "flat", "ours-pruned": "pruned"}[method]
         graph = knn_graph(x, k=20, threshold=THRESHOLD, index=index, recall_sample=1000)
         mst = mst_from_graph(graph.n, graph.src, graph.dst, graph.distance)
         labels = components(mst, THRESHOLD)
@@ -77,22 +101,135 @@ def _worker(method: str, data: str, out: str) -> None:
             thresholds, _ = ari_curve(mst, group, max_threshold=graph.exact_up_to)
             record.update(curve_s=time.perf_counter() - t0, curve_points=len(thresholds))
     record["seconds"] = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    record.update(peak_extra_mb=(peak - base) / 1024, peak_total_mb=peak / 1024, load=os.getloadavg()[0])
+    record["load"] = os.getloadavg()[0]
     np.save(out + ".npy", labels)
     with open(out + ".json", "w") as f:
         json.dump(record, f, default=float)
 
 
-def _run(method: str, data: str, tmp: str, timeout: float) -> tuple[dict, np.ndarray]:
-    out = os.path.join(tmp, method)
-    subprocess.run(
-        [sys.executable, "-m", "bench.link", "--worker", method, "--data", data, "--out", out],
-        check=True,
-        timeout=timeout,
-    )
+def _link_worker(method: str, data: str, out: str) -> None:
+    """`relink-INDEX`/`base-INDEX`: link the embeddings folder `data` into links folder `out`; `add`: add the
+    embeddings folder `data` to the links folder `out + '.to'`, into `out`. Times compute and end to end."""
+    from clippings.embeddings import read_embeddings
+    from clippings.link.incremental import add_batch, check_batch, read_linking
+    from clippings.link.pipeline import link_embeddings, write_links
+
+    _mark_baseline(out)
+    start = time.perf_counter()
+    new = read_embeddings(data)
+    if method == "add":
+        old = read_linking(out + ".to")
+        check_batch(old, new, data)
+        t0 = time.perf_counter()
+        result = add_batch(old, new)
+    else:
+        t0 = time.perf_counter()
+        result = link_embeddings(new, THRESHOLD, 0.5, k=20, index=method.split("-", 1)[1])
+    compute = time.perf_counter() - t0
+    del new
+    write_links(out, result)
+    info = result.info
+    record = {
+        "seconds": compute,
+        "total_s": time.perf_counter() - start,
+        "recall": info["adds"][-1]["recall"] if method == "add" else info["recall"],
+        "stats": info["adds"][-1] if method == "add" else info["graph"],
+        "clusters": info["counts"]["clusters"],
+        "load": os.getloadavg()[0],
+    }
+    with open(out + ".json", "w") as f:
+        json.dump(record, f, default=float)
+
+
+def _sampled_peak(proc: subprocess.Popen, base_file: str, timeout: float) -> float:
+    """Peak RSS of `proc` above the baseline it writes to `base_file`, in MB, sampled every 5 ms."""
+    statm = f"/proc/{proc.pid}/statm"
+    page = os.sysconf("SC_PAGE_SIZE")
+    peak, deadline = 0, time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        if os.path.exists(base_file):
+            try:
+                with open(statm) as f:
+                    peak = max(peak, int(f.read().split()[1]) * page)
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                pass  # exited between poll and read
+        time.sleep(0.005)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    with open(base_file) as f:
+        return max(0, peak - int(f.read())) / 2**20
+
+
+def _run(method: str, data: str, tmp: str, timeout: float, out: str | None = None) -> tuple[dict, np.ndarray]:
+    out = out or os.path.join(tmp, method)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.link", "--worker", method, "--data", data, "--out", out])
+    peak = _sampled_peak(proc, out + ".base", timeout)
     with open(out + ".json") as f:
-        return json.load(f), np.load(out + ".npy")
+        record = json.load(f)
+    record["peak_extra_mb"] = peak
+    labels = np.load(out + ".npy") if os.path.exists(out + ".npy") else np.empty(0)
+    return record, labels
+
+
+def _write_embeddings(path: str, ids: np.ndarray, x: np.ndarray) -> str:
+    """An embeddings dataset whose two towers are both x (so the pooled vector is x)."""
+    from clippings.archive import write_dataset
+    from clippings.embeddings import embeddings_table
+
+    write_dataset(embeddings_table(ids.tolist(), x, x, "bench@0", "bench"), path, rows_per_part=100_000)
+    return path
+
+
+def _add_row(x: np.ndarray, index: str, tmp: str, name: str, relink: tuple[dict, str] | None = None) -> dict:
+    """Hold out 1 % of x, link the rest with `index`, add the 1 %, and (unless given) re-link all of x.
+    Returns the records and the fraction of rows whose cluster id is the same in both."""
+    import pyarrow.parquet as pq
+
+    n = len(x)
+    ids = np.array([f"r{i:08d}" for i in range(n)], dtype=object)
+    new = np.sort(np.random.default_rng(n).choice(n, size=max(1, n // 100), replace=False))
+    old = np.setdiff1d(np.arange(n), new)
+    emb_old = _write_embeddings(os.path.join(tmp, f"{name}-old"), ids[old], x[old])
+    emb_new = _write_embeddings(os.path.join(tmp, f"{name}-new"), ids[new], x[new])
+    links = os.path.join(tmp, f"{name}-links")
+    _run(f"base-{index}", emb_old, tmp, 7200, out=links + ".to")
+    add, _ = _run("add", emb_new, tmp, 7200, out=links)
+    if relink is None:
+        emb_all = _write_embeddings(os.path.join(tmp, f"{name}-all"), ids, x)
+        full, _ = _run(f"relink-{index}", emb_all, tmp, 7200, out=os.path.join(tmp, f"{name}-relink"))
+        full_links = os.path.join(tmp, f"{name}-relink")
+    else:
+        full, full_links = relink
+    ours = pq.read_table(os.path.join(links, "clusters.parquet"))
+    ref = pq.read_table(os.path.join(full_links, "clusters.parquet"))
+    same = float(np.mean(ours["cluster_id"].to_numpy(zero_copy_only=False) == ref["cluster_id"].to_numpy(
+        zero_copy_only=False)))
+    return {"n": n, "new": len(new), "index": index, "add": add, "full": full, "same": same}
+
+
+def _print_add_rows(rows: list[dict]) -> None:
+    print(
+        f"\nlink --add of a 1 % batch vs a full re-link at t={THRESHOLD}; load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'n':>9} {'d':>4} {'index':<7} {'new':>6} {'add s':>7} {'re-link s':>10} {'ratio':>7} "
+        f"{'add e2e s':>10} {'re-link e2e':>12} {'ratio':>7} {'add MB':>7} {'re-link MB':>11} "
+        f"{'same id':>8} {'recall':>7}"
+    )
+    for r in rows:
+        add, full = r["add"], r["full"]
+        recall = "" if add["recall"] is None else f"{add['recall']:.4f}"
+        print(
+            f"{r['n']:>9,} {r['d']:>4} {r['index']:<7} {r['new']:>6,} {add['seconds']:>7.2f} "
+            f"{full['seconds']:>10.1f} {add['seconds'] / full['seconds']:>7.3f} {add['total_s']:>10.2f} "
+            f"{full['total_s']:>12.1f} {add['total_s'] / full['total_s']:>7.3f} {add['peak_extra_mb']:>7.0f} "
+            f"{full['peak_extra_mb']:>11.0f} {r['same']:>8.4f} {recall:>7}"
+        )
+        print(f"  add timings {add['stats']['timings']}, load {add['load']:.1f} / {full['load']:.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes",
         default="10000,50000",
         help="sizes compared with DBSCAN at d=512 ('': none; --quick: 2000,5000)",
+    )
+    parser.add_argument(
+        "--add-sizes",
+        default="100000",
+        help="sizes of the exact add-vs-re-link rows at d=512 ('': none; --quick: 5000)",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -161,20 +303,31 @@ def main(argv: list[str] | None = None) -> int:
             if "stats" in rec:
                 stats = {key: v for key, v in rec["stats"].items() if key not in ("k",)}
                 print(f"  {n:>8} {method:<12} load {rec['load']:.1f} {stats}")
+        add_rows = []
+        for n in (5_000,) if args.quick else tuple(int(v) for v in args.add_sizes.split(",") if v):
+            x, _ = make_data(n, 512, seed=n + 1)
+            row = _add_row(x, "pruned", tmp, f"add{n}")
+            assert row["same"] == 1.0, f"add at n={n}: clusters differ from a full re-link"
+            add_rows.append({**row, "d": 512})
         if args.big and not args.quick:
             x, _ = make_data(args.big, 256, seed=1)
-            data = os.path.join(tmp, "big.npy")
-            np.save(data, x)
-            del x
-            rec, labels = _run("ours-ivf", data, tmp, 3600)
+            ids = np.array([f"r{i:08d}" for i in range(args.big)], dtype=object)
+            full_links = os.path.join(tmp, "big-relink")
+            rec, _ = _run("relink-ivf", _write_embeddings(os.path.join(tmp, "big-all"), ids, x), tmp, 7200,
+                          out=full_links)
+            del ids
             stats = rec["stats"]
             print(
                 f"\nours, IVF (nlist {stats['nlist']}, nprobe {stats['nprobe']}), n={args.big:,} d=256: "
-                f"{rec['seconds']:.1f} s, peak RSS {rec['peak_total_mb']:.0f} MB (extra "
-                f"{rec['peak_extra_mb']:.0f} MB), recall of within-t pairs {rec['recall']:.4f} (sample of "
-                f"1000 points vs exact search), {len(np.unique(labels)):,} clusters, load {rec['load']:.1f}"
+                f"{rec['seconds']:.1f} s ({rec['total_s']:.1f} s reading the embeddings and writing the links), "
+                f"working memory {rec['peak_extra_mb']:.0f} MB (input included), recall of within-t pairs "
+                f"{rec['recall']:.4f} (sample of 1000 points vs exact search), {rec['clusters']:,} clusters, "
+                f"load {rec['load']:.1f}"
             )
             print(f"  timings {stats['timings']}")
+            add_rows.append({**_add_row(x, "ivf", tmp, "big", relink=(rec, full_links)), "d": 256})
+        if add_rows:
+            _print_add_rows(add_rows)
     return 0
 
 

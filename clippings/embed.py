@@ -23,7 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clippings.archive import (
+    ARCHIVE_ONLY,
     QUARANTINE_DIR,
+    ImagePolicy,
     check_unique_ids,
     exists,
     filesystem,
@@ -42,6 +44,7 @@ from clippings.archive import (
     write_table_atomic,
 )
 from clippings.errors import BadInput
+from clippings.progress import Progress
 
 STAGE = "embed"
 DONE_DIR = "_done"
@@ -124,7 +127,7 @@ class EmbedModel:
     """What the stage needs to know about a model, light enough to ship to every task.
 
     spec: the `--model` value actors load; fingerprint/name: from the driver's load (actors check it);
-    dim: embedding width; max_text_len: token limit; processor: the CLIPProcessor (tokenizer + images).
+    dim: embedding width; max_text_len: token limit; processor: the model's processor (tokenizer + images).
     """
 
     spec: str
@@ -140,21 +143,22 @@ def describe_model(spec: str) -> EmbedModel:
 
     Cost: one model load (seconds and the model's size in RAM, briefly).
     """
-    from clippings.model import load_model
+    from clippings.model import embedding_dim, load_model, max_text_tokens
 
     loaded = load_model(spec)
-    config = loaded.model.config
-    return EmbedModel(spec, loaded.fingerprint, loaded.name, int(config.projection_dim),
-                      int(config.text_config.max_position_embeddings), loaded.processor)
+    return EmbedModel(spec, loaded.fingerprint, loaded.name, embedding_dim(loaded.model),
+                      max_text_tokens(loaded.model), loaded.processor)
 
 
 # ---------------------------------------------------------------- reading (CPU tasks)
 
 
-def _read_shard(batch: dict[str, np.ndarray], archive: str) -> Iterator[pa.Table]:
-    """Stream one part (a one-row batch naming it) as normalised archive rows plus `shard`, by row group.
+def _read_shard(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy) -> Iterator[pa.Table]:
+    """Stream one part (a one-row batch naming it) as normalised archive rows plus `shard` and `reason`.
 
-    `image_path` is made absolute (or a URI) here so the stage needs no knowledge of the archive's folder.
+    `image_path` is resolved here (to a canonical absolute path or URI) so the stage needs no knowledge of
+    the archive's folder; a path that `images` does not allow is nulled and its row carries the refusal as
+    `reason` (empty for a good row), which the stage turns into a quarantine row.
     """
     for path, name in zip(batch["path"], batch["name"], strict=True):
         fs, inner = filesystem(str(path))
@@ -162,22 +166,35 @@ def _read_shard(batch: dict[str, np.ndarray], archive: str) -> Iterator[pa.Table
             for record_batch in pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS):
                 table = normalise_archive(pa.Table.from_batches([record_batch]))
                 table = table.select(["clipping_id", "image", "image_path", "caption"])
-                paths = [None if p is None else resolve_image_path(archive, p)
-                         for p in table.column("image_path").to_pylist()]
+                paths, reasons = [], []
+                for image, p in zip(table.column("image").to_pylist(), table.column("image_path").to_pylist(),
+                                    strict=True):
+                    try:  # inline bytes win over a path, so only a path that will be read is checked
+                        paths.append(None if p is None or image is not None
+                                     else resolve_image_path(archive, p, images))
+                        reasons.append("")
+                    except ValueError as e:
+                        paths.append(None)
+                        reasons.append(str(e))
                 table = table.set_column(2, "image_path", pa.array(paths, pa.string()))
-                yield table.append_column("shard", pa.array([str(name)] * table.num_rows, pa.string()))
+                table = table.append_column("shard", pa.array([str(name)] * table.num_rows, pa.string()))
+                yield table.append_column("reason", pa.array(reasons, pa.string()))
 
 
-def read_shards(plan: Plan, shards: list[Shard]):
-    """A Ray Dataset of archive rows (`clipping_id`, `image`, `image_path`, `caption`, `shard`) of `shards`.
+def read_shards(plan: Plan, shards: list[Shard], images: ImagePolicy = ARCHIVE_ONLY):
+    """A Ray Dataset of archive rows (`clipping_id`, `image`, `image_path`, `caption`, `shard`, `reason`) of
+    `shards`; `images` says which image paths outside the archive folder may be read (default: none).
 
     One read task per part, streaming READ_ROWS rows at a time: memory per task is one row group's images.
     """
     import ray
 
+    from clippings.raylocal import runtime_env
+
     items = [{"path": s.path, "name": s.name} for s in shards]
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        _read_shard, batch_size=None, fn_kwargs={"archive": plan.archive}, num_cpus=1
+        _read_shard, batch_size=None, fn_kwargs={"archive": plan.archive, "images": images}, num_cpus=1,
+        runtime_env=runtime_env(1),
     )
 
 
@@ -195,17 +212,16 @@ def _preprocess(batch: pa.Table, model: EmbedModel) -> dict[str, np.ndarray]:
     ids = batch.column("clipping_id").to_pylist()
     images = batch.column("image").to_pylist()
     paths = batch.column("image_path").to_pylist()
-    captions = batch.column("caption").to_pylist()
-    reasons, pil, ok = [], [], []
-    for i, (image, path, caption) in enumerate(zip(images, paths, captions, strict=True)):
+    captions = [c or "" for c in batch.column("caption").to_pylist()]  # null = no caption: linked by its image
+    reasons, pil, ok = batch.column("reason").to_pylist(), [], []
+    for i, (image, path) in enumerate(zip(images, paths, strict=True)):
+        if reasons[i]:
+            continue
         try:
-            if not isinstance(caption, str):
-                raise ValueError("caption is null, not a string; give an empty string for no caption")
             pil.append(decode_image(read_image_bytes(image, path)))
             ok.append(i)
-            reasons.append("")
         except ValueError as e:
-            reasons.append(str(e))
+            reasons[i] = str(e)
     size = model.processor.image_processor.crop_size
     pixels = np.zeros((len(ids), 3, size["height"], size["width"]), np.float32)
     tokens = np.zeros((len(ids), model.max_text_len), np.int64)
@@ -231,15 +247,16 @@ def _preprocess(batch: pa.Table, model: EmbedModel) -> dict[str, np.ndarray]:
 class _EmbedActor:
     """A model replica: builds its LoadedModel once, then embeds both towers of each batch.
 
-    threads: torch intra-op threads (Ray gives fractional-CPU actors one thread by default).
+    threads: threads of every pool in the actor's process (torch, OpenMP, MKL, OpenBLAS, tokenizers).
     """
 
     def __init__(self, model: EmbedModel, device: str, half: bool, threads: int) -> None:
         import torch
 
         from clippings.model import load_model
+        from clippings.raylocal import size_thread_pools
 
-        torch.set_num_threads(max(1, threads))
+        size_thread_pools(threads)
         dtype = torch.float16 if half else torch.float32
         self.loaded = load_model(model.spec, device=device, dtype=dtype)
         if self.loaded.fingerprint != model.fingerprint:
@@ -277,25 +294,31 @@ def embed(dataset, model: EmbedModel, *, batch_size: int = 64, concurrency: int 
     """The embed stage: archive rows in, (`clipping_id`, `shard`, `image_emb`, `text_emb`, `reason`) out.
 
     dataset: Ray Dataset with `clipping_id`, `image` (bytes or null), `image_path` (absolute/URI or null),
-    `caption`, `shard`. model: from `describe_model`. batch_size: rows per model call. concurrency: model
-    actors. gpu: one GPU per actor. half: fp16 on GPU. threads: torch threads per CPU actor (default: this
-    node's cores / concurrency). A row that cannot be embedded keeps zero vectors and a non-empty `reason`.
-    CPU actors ask for 0.5 CPU so read and preprocess tasks always find a slot (design.md §9). Memory: a
-    batch of preprocessed pixels (batch_size·3·H·W·4 bytes) per task and actor, plus one model per actor.
+    `caption` (null = empty: the text tower sees ""), `shard`, `reason` (non-empty: the row was refused when
+    read, e.g. an image_path outside the archive; it is passed through to the quarantine). model: from
+    `describe_model`. batch_size: rows per model call. concurrency: model actors. gpu: one GPU per actor.
+    half: fp16 on GPU. threads: threads per pool in a CPU actor (default: the CPUs it is granted, at least 1;
+    more than that slows it badly whenever other work shares the cores). A row
+    that cannot be embedded keeps zero vectors and a non-empty `reason`. CPU actors ask for 0.5 CPU so read
+    and preprocess tasks always find a slot (design.md §9). Memory: a batch of preprocessed pixels
+    (batch_size·3·H·W·4 bytes) per task and actor, plus one model per actor.
     """
     from ray.data import ActorPoolStrategy
 
-    threads = threads or max(1, (os.cpu_count() or 1) // concurrency)
+    from clippings.raylocal import runtime_env, threads_for
+
     pre = dataset.map_batches(_preprocess, batch_size=batch_size, batch_format="pyarrow",
-                              fn_kwargs={"model": model}, num_cpus=1)
+                              fn_kwargs={"model": model}, num_cpus=1, runtime_env=runtime_env(1))
     resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 0.5}
+    threads = 1 if gpu else threads or threads_for(resources["num_cpus"])
     return pre.map_batches(
         _EmbedActor,
         batch_size=batch_size,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=concurrency),
         fn_constructor_kwargs={"model": model, "device": "cuda" if gpu else "cpu", "half": half and gpu,
-                               "threads": 1 if gpu else threads},
+                               "threads": threads},
+        runtime_env=runtime_env(threads),
         **resources,
     )
 
@@ -319,18 +342,6 @@ class EmbedSummary:
     @property
     def throughput(self) -> float:
         return self.rows_in / self.seconds if self.seconds > 0 else 0.0
-
-    def lines(self) -> list[str]:
-        out = [
-            f"rows in: {self.rows_in} (+{self.rows_resumed} in {self.shards_resumed} parts already done)",
-            f"embedded: {self.embedded}",
-            f"quarantined: {self.quarantined}",
-            f"parts written: {self.shards_done}",
-            f"time: {self.seconds:.1f} s, {self.throughput:.1f} rows/s",
-        ]
-        if self.skipped_files:
-            out.append(f"skipped unreadable files: {len(self.skipped_files)} ({', '.join(self.skipped_files)})")
-        return out
 
 
 def marker_path(out: str, shard_name: str) -> str:
@@ -422,8 +433,14 @@ class _ShardWriter:
 
 def embed_archive(archive: str, model_spec: str, out: str, *, batch_size: int = 64, concurrency: int | None = None,
                   gpu: bool = False, dtype: str = "float32", skip_bad_files: bool = False,
-                  threads: int | None = None) -> EmbedSummary:
+                  threads: int | None = None, images: ImagePolicy = ARCHIVE_ONLY,
+                  progress: Progress | None = None) -> EmbedSummary:
     """Embed every clipping of `archive` into `out` (local or s3://), resuming a partial run.
+
+    progress: a live line advanced by the rows embedded (its total: the rows left to do).
+
+    images: which `image_path` locations outside the archive folder may be read (default: none; a refused
+    row is quarantined with the rule it broke).
 
     Writes `out/part-*.parquet` (one per input part, same name; fingerprint in the file metadata),
     `out/_quarantine/part-*.parquet` for bad rows, `out/_quarantine/skipped-files.json` for skipped files
@@ -449,11 +466,15 @@ def embed_archive(archive: str, model_spec: str, out: str, *, batch_size: int = 
         concurrency = max(1, int(ray.cluster_resources().get("GPU", 1))) if gpu else 1
     writer = _ShardWriter(out, model, todo, dtype, summary)
     nonempty = [s for s in todo if s.rows]
+    if progress is not None:
+        progress.set(0, total=sum(s.rows for s in nonempty))
     if nonempty:
-        result = embed(read_shards(plan, nonempty), model, batch_size=batch_size, concurrency=concurrency,
-                       gpu=gpu, half=gpu, threads=threads)
+        result = embed(read_shards(plan, nonempty, images), model, batch_size=batch_size,
+                       concurrency=concurrency, gpu=gpu, half=gpu, threads=threads)
         for batch in result.iter_batches(batch_size=None, batch_format="numpy"):
             writer.add(batch)
+            if progress is not None:
+                progress.update(len(batch["clipping_id"]))
     writer.check_complete()
     summary.seconds = time.perf_counter() - start
     return summary

@@ -101,7 +101,8 @@ def evaluate_links(links: str, archive: str) -> dict:
 
     Every labelled archive id must be in the clusters or in `links/_quarantine` (quarantined ids are scored
     as singletons: a clipping that was not linked is linked to nothing); ids in the clusters that the archive
-    lacks mean the links came from another archive. Both are BadInput naming a few ids.
+    lacks mean the links came from another archive. Both are BadInput naming a few ids. `no_caption` counts
+    the clippings whose caption is null or empty: they were linked by their image alone.
     Memory: the archive table (images included) and the clusters table.
     """
     table = read_archive(archive, require_labels=True)
@@ -122,7 +123,9 @@ def evaluate_links(links: str, archive: str) -> dict:
                        f"clusters.parquet and _quarantine (e.g. {_examples(missing)}); link the whole archive")
     pred = [linked.get(i, f"\0quarantined:{i}") for i in ids]
     metrics = evaluate_clusters(labels, pred)
+    captions = table.column("caption").to_pylist()
     metrics.update({"links": links, "archive": archive,
-                    "quarantined": sum(1 for i in ids if i in quarantined and i not in linked)})
+                    "quarantined": sum(1 for i in ids if i in quarantined and i not in linked),
+                    "no_caption": sum(1 for c in captions if not (c or "").strip())})
     write_json(join(links, "metrics.json"), metrics)
     return metrics

@@ -1,23 +1,30 @@
-"""Load any Hugging Face CLIP (hub id, local or `s3://` folder, or the offline `tiny`) and embed with it.
+"""Load any Hugging Face two-tower model (hub id, local or `s3://` folder, or a built-in) and embed with it.
 
-`tiny` is a small CLIP built from a `CLIPConfig` with a byte-level tokenizer that needs no download and no
-training data (every byte is a token, which suits OCR noise), identical for a given seed. A saved model is a
-plain HF folder (safetensors, config, tokenizer, image processor) plus `clippings.json`, so
-`transformers.CLIPModel.from_pretrained` opens it. Nothing here imports Ray.
+Two families: `CLIPModel` and `VisionTextDualEncoderModel` (any vision encoder + any text encoder +
+projection heads; `clippings.towers.compose` builds one). Built-ins need no download: `tiny`, a small CLIP
+from a `CLIPConfig` with a byte-level tokenizer (every byte is a token, which suits OCR noise), and
+`minilm`, the packaged all-MiniLM-L6-v2 text encoder composed with a small image tower
+(`clippings.towers`); each is identical for a given seed. A saved model is a plain HF folder (safetensors,
+config, tokenizer, image processor) plus `clippings.json`, so `transformers.AutoModel.from_pretrained` opens
+it. How the text tower pools its tokens travels in the model's own config (`text_pooling`: "mean" for
+sentence-transformers encoders, else the encoder's pooler output). Nothing here imports Ray.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
+from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer, VisionTextDualEncoderModel
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from clippings.archive import filesystem, is_remote
@@ -28,11 +35,14 @@ TINY = "tiny"
 TINY_IMAGE_SIZE = 32
 TINY_PATCH_SIZE = 32  # one patch per image: see build_tiny
 TINY_MAX_TEXT = 128
+MAX_TEXT_TOKENS = 128  # captions are truncated here at most: OCR captions of clippings are short
+BUILTINS = ("tiny", "minilm")
+TWO_TOWER_CLASSES = (CLIPModel, VisionTextDualEncoderModel)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A resolved `--model` value: kind is 'tiny', 'folder', 's3' or 'hub'; location is the path or id."""
+    """A resolved `--model` value: kind is 'builtin', 'folder', 's3' or 'hub'; location is the path or id."""
 
     kind: str
     location: str
@@ -40,8 +50,8 @@ class ModelSpec:
 
 def resolve_model_spec(spec: str) -> ModelSpec:
     """Turn a `--model` value into (kind, location) before anything is loaded."""
-    if spec == TINY:
-        return ModelSpec("tiny", TINY)
+    if spec in BUILTINS:
+        return ModelSpec("builtin", spec)
     if spec.startswith("s3://"):
         return ModelSpec("s3", spec.rstrip("/"))
     if os.path.isdir(spec):
@@ -50,7 +60,7 @@ def resolve_model_spec(spec: str) -> ModelSpec:
     if len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~")):
         return ModelSpec("hub", spec)
     raise BadInput(
-        f"--model {spec!r}: not 'tiny', an existing folder, an s3:// folder or a hub id such as "
+        f"--model {spec!r}: not a built-in ({', '.join(BUILTINS)}), an existing folder, an s3:// folder or a hub id such as "
         "'openai/clip-vit-base-patch32'; check the value"
     )
 
@@ -130,7 +140,7 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def save_model(model: CLIPModel, processor: CLIPProcessor, out: str, meta: dict | None = None) -> None:
+def save_model(model: torch.nn.Module, processor: Any, out: str, meta: dict | None = None) -> None:
     """Save as a plain HF folder (local or `s3://`), plus `clippings.json` fields in `meta`."""
     if is_remote(out):
         with tempfile.TemporaryDirectory() as tmp:
@@ -164,12 +174,58 @@ def _local_copy(uri: str) -> str:
     return local
 
 
+TwoTowerModel = CLIPModel | VisionTextDualEncoderModel
+
+
+def image_features(model: TwoTowerModel, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Projected, unnormalised image embeddings: the vision encoder's pooled output through the projection.
+
+    The same as `get_image_features` for CLIP. `model.config.vision_pooling == "flatten"` keeps the layout:
+    the encoder's last feature map (channels × a few cells) is flattened instead of averaged (the built-in
+    CNN: reprint identity is in where things are, which a global average discards).
+    """
+    out = model.vision_model(pixel_values=pixel_values)
+    if getattr(model.config, "vision_pooling", None) == "flatten":
+        return model.visual_projection(out.last_hidden_state.flatten(1))
+    return model.visual_projection(out.pooler_output.flatten(1))
+
+
+def text_features(model: TwoTowerModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Projected, unnormalised text embeddings, pooled the way the text encoder was trained.
+
+    `model.config.text_pooling == "mean"`: the mean of the last hidden states over real tokens (how
+    sentence-transformers models such as all-MiniLM-L6-v2 were trained; their BERT pooler was not).
+    Otherwise the encoder's own pooled output (CLIP: the end-of-text token; BERT: the [CLS] pooler).
+    """
+    if text_pooling(model) == "mean":
+        hidden = model.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    else:
+        pooled = model.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    return model.text_projection(pooled)
+
+
+def text_pooling(model: TwoTowerModel) -> str:
+    """'mean' or 'pooler' (the default, and CLIP's only choice)."""
+    return getattr(model.config, "text_pooling", None) or "pooler"
+
+
+def embedding_dim(model: TwoTowerModel) -> int:
+    return int(model.config.projection_dim)
+
+
+def max_text_tokens(model: TwoTowerModel) -> int:
+    """Token limit of captions: the text encoder's position limit, capped at MAX_TEXT_TOKENS."""
+    return min(int(model.config.text_config.max_position_embeddings), MAX_TEXT_TOKENS)
+
+
 @dataclass
 class LoadedModel:
-    """A CLIP model ready to embed: its processor, a display name and a weights fingerprint."""
+    """A two-tower model ready to embed: its processor, a display name and a weights fingerprint."""
 
-    model: CLIPModel
-    processor: CLIPProcessor
+    model: TwoTowerModel
+    processor: Any
     name: str
     fingerprint: str
     device: str = "cpu"
@@ -181,8 +237,8 @@ class LoadedModel:
         """Unit-norm image embeddings (float32, (n, d)) of preprocessed pixels."""
         pixel_values = pixel_values.to(self.device, self.dtype)
         with _autocast(self.device, self.dtype):
-            out = self.model.get_image_features(pixel_values=pixel_values)
-        return _unit(out.pooler_output)
+            out = image_features(self.model, pixel_values)
+        return _unit(out)
 
     @torch.no_grad()
     def embed_texts(self, captions: list[str]) -> np.ndarray:
@@ -194,10 +250,8 @@ class LoadedModel:
     def embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
         """Unit-norm text embeddings of already tokenised captions."""
         with _autocast(self.device, self.dtype):
-            out = self.model.get_text_features(
-                input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
-            )
-        return _unit(out.pooler_output)
+            out = text_features(self.model, input_ids.to(self.device), attention_mask.to(self.device))
+        return _unit(out)
 
     def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
         return tokenize(self.processor, self.model, captions)
@@ -206,11 +260,11 @@ class LoadedModel:
         return preprocess_images(self.processor, images)
 
 
-def tokenize(processor: CLIPProcessor, model: CLIPModel, captions: list[str]) -> dict[str, torch.Tensor]:
-    """Pad to the batch's longest caption, truncate to the model's maximum text length."""
-    max_len = model.config.text_config.max_position_embeddings
+def tokenize(processor, model: TwoTowerModel, captions: list[str | None]) -> dict[str, torch.Tensor]:
+    """Pad to the batch's longest caption, truncate to `max_text_tokens`; a null caption is the empty one."""
     return processor.tokenizer(
-        [c or "" for c in captions], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+        [c or "" for c in captions], padding=True, truncation=True, max_length=max_text_tokens(model),
+        return_tensors="pt",
     )
 
 
@@ -223,7 +277,7 @@ def decode_image(data: bytes) -> Image.Image:
         raise ValueError(f"undecodable image ({type(e).__name__}: {str(e)[:80]})") from e
 
 
-def preprocess_images(processor: CLIPProcessor, images: list) -> torch.Tensor:
+def preprocess_images(processor, images: list) -> torch.Tensor:
     """Resize, crop and normalise images (PIL images or encoded bytes) to a (n, 3, H, W) float tensor."""
     pil = [decode_image(im) if isinstance(im, (bytes, bytearray)) else im for im in images]
     return processor.image_processor(images=pil, return_tensors="pt")["pixel_values"]
@@ -240,36 +294,72 @@ def _autocast(device: str, dtype: torch.dtype):
     return torch.autocast("cpu", enabled=False)
 
 
-def load_model(spec: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load a CLIP model and processor from a `--model` value, in eval mode on `device`.
+def build_builtin(name: str, seed: int = 0) -> tuple[TwoTowerModel, Any]:
+    """A built-in model and processor, built offline, the same for a seed."""
+    if name == TINY:
+        return build_tiny(seed)
+    from clippings.towers import build_minilm
 
-    Hub ids work for users who are online; offline, the error says so and suggests `--model tiny` or a
-    local folder. A folder that is not a CLIP model folder is a one-line BadInput.
+    return build_minilm(seed)
+
+
+@contextlib.contextmanager
+def quiet_hub():
+    """Hold back huggingface_hub's per-retry warnings while it tries an unreachable hub: the failure is
+    reported once, as one BadInput line, by the caller."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _load_pretrained(path: str, spec: str, kind: str) -> tuple[TwoTowerModel, Any]:
+    """AutoModel + AutoProcessor from a folder or hub id, checked to be a two-tower model."""
+    from transformers import AutoModel, AutoProcessor
+
+    import clippings.towers  # noqa: F401  (registers the EfficientNet-Lite encoder with AutoModel)
+
+    try:
+        with quiet_hub():
+            model = AutoModel.from_pretrained(path)
+            processor = AutoProcessor.from_pretrained(path)
+    except OSError as e:
+        if kind == "hub":
+            raise BadInput(
+                f"--model {spec!r}: could not load from the Hugging Face hub (offline or unknown id: "
+                f"{str(e).splitlines()[0][:120]}); use --model tiny, --model minilm or a local model folder"
+            ) from e
+        raise BadInput(f"model folder {spec}: not a loadable model ({str(e).splitlines()[0][:120]}); "
+                       "re-run the training that wrote it") from e
+    except Exception as e:  # corrupt weights, unknown architecture
+        raise BadInput(f"model {spec}: not a loadable two-tower model ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0][:120]}); give a CLIP or VisionTextDualEncoder model") from e
+    if not isinstance(model, TWO_TOWER_CLASSES):
+        raise BadInput(f"model {spec}: a {type(model).__name__}, not a two-tower model (CLIPModel or "
+                       "VisionTextDualEncoderModel); build one from two encoders with 'clippings compose'")
+    return model, processor
+
+
+def load_model(spec: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Load a two-tower model and processor from a `--model` value, in eval mode on `device`.
+
+    Hub ids work for users who are online; offline, the error says so and suggests a built-in or a local
+    folder. A folder that is not a two-tower model folder is a one-line BadInput.
     """
     resolved = resolve_model_spec(spec)
-    if resolved.kind == "tiny":
-        model, processor = build_tiny()
-        name, location = TINY, None
+    if resolved.kind == "builtin":
+        model, processor = build_builtin(resolved.location)
+        name, location = resolved.location, None
     else:
         path = _local_copy(resolved.location) if resolved.kind == "s3" else resolved.location
         if resolved.kind == "folder" and not os.path.isfile(os.path.join(path, "config.json")):
             raise BadInput(
-                f"model folder {path}: no config.json; give a folder written by 'clippings pretrain/train'"
+                f"model folder {path}: no config.json; give a folder written by 'clippings pretrain/train/compose'"
             )
-        try:
-            model = CLIPModel.from_pretrained(path)
-            processor = CLIPProcessor.from_pretrained(path)
-        except OSError as e:
-            if resolved.kind == "hub":
-                raise BadInput(
-                    f"--model {spec!r}: could not load from the Hugging Face hub (offline or unknown id: "
-                    f"{str(e).splitlines()[0][:120]}); use --model tiny or a local model folder"
-                ) from e
-            raise BadInput(f"model folder {spec}: not a loadable CLIP model ({str(e).splitlines()[0][:120]}); "
-                           "re-run the training that wrote it") from e
-        except Exception as e:  # corrupt weights, wrong architecture
-            raise BadInput(f"model {spec}: not a loadable CLIP model ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0][:120]}); give a CLIP model folder") from e
+        model, processor = _load_pretrained(path, spec, resolved.kind)
         name = resolved.location if resolved.kind != "folder" else os.path.basename(path.rstrip("/"))
         location = resolved.location
     fingerprint = weights_fingerprint(model)

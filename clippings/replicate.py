@@ -1,8 +1,11 @@
-"""The paper's protocol, end to end, as a resumable chain of CLI stages: the seven-row ARI table.
+"""The paper's protocol, end to end, as a resumable chain of CLI stages: the ARI table.
 
 Rows (Arora, Yang, Jheng & Dell, table of newspaper image-captions, ARI ×100): Jaccard; self-supervised
-visual (w=1), language (w=0), multimodal (w tuned); supervised visual, language, multimodal. Every row is
-measured the same way: tune t (and w where the row says so) on `val`, link `test` at that t, score ARI.
+visual (w=1), language (w=0), multimodal (w tuned); supervised visual, language, multimodal. Added here:
+Pixel cosine (the visual rule baseline beside Jaccard) and the frozen rows (the start model's towers with
+no training), the floor that continued pretraining must not fall below. Every row is measured the same
+way: tune t (and w where the row says so) on `val`, link `test` at that t, score ARI. `replicate_seeds`
+repeats the protocol over seeds and reports mean ± sd per row.
 
 Each stage is a `clippings` subcommand writing into `out/`; a stage's success is recorded in
 `out/stages.json` after it finishes, so a re-run skips finished stages instead of recomputing them.
@@ -12,14 +15,38 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
-from clippings.archive import exists, join, read_json, write_bytes_atomic, write_json
+from clippings.archive import (
+    ARCHIVE_ONLY,
+    ImagePolicy,
+    exists,
+    join,
+    read_json,
+    write_bytes_atomic,
+    write_json,
+)
 from clippings.errors import BadInput
+from clippings.logs import DETAIL
 
 log = logging.getLogger("clippings.replicate")
+
+ROWS = (
+    "Jaccard",
+    "Pixel cosine",
+    "Frozen visual",
+    "Frozen language",
+    "Frozen multimodal",
+    "Self-supervised visual",
+    "Self-supervised language",
+    "Self-supervised multimodal",
+    "Supervised visual",
+    "Supervised language",
+    "Supervised multimodal",
+)
 
 PAPER_ARI = {
     "Jaccard": 40.3,
@@ -42,12 +69,28 @@ class Scale:
     train_epochs: int
     batch_size: int
     workers: int = 1
+    text_train_epochs: int | None = None  # SupCon epochs of the rows that train the text tower (None: same)
+    pretrain_text_lr: float | None = None  # text encoder rate in pretraining (0: locked); None: the head rate
+    train_text_lr: float | None = None  # text encoder rate in SupCon; None: the head rate
     extra_train: tuple[str, ...] = field(default_factory=tuple)
+
+    def lr_argv(self, stage: str) -> list[str]:
+        """The encoder learning-rate flags of `stage` ('pretrain' or 'train') that this scale sets."""
+        rate = self.pretrain_text_lr if stage == "pretrain" else self.train_text_lr
+        return [] if rate is None else ["--text-lr", repr(rate)]
+
+    def epochs(self, im_wt: float) -> int:
+        """SupCon epochs of a row with image weight `im_wt` (w < 1 trains the text tower)."""
+        return self.train_epochs if im_wt == 1.0 or self.text_train_epochs is None else self.text_train_epochs
 
 
 SCALES = {
     # the built-in archive's default size, within the demo budget on 2 CPU cores: tiny CLIP, a few epochs
     "small": Scale(stories=2000, model="tiny", pretrain_epochs=8, train_epochs=12, batch_size=64),
+    # the built-in pretrained model (MiniLM text tower + one-patch image tower): pretraining locks the text
+    # tower (LiT), SupCon fine-tunes it at a low rate for 1 epoch (~45 captions/s on 2 CPU cores)
+    "medium": Scale(stories=2000, model="minilm", pretrain_epochs=4, train_epochs=12, batch_size=64,
+                    text_train_epochs=1, pretrain_text_lr=0.0, train_text_lr=2e-5),
     # the paper's settings: ViT-B/32 CLIP (hub; needs a connection or a local copy), m=3, k=3, τ=0.1, w=0.5
     "paper": Scale(stories=20000, model="openai/clip-vit-base-patch32", pretrain_epochs=10, train_epochs=20,
                    batch_size=153),
@@ -66,9 +109,10 @@ class StageRunner:
     def run(self, name: str, argv: list[str]) -> None:
         """Run `clippings <argv>` unless `name` finished before; raise on failure."""
         if name in self.record:
-            log.info("stage %-28s done before, skipped", name)
+            log.info("%s: done before, skipped", name)
             return
-        log.info("stage %-28s clippings %s", name, " ".join(argv))
+        # the command prints its own start and end lines; the exact command line is for the log file
+        logging.getLogger(DETAIL).info("stage %s: clippings %s", name, " ".join(argv))
         start = time.perf_counter()
         code = self.cli_main(argv)
         if code != 0:
@@ -86,13 +130,15 @@ def _tuned(tune_dir: str) -> dict:
 
 
 def replicate(out: str, scale: str = "small", archive: str | None = None, seed: int = 0,
-              cli_main: Callable[[list[str]], int] | None = None, **overrides: int) -> dict:
-    """Run the seven-row protocol into `out/` and return the results (also written to results.json/.md).
+              cli_main: Callable[[list[str]], int] | None = None, images: ImagePolicy = ARCHIVE_ONLY,
+              **overrides: int) -> dict:
+    """Run the protocol (every row of ROWS) into `out/` and return the results (also in results.json/.md).
 
     archive: a folder holding labelled `train`, `val`, `test` and an `unlabelled` split (the built-in
     archive is generated into `out/data` when None). overrides: Scale fields to change (stories,
-    pretrain_epochs, train_epochs, batch_size, workers); None values are ignored. Cost at `small`: ≤ 10 minutes
-    on 2 CPU cores.
+    pretrain_epochs, train_epochs, batch_size, workers); None values are ignored. images: which image paths
+    outside the split folders the stages that read images (pretrain, train, embed) may read. Cost at
+    `small`: ≤ 10 minutes on 2 CPU cores.
     """
     if cli_main is None:
         from clippings.cli import main as cli_main
@@ -108,22 +154,31 @@ def replicate(out: str, scale: str = "small", archive: str | None = None, seed: 
     jaccard = join(out, "links", "jaccard")
     stages.run("jaccard", ["baseline", "--archive", split["test"], "--val", split["val"], "--out", jaccard])
     stages.run("jaccard-evaluate", ["evaluate", "--links", jaccard, "--archive", split["test"]])
-    rows["Jaccard"] = {"ari": _metrics(jaccard)["ari"], **_baseline_choice(jaccard)}
+    rows["Jaccard"] = {"ari": _metrics(jaccard)["ari"], "links": jaccard, **_baseline_choice(jaccard)}
+    pixels = join(out, "links", "pixels")
+    stages.run("pixels", ["baseline", "--method", "pixels", "--archive", split["test"], "--val", split["val"],
+                          "--out", pixels, *images.argv()])
+    stages.run("pixels-evaluate", ["evaluate", "--links", pixels, "--archive", split["test"]])
+    rows["Pixel cosine"] = {"ari": _metrics(pixels)["ari"], "im_wt": 1.0, "links": pixels,
+                            **_baseline_choice(pixels)}
+    _embed_score(stages, out, "frozen", settings.model, split, rows, prefix="Frozen", images=images)
 
     selfsup = join(out, "models", "selfsup")
     stages.run("pretrain", ["pretrain", "--archive", split["unlabelled"], "--out", selfsup,
                             "--model", settings.model, "--epochs", str(settings.pretrain_epochs),
                             "--batch-size", str(settings.batch_size), "--workers", str(settings.workers),
-                            "--seed", str(seed)])
-    _embed_score(stages, out, "selfsup", selfsup, split, rows, prefix="Self-supervised")
+                            "--seed", str(seed), *settings.lr_argv("pretrain"), *images.argv()])
+    _embed_score(stages, out, "selfsup", selfsup, split, rows, prefix="Self-supervised", images=images)
 
     for row, im_wt in (("visual", "1.0"), ("language", "0.0"), ("multimodal", "0.5")):
         model = join(out, "models", f"supervised_{row}")
         stages.run(f"train-{row}", ["train", "--archive", split["train"], "--val", split["val"], "--out", model,
-                                    "--model", selfsup, "--im-wt", im_wt, "--epochs", str(settings.train_epochs),
+                                    "--model", selfsup, "--im-wt", im_wt,
+                                    "--epochs", str(settings.epochs(float(im_wt))),
                                     "--workers", str(settings.workers), "--seed", str(seed),
-                                    *settings.extra_train])
-        _embed_score(stages, out, f"supervised_{row}", model, split, rows, prefix="Supervised", only=row)
+                                    *settings.lr_argv("train"), *settings.extra_train, *images.argv()])
+        _embed_score(stages, out, f"supervised_{row}", model, split, rows, prefix="Supervised", only=row,
+                     images=images)
 
     results = {"scale": scale, "settings": asdict(settings), "archive": data, "seed": seed, "rows": rows,
                "paper_ari": PAPER_ARI, "stage_seconds": {k: v["seconds"] for k, v in stages.record.items()}}
@@ -134,15 +189,16 @@ def replicate(out: str, scale: str = "small", archive: str | None = None, seed: 
 
 def _baseline_choice(links_dir: str) -> dict:
     info = read_json(join(links_dir, "links.json"))
-    return {key: info.get(key) for key in ("n", "overlap", "threshold") if key in info}
+    return {key: info.get(key) for key in ("n", "overlap", "threshold", "val_ari") if key in info}
 
 
 def _embed_score(stages: StageRunner, out: str, name: str, model: str, split: dict, rows: dict, prefix: str,
-                 only: str | None = None) -> None:
+                 only: str | None = None, images: ImagePolicy = ARCHIVE_ONLY) -> None:
     """Embed val and test with `model`, tune on val, link test at the tuned t, score test ARI."""
     emb = {s: join(out, "embeddings", name, s) for s in ("val", "test")}
     for s in ("val", "test"):
-        stages.run(f"embed-{name}-{s}", ["embed", "--archive", split[s], "--model", model, "--out", emb[s]])
+        stages.run(f"embed-{name}-{s}", ["embed", "--archive", split[s], "--model", model, "--out", emb[s],
+                                         *images.argv()])
     variants = {"visual": ["--im-wt", "1.0"], "language": ["--im-wt", "0.0"], "multimodal": ["--search-im-wt"]}
     for row, flags in variants.items():
         if only is not None and row != only:
@@ -167,26 +223,89 @@ def _embed_score(stages: StageRunner, out: str, name: str, model: str, split: di
         }
 
 
+def _cell(value: float | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
 def results_markdown(results: dict) -> str:
-    """The table as Markdown: measured ARI ×100 beside the paper's, with the chosen t and w."""
+    """The table as Markdown: measured test ARI ×100 (and val ARI where tuned) beside the paper's, with the
+    chosen t and w."""
     lines = [
         f"# Replication ({results['scale']} scale, archive {results['archive']}, seed {results['seed']})",
         "",
-        "| Method | ARI ×100 (measured) | ARI ×100 (paper) | threshold t | w (image weight) |",
-        "|---|---:|---:|---:|---:|",
+        "| Method | ARI ×100 (test) | ARI ×100 (val) | ARI ×100 (paper) | threshold t | w (image weight) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, paper in results["paper_ari"].items():
-        row = results["rows"].get(name, {})
-        ari = row.get("ari")
-        t = row.get("threshold")
-        w = row.get("im_wt")
+    for name in ROWS:
+        row = results["rows"].get(name)
+        if row is None:
+            continue
+        ari, val = row.get("ari"), row.get("val_ari")
         lines.append(
-            f"| {name} | {'' if ari is None else f'{100 * ari:.1f}'} | {paper:.1f} | "
-            f"{'' if t is None else f'{t:.4f}'} | {'' if w is None else f'{w:.2f}'} |"
+            f"| {name} | {_cell(None if ari is None else 100 * ari, '.1f')} | "
+            f"{_cell(None if val is None else 100 * val, '.1f')} | {_cell(PAPER_ARI.get(name), '.1f')} | "
+            f"{_cell(row.get('threshold'), '.4f')} | {_cell(row.get('im_wt'), '.2f')} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def replicate_seeds(out: str, seeds: int, scale: str = "small", **kwargs) -> dict:
+    """Run `replicate` for seeds 0..seeds−1 (training seed and, for the built-in archive, archive seed) into
+    `out/seed-<s>/` and write the mean ± sample sd of each row's ARI to `out/results.{json,md}`.
+
+    One seed is the plain `replicate` into `out/`. Cost: `seeds` times one replication; resumable per seed.
+    """
+    if seeds == 1:
+        return replicate(out, scale=scale, **kwargs)
+    kwargs.pop("seed", None)
+    runs = [replicate(join(out, f"seed-{s}"), scale=scale, seed=s, **kwargs) for s in range(seeds)]
+    results = {"scale": scale, "seeds": seeds, "settings": runs[0]["settings"],
+               "archives": [run["archive"] for run in runs], "rows": summarise_seeds(runs),
+               "paper_ari": PAPER_ARI, "stage_seconds": [run["stage_seconds"] for run in runs]}
+    write_json(join(out, "results.json"), results)
+    write_bytes_atomic(join(out, "results.md"), seeds_markdown(results).encode())
+    return results
+
+
+def summarise_seeds(runs: list[dict]) -> dict[str, dict]:
+    """Per row, the mean, sample sd and values of test ARI (`ari`) and `val_ari` over the runs that have it."""
+    summary: dict[str, dict] = {}
+    for name in ROWS:
+        for key in ("ari", "val_ari"):
+            values = [run["rows"][name][key] for run in runs
+                      if name in run["rows"] and run["rows"][name].get(key) is not None]
+            if values:
+                summary.setdefault(name, {})[key] = {
+                    "mean": float(statistics.fmean(values)),
+                    "sd": float(statistics.stdev(values)) if len(values) > 1 else 0.0,
+                    "values": values,
+                }
+    return summary
+
+
+def seeds_markdown(results: dict) -> str:
+    """The multi-seed table: mean ± sd of test and val ARI ×100 per row, beside the paper's figure."""
+    lines = [
+        f"# Replication ({results['scale']} scale, {results['seeds']} seeds: mean ± sd)",
+        "",
+        "| Method | ARI ×100 (test) | ARI ×100 (val) | ARI ×100 (paper) |",
+        "|---|---:|---:|---:|",
+    ]
+
+    def spread(stats: dict | None) -> str:
+        return "" if stats is None else f"{100 * stats['mean']:.1f} ± {100 * stats['sd']:.1f}"
+
+    for name in ROWS:
+        row = results["rows"].get(name)
+        if row is not None:
+            lines.append(f"| {name} | {spread(row.get('ari'))} | {spread(row.get('val_ari'))} | "
+                         f"{_cell(PAPER_ARI.get(name), '.1f')} |")
+    return "\n".join(lines) + "\n"
+
+
 def print_table(results: dict) -> None:
+    if "seeds" in results:
+        print(seeds_markdown(results))
+        return
     print(results_markdown(results))
     print(json.dumps({k: round(v["ari"], 4) for k, v in results["rows"].items()}))

@@ -24,6 +24,8 @@ import pyarrow.compute as pc
 from PIL import Image, UnidentifiedImageError
 
 from clippings.archive import (
+    ARCHIVE_ONLY,
+    ImagePolicy,
     exists,
     iter_archive_parts,
     join,
@@ -35,6 +37,7 @@ from clippings.archive import (
     write_bytes_atomic,
 )
 from clippings.errors import BadInput
+from clippings.progress import Progress
 
 IMAGES_DIR = "images"
 
@@ -284,6 +287,7 @@ main{padding:16px 24px} .plots{display:flex;flex-wrap:wrap;gap:16px}
 figure.clip{margin:0;width:150px;font:12px sans-serif}
 figure.clip img{max-width:140px;max-height:140px;border:1px solid #ccc;background:#eee;display:block}
 .caption{max-height:6.5em;overflow:hidden;margin:3px 0} .meta{color:#777}
+.nocap{color:#999;font-style:italic}
 .broken{width:128px;height:90px;border:1px dashed #b55;color:#b55;display:flex;align-items:center;
 justify-content:center;text-align:center}
 .warn{background:#fbe7d4;border:1px solid #d9a66f;padding:6px 10px;font:13px sans-serif} .more{font:12px sans-serif;color:#555;margin-top:6px}
@@ -318,8 +322,12 @@ _JS = """
 """
 
 
+NO_CAPTION = "(no caption)"
+"""Shown for a null or empty caption: such a clipping is linked by its image alone (design.md §4)."""
+
+
 def _member_html(m: Member) -> str:
-    caption = html.escape(m.caption)
+    caption = html.escape(m.caption) if m.caption.strip() else f'<span class="nocap">{NO_CAPTION}</span>'
     if m.thumb:
         picture = f'<img src="{html.escape(m.thumb)}" alt="{html.escape(m.caption[:120])}">'
     else:
@@ -352,9 +360,48 @@ def _group_html(rank: int, g: Group) -> str:
             f'<div class="gallery">{"".join(_member_html(m) for m in g.members)}</div>{tail}</section>')
 
 
+def _figure(value: float) -> str:
+    """A distance or weight as a person reads it: 4 decimals, no float noise."""
+    return f"{value:.4f}"
+
+
+def header_facts(info: dict, clippings: int, clusters: int, linked: int, shown: int,
+                 made_by: str | None = None) -> dict[str, str]:
+    """The report header in words a historian can act on: what made the links, what was linked and the rule.
+
+    info: links.json (threshold t, image weight, exact_up_to; or the Jaccard baseline's n and overlap).
+    The rule reads "linked when cosine distance ≤ 0.2196; exact up to 0.2204": single linkage joins two
+    clippings when a chain of pairs each that close connects them, and the result is exact (no pair missed
+    by the neighbour search) for any threshold up to exact_up_to.
+    """
+    facts = {}
+    model = info.get("model_name")
+    if made_by or model:
+        facts["Made by"] = made_by or f"model {model}"
+    facts["Clippings"] = (f"{clippings:,} in {clusters:,} groups; {linked:,} groups hold reprints "
+                          f"(the {shown:,} largest are shown)")
+    if info.get("method") == "jaccard":
+        facts["Linked when"] = (f"their captions' word {info.get('n')}-grams overlap by a Jaccard similarity "
+                                f"≥ {_figure(float(info['overlap']))}, directly or through a chain of such pairs")
+    elif "threshold" in info:
+        what = "16 px grey thumbnails" if info.get("method") == "pixels" else "image-and-caption embeddings"
+        rule = f"the cosine distance of their {what} is ≤ {_figure(float(info['threshold']))}"
+        exact = info.get("exact_up_to")
+        if exact is not None:
+            rule += ("; exact at every threshold" if float(exact) >= 2.0 else
+                     f"; exact up to {_figure(float(exact))} (a re-cut at any threshold up to that is exact)")
+        facts["Linked when"] = rule + ", directly or through a chain of such pairs"
+    if "im_wt" in info and info.get("method") != "pixels":
+        facts["Image weight"] = f"{float(info['im_wt']):.2f} (0 = caption only, 1 = image only)"
+    if "index" in info:
+        neighbours = f", k = {info['k']} neighbours per clipping" if "k" in info else ""
+        facts["Neighbour search"] = f"{info['index']} index{neighbours}"
+    return facts
+
+
 def render_html(groups: list[Group], header: dict, curve: str | None, sizes: str, warnings: list[str]) -> str:
     """The whole page as one string; every archive- or links-derived text is HTML-escaped."""
-    facts = " · ".join(f"{html.escape(k)}: {html.escape(str(v))}" for k, v in header.items())
+    facts = "".join(f"<p>{html.escape(k)}: {html.escape(str(v))}</p>" for k, v in header.items())
     notes = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warnings)
     curve_fig = (f"<figure>{curve}<figcaption>ARI on the labelled set against the threshold</figcaption></figure>"
                  if curve else "")
@@ -362,7 +409,7 @@ def render_html(groups: list[Group], header: dict, curve: str | None, sizes: str
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>clippings: linked reprints</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>Linked reprints</h1><p>{facts}</p></header><main>{notes}"
+        f"<header><h1>Linked reprints</h1>{facts}</header><main>{notes}"
         f'<div class="plots">{curve_fig}<figure>{sizes}<figcaption>Cluster sizes</figcaption></figure></div>'
         '<input id="search" type="search" placeholder="Search captions…" aria-label="Search captions">'
         f'<div id="count" class="meta"></div>{"".join(_group_html(i + 1, g) for i, g in enumerate(groups))}'
@@ -382,6 +429,9 @@ def build_report(
     top: int = 50,
     max_per_group: int = 24,
     thumb_size: int = 128,
+    images: ImagePolicy = ARCHIVE_ONLY,
+    made_by: str | None = None,
+    progress: Progress | None = None,
 ) -> ReportSummary:
     """Write `out/index.html` and `out/images/` for the `top` largest multi-clipping groups of `links`.
 
@@ -389,7 +439,11 @@ def build_report(
     `archive` the archive dataset the links were built from (images and captions); `curve` an optional CSV
     with columns threshold,ari (from `clippings tune`); `embeddings` an optional embeddings dataset for the
     image/text similarity of each group's weakest edge; `top` how many groups to show (largest first, ties
-    by cluster id); `max_per_group` clippings shown per group; `thumb_size` the thumbnail's longest side.
+    by cluster id); `max_per_group` clippings shown per group; `thumb_size` the thumbnail's longest side;
+    `images` which `image_path` locations outside the archive folder may be read (a refused one is shown as
+    a placeholder naming the rule). A null or empty caption is shown as "(no caption)". `made_by` names the
+    method and model that made the links (e.g. a replicate row), shown first in the header. `progress` is
+    advanced once per shown clipping (its thumbnail is the report's main cost).
     Raises BadInput for missing or malformed inputs, or when the links name clippings the archive lacks.
     Cost: one pass over the archive (one part in memory at a time), O(E log E) over the MST, one JPEG
     encode per shown clipping; the clusters table and MST in memory.
@@ -405,7 +459,9 @@ def build_report(
 
     shown = _select_members(clusters, list(groups), max_per_group)
     all_ids = clusters.column("clipping_id").combine_chunks()
-    members, found = _read_members(archive, out, shown, all_ids, thumb_size)
+    if progress is not None:
+        progress.set(0, total=len(shown))
+    members, found = _read_members(archive, out, shown, all_ids, thumb_size, images, progress)
     if found < len(all_ids):
         _raise_missing_ids(links, archive, all_ids)
     for mid, cid in shown.items():
@@ -421,11 +477,7 @@ def build_report(
     if curve is not None:
         thresholds, aris = read_curve(curve)
         curve_svg_text = curve_svg(thresholds, aris, float(chosen) if chosen is not None else None)
-    header = {"clippings": len(all_ids), "clusters": len(names), "linked groups": int((sizes > 1).sum()),
-              "shown": len(groups)}
-    for key in ("threshold", "im_wt", "w", "k", "index", "exact_up_to"):
-        if key in info:
-            header[key] = info[key]
+    header = header_facts(info, len(all_ids), len(names), int((sizes > 1).sum()), len(groups), made_by)
     diagnostics = info.get("diagnostics", {})
     for entry in diagnostics.get("largest", []):
         if entry.get("cluster_id") in groups and "radius_deg" in entry:
@@ -451,10 +503,11 @@ def _select_members(clusters: pa.Table, wanted: list[str], max_per_group: int) -
     return shown
 
 
-def _read_members(archive: str, out: str, shown: dict[str, str], all_ids: pa.Array,
-                  thumb_size: int) -> tuple[dict[str, Member], int]:
+def _read_members(archive: str, out: str, shown: dict[str, str], all_ids: pa.Array, thumb_size: int,
+                  images: ImagePolicy, progress: Progress | None = None) -> tuple[dict[str, Member], int]:
     """One pass over the archive: the shown clippings' text and thumbnails (written to `out/images/`), and
-    how many of `all_ids` the archive holds. An undecodable or missing image becomes a placeholder."""
+    how many of `all_ids` the archive holds. An undecodable, missing or refused image becomes a
+    placeholder."""
     wanted = pa.array(list(shown), pa.string())
     members: dict[str, Member] = {}
     found = 0
@@ -463,17 +516,20 @@ def _read_members(archive: str, out: str, shown: dict[str, str], all_ids: pa.Arr
         for r in table.filter(pc.is_in(table.column("clipping_id"), value_set=wanted)).to_pylist():
             m = Member(r["clipping_id"], _text(r["caption"]), _text(r["source"]), _text(r["date"]),
                        _text(r["page"]))
+            data = r["image"]
             try:
-                data = r["image"] if r["image"] is not None else read_bytes(
-                    resolve_image_path(archive, r["image_path"]))
+                if data is None:
+                    data = read_bytes(resolve_image_path(archive, r["image_path"], images))
                 name = _thumb_name(m.clipping_id)
                 write_bytes_atomic(join(out, IMAGES_DIR, name), thumbnail_jpeg(data, thumb_size))
                 m.thumb = f"{IMAGES_DIR}/{name}"
-            except ValueError as e:
-                m.problem = f"image unreadable: {e}"
+            except ValueError as e:  # before reading: the path was refused; after: the bytes did not decode
+                m.problem = f"image unreadable: {e}" if data is not None else f"image refused: {e}"
             except FileNotFoundError:
                 m.problem = f"image file not found: {r['image_path']}"
             members[m.clipping_id] = m
+            if progress is not None:
+                progress.update(1)
     return members, found
 
 

@@ -19,7 +19,9 @@ from clippings.model import load_model
 
 
 def _mixed_archive(folder: str, image_dir: str) -> dict[str, str]:
-    """Two inline parts plus one part of `image_path` rows with bad rows; returns id -> expected reason."""
+    """Two inline parts plus one part of `image_path` rows with bad rows; returns id -> expected reason.
+
+    `image_dir` holds an image named by absolute path: the run must allow it (`--allowed-image-prefix`)."""
     write_archive(folder, parts=2, rows=7)
     os.makedirs(os.path.join(folder, "images"), exist_ok=True)
     with open(os.path.join(folder, "images", "a.png"), "wb") as f:
@@ -29,7 +31,7 @@ def _mixed_archive(folder: str, image_dir: str) -> dict[str, str]:
     with open(absolute, "wb") as f:
         f.write(png(101))
     table = pa.table({
-        "clipping_id": ["p0", "p1", "bad-missing", "bad-decode", "bad-caption", "p2"],
+        "clipping_id": ["p0", "p1", "bad-missing", "bad-decode", "null-caption", "p2"],
         "image": pa.array([None, None, None, b"not an image", png(102), png(103)], pa.binary()),
         "image_path": [os.path.join("images", "a.png"), absolute, "images/nope.png", None, None, None],
         "caption": ["relative path", "absolute path", "x", "y", None, ""],
@@ -38,7 +40,6 @@ def _mixed_archive(folder: str, image_dir: str) -> dict[str, str]:
     return {
         "bad-missing": f"image file not found: {os.path.join(folder, 'images/nope.png')}",
         "bad-decode": "undecodable image",
-        "bad-caption": "caption is null, not a string; give an empty string for no caption",
     }
 
 
@@ -64,9 +65,8 @@ def _reference(folder: str, model_spec: str) -> dict[str, tuple[np.ndarray, np.n
                 pixels = loaded.preprocess_images([data])
             except (ValueError, FileNotFoundError):
                 continue
-            if row["caption"] is None:
-                continue
-            ref[row["clipping_id"]] = (loaded.embed_images(pixels)[0], loaded.embed_texts([row["caption"]])[0])
+            caption = row["caption"] or ""  # a null caption is the empty caption
+            ref[row["clipping_id"]] = (loaded.embed_images(pixels)[0], loaded.embed_texts([caption])[0])
     return ref
 
 
@@ -76,7 +76,7 @@ def test_embed_equals_plain_loop_and_accounts_for_every_id(ray_local, tmp_path, 
     with open(os.path.join(archive, part_name(3)), "wb") as f:
         f.write(b"garbage, not parquet")
     rc = cli.main(["embed", "--archive", archive, "--model", str(tiny_model_dir), "--out", out,
-                   "--batch-size", "4", "--skip-bad-files"])
+                   "--batch-size", "4", "--skip-bad-files", "--allowed-image-prefix", str(tmp_path / "elsewhere")])
     assert rc == 0
     emb = read_embeddings(out)
     ref = _reference(archive, str(tiny_model_dir))
@@ -96,11 +96,11 @@ def test_embed_equals_plain_loop_and_accounts_for_every_id(ray_local, tmp_path, 
     assert sorted(p for p in os.listdir(out) if p.startswith("part-")) == [part_name(i) for i in range(3)]
     markers = [json.load(open(os.path.join(out, "_done", n))) for n in sorted(os.listdir(os.path.join(out, "_done")))]
     assert [(m["shard"], m["rows"], m["quarantined"]) for m in markers] == [
-        (part_name(0), 7, 0), (part_name(1), 7, 0), (part_name(2), 6, 3)]
+        (part_name(0), 7, 0), (part_name(1), 7, 0), (part_name(2), 6, 2)]
     skipped = json.load(open(os.path.join(out, "_quarantine", "skipped-files.json")))
     assert [s["file"] for s in skipped] == [os.path.join(archive, part_name(3))]
     log = open(os.path.join(out, "embed.log")).read()
-    assert "embedded: 17" in log and "quarantined: 3" in log and "skipped unreadable files: 1" in log
+    assert "embedded: 18" in log and "quarantined: 2" in log and "skipped unreadable files: 1" in log
 
 
 def test_embed_s3_in_and_out(ray_local, tmp_path, s3_bucket):

@@ -48,8 +48,8 @@ def test_model_loads_from_s3(tiny_model_dir, s3_bucket):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("not a model", "--model 'not a model': not 'tiny', an existing folder"),
-        ("./missing/folder/x", "--model './missing/folder/x': not 'tiny', an existing folder"),
+        ("not a model", "--model 'not a model': not a built-in \\(tiny, minilm\\), an existing folder"),
+        ("./missing/folder/x", "--model './missing/folder/x': not a built-in \\(tiny, minilm\\), an existing folder"),
     ],
 )
 def test_bad_model_spec(spec, message):
@@ -61,5 +61,5 @@ def test_folder_without_config_is_one_clear_line(tmp_path):
     with pytest.raises(BadInput) as err:
         load_model(str(tmp_path))
     assert str(err.value) == (
-        f"model folder {tmp_path}: no config.json; give a folder written by 'clippings pretrain/train'"
+        f"model folder {tmp_path}: no config.json; give a folder written by 'clippings pretrain/train/compose'"
     )

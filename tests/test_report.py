@@ -278,4 +278,4 @@ def test_report_of_a_real_link_run(linked, tmp_path):
     page = (out / "index.html").read_text()
     clusters = [re.search(r'data-cluster="([^"]+)"', s).group(1) for s in _sections(page)]
     assert clusters == ["s0-00", "s1-00", "s2-00", "s3-00", "s4-00"]  # stable ids: smallest member id
-    assert page.count("angular radius") == 5 and "index: flat" in page
+    assert page.count("angular radius") == 5 and "Neighbour search: flat index, k = 5 neighbours" in page

@@ -4,8 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+from typing import TYPE_CHECKING
 
+from clippings.errors import BadInput
 from clippings.params import Interval, OneOf, validate_params
+
+if TYPE_CHECKING:
+    from clippings.archive import ImagePolicy
 
 HELP = "Embed an archive (both towers) with a model on Ray Data; resumes a partial run."
 
@@ -27,24 +33,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu", action="store_true", help="one GPU per model actor, fp16")
     parser.add_argument("--dtype", default="float32", help="stored embedding dtype: float32 or float16")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per CPU actor (default: cores / concurrency)")
+                        help="threads per CPU actor, every pool (default: the CPUs Ray grants it, at least 1)")
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="skip unreadable part files (listed in _quarantine/skipped-files.json)")
+    add_image_arguments(parser)
+
+
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of every stage that reads images (embed, pretrain, train, report, replicate).
+
+    By default an `image_path` is read only inside the archive folder, so an archive from elsewhere cannot
+    pull other files of the job's user into a run; these flags widen that on purpose.
+    """
+    parser.add_argument("--allow-external-images", action="store_true",
+                        help="also read image paths outside the archive folder: absolute paths, URIs "
+                             "(file://, s3://, ...) and relative paths leading out (default: only inside it)")
+    parser.add_argument("--allowed-image-prefix", action="append", default=[], metavar="PREFIX",
+                        help="a folder or URI prefix (/data/images, s3://bucket/images) whose images may be "
+                             "read although outside the archive folder; repeatable")
+
+
+def image_policy(args: argparse.Namespace) -> ImagePolicy:
+    """The validated `ImagePolicy` of `add_image_arguments`' flags; a relative local prefix is made absolute
+    at the entry (Ray workers run in other working directories)."""
+    from clippings.archive import ImagePolicy
+
+    prefixes = []
+    for prefix in args.allowed_image_prefix:
+        if not prefix.strip():
+            raise BadInput(f"The 'allowed_image_prefix' parameter of {args.command} must be a non-empty "
+                           f"folder or URI prefix. Got {prefix!r} instead.")
+        prefixes.append(prefix if "://" in prefix else os.path.abspath(prefix))
+    return ImagePolicy(args.allow_external_images, tuple(prefixes))
 
 
 def run(args: argparse.Namespace) -> int:
     validate_params("embed", vars(args), CONSTRAINTS)
+    images = image_policy(args)
     from clippings.embed import embed_archive
-    from clippings.logs import setup_logging
+    from clippings.logs import finish
+    from clippings.progress import Progress
     from clippings.raylocal import init_ray
 
-    log = setup_logging(args.out, "embed")
     init_ray()
-    summary = embed_archive(
-        args.archive, args.model, args.out, batch_size=args.batch_size, concurrency=args.concurrency,
-        gpu=args.gpu, dtype=args.dtype, skip_bad_files=args.skip_bad_files, threads=args.threads,
-    )
-    log.info("embed %s -> %s", args.archive, args.out)
-    for line in summary.lines():
-        log.info("  %s", line)
+    with Progress("embed", unit="row") as bar:
+        summary = embed_archive(
+            args.archive, args.model, args.out, batch_size=args.batch_size, concurrency=args.concurrency,
+            gpu=args.gpu, dtype=args.dtype, skip_bad_files=args.skip_bad_files, threads=args.threads,
+            images=images, progress=bar,
+        )
+    skipped = f", skipped unreadable files: {len(summary.skipped_files)}" if summary.skipped_files else ""
+    finish(f"embedded: {summary.embedded}, quarantined: {summary.quarantined}{skipped} ({summary.shards_done} "
+           f"parts written, {summary.shards_resumed} done before), {summary.throughput:.1f} rows/s")
     return 0

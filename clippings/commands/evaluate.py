@@ -15,11 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from clippings.archive import join
     from clippings.evaluate import evaluate_links
+    from clippings.logs import finish
 
     m = evaluate_links(args.links, args.archive)
     pc = m["predicted_clusters"]
-    print(f"evaluate: ARI {m['ari']:.4f}  pairwise precision {m['precision']:.4f} recall {m['recall']:.4f} "
-          f"F1 {m['f1']:.4f}  ({m['n']} clippings, {pc['clusters']} clusters, {m['true_clusters']['clusters']} "
-          f"true groups, {m['quarantined']} quarantined)")
-    print(f"evaluate: wrote {join(args.links, 'metrics.json')}")
+    finish(f"ARI {m['ari']:.4f}, pairwise precision {m['precision']:.4f} recall {m['recall']:.4f} "
+           f"F1 {m['f1']:.4f} ({m['n']} clippings, {pc['clusters']} clusters, {m['true_clusters']['clusters']} "
+           f"true groups, {m['quarantined']} quarantined, {m['no_caption']} with (no caption))",
+           join(args.links, "metrics.json"))
     return 0

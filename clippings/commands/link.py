@@ -58,6 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="re-cut the MST of this links folder at --threshold instead of recomputing",
     )
+    parser.add_argument(
+        "--add",
+        default=None,
+        metavar="NEW_EMBEDDINGS",
+        help="link this new batch of embeddings into the links folder --to, searching only the new rows "
+        "(exact for flat/pruned links, the links' own IVF cells for ivf); t, w and the index are the links'",
+    )
+    parser.add_argument(
+        "--to", default=None, metavar="LINKS_DIR", help="the links folder --add extends (--out may equal it)"
+    )
 
 
 def _choice(args: argparse.Namespace) -> tuple[float, float]:
@@ -76,15 +86,57 @@ def _choice(args: argparse.Namespace) -> tuple[float, float]:
     return float(threshold), float(im_wt)
 
 
+def _add(args: argparse.Namespace):
+    """`--add NEW --to LINKS`: the merged LinkResult and the quarantine of both (refusals are one line)."""
+    import pyarrow as pa
+
+    from clippings.archive import read_quarantine
+    from clippings.embeddings import read_embeddings
+    from clippings.errors import BadInput
+    from clippings.link.incremental import add_batch, check_batch, read_linking
+    from clippings.model_meta import read_clippings_meta
+
+    if not args.to:
+        raise BadInput("link: --add needs --to LINKS_DIR (the links folder the batch joins)")
+    if args.embeddings or args.from_links:
+        raise BadInput("link: --add takes no --embeddings or --from-links; give --add NEW --to LINKS_DIR")
+    old = read_linking(args.to)
+    meta = read_clippings_meta(args.model) if args.model else {}  # a model's choice must agree too
+    threshold = args.threshold if args.threshold is not None else meta.get("threshold")
+    if threshold is not None and threshold != old.info["threshold"]:
+        raise BadInput(
+            f"link --add: --threshold {threshold:g} differs from t = {old.info['threshold']:g} of links "
+            f"{args.to}; a batch is added at the links' t (omit --threshold), then re-cut with --from-links"
+        )
+    new = read_embeddings(args.add)
+    check_batch(old, new, args.add, args.im_wt if args.im_wt is not None else meta.get("im_wt"))
+    result = add_batch(old, new)
+    result.info["adds"][-1]["embeddings"] = args.add
+    quarantine = pa.concat_tables([read_quarantine(args.to), read_quarantine(args.add)])
+    return result, quarantine
+
+
 def run(args: argparse.Namespace) -> int:
     validate_params("link", vars(args), CONSTRAINTS)
-    from clippings.archive import read_quarantine, write_quarantine
+    from clippings.archive import is_remote, read_quarantine
     from clippings.errors import BadInput
     from clippings.link.pipeline import link_embeddings, recut, write_links
-    from clippings.logs import setup_logging
+    from clippings.link.store import check_replaceable, same_location
+    from clippings.logs import finish, setup_logging
 
     log = setup_logging(args.out, "link")
-    if args.from_links:
+    if args.to and not args.add:
+        raise BadInput("link: --to names the links folder for --add NEW_EMBEDDINGS; give --add too")
+    check_replaceable(args.out)
+    source = args.to or args.from_links
+    if source and is_remote(args.out) and same_location(args.out, source):
+        raise BadInput(
+            f"link: --out {args.out} is the links folder read: S3 cannot replace a folder at once; write to a "
+            "new prefix"
+        )
+    if args.add:
+        result, quarantine = _add(args)
+    elif args.from_links:
         if args.threshold is None:
             raise BadInput("link: --from-links needs --threshold T (the new cut)")
         result = recut(args.from_links, args.threshold)
@@ -93,34 +145,42 @@ def run(args: argparse.Namespace) -> int:
         if not args.embeddings:
             raise BadInput("link: give --embeddings DIR (or --from-links DIR to re-cut a saved MST)")
         from clippings.embeddings import read_embeddings
+        from clippings.progress import Progress
 
         threshold, im_wt = _choice(args)
-        result = link_embeddings(
-            read_embeddings(args.embeddings),
-            threshold,
-            im_wt,
-            k=args.k,
-            index=args.index,
-            nlist=args.nlist,
-            nprobe=args.nprobe,
-        )
+        emb = read_embeddings(args.embeddings)
+        with Progress("link: kNN search", total=len(emb.ids), unit="query") as bar:
+            result = link_embeddings(
+                emb,
+                threshold,
+                im_wt,
+                k=args.k,
+                index=args.index,
+                nlist=args.nlist,
+                nprobe=args.nprobe,
+                progress=bar.update,
+            )
         result.info["embeddings"] = args.embeddings
         quarantine = read_quarantine(args.embeddings)
     result.info["counts"]["quarantined"] = quarantine.num_rows
-    write_links(args.out, result)
-    write_quarantine(args.out, quarantine, "part-00000.parquet")
+    write_links(args.out, result, quarantine)
     info = result.info
-    log.info(
-        "link -> %s: %d clippings, %d clusters at t=%g (w=%g, %s, exact up to %g), %d quarantined",
-        args.out,
-        info["counts"]["clippings"],
-        info["counts"]["clusters"],
-        info["threshold"],
-        info["im_wt"],
-        info["index"],
-        info["exact_up_to"],
-        quarantine.num_rows,
-    )
+    counts = info["counts"]
+    finish(f"{counts['clippings']} clippings, {counts['clusters']} clusters at t={info['threshold']:.4f} "
+           f"(w={info['im_wt']:g}, {info['index']}, exact up to {info['exact_up_to']:.4f}), "
+           f"{quarantine.num_rows} quarantined")
+    if args.add:
+        last = info["adds"][-1]
+        recall = "" if last["recall"] is None else f", recall {last['recall']:.4f}"
+        log.info(
+            "added %d clippings from %s in %.1f s (%s%s): %d clusters touched, see changes.parquet",
+            last["rows"],
+            args.add,
+            last["seconds"],
+            last["index"],
+            recall,
+            last["touched_clusters"],
+        )
     for warning in info.get("diagnostics", {}).get("chaining_warnings", []):
         log.warning("warning: %s", warning)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from clippings.commands.embed import add_image_arguments, image_policy
 from clippings.params import Interval, validate_params
 
 HELP = "Continue CLIP pretraining (symmetric InfoNCE) on an archive's image-caption pairs; resumes a run."
@@ -13,6 +14,8 @@ CONSTRAINTS = {
     "epochs": Interval(int, 1, None),
     "batch_size": Interval(int, 2, None),
     "lr": Interval(float, 0.0, 1.0, open_low=True),
+    "vision_lr": Interval(float, 0.0, 1.0),
+    "text_lr": Interval(float, 0.0, 1.0),
     "seed": Interval(int, 0, None),
 }
 
@@ -25,7 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="global batch, split across workers (64)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
     parser.add_argument("--seed", type=int, default=0, help="data order and held-out slice seed (default: 0)")
+    add_encoder_lr_arguments(parser)
     add_ray_train_arguments(parser)
+    add_image_arguments(parser)
+
+
+def add_encoder_lr_arguments(parser: argparse.ArgumentParser) -> None:
+    """Per-tower learning rates: a pretrained encoder (MiniLM, CLIP) wants a far lower rate than new heads."""
+    parser.add_argument("--vision-lr", type=float, default=None,
+                        help="peak learning rate of the vision encoder (default: --lr)")
+    parser.add_argument("--text-lr", type=float, default=None,
+                        help="peak learning rate of the text encoder (default: --lr)")
 
 
 def add_ray_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +50,15 @@ def add_ray_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     validate_params("pretrain", vars(args), CONSTRAINTS)
-    from clippings.logs import setup_logging
+    images = image_policy(args)
+    from clippings.logs import finish
     from clippings.train.pretrain import pretrain
 
-    log = setup_logging(None, "pretrain")
     state = pretrain(args.archive, args.out, model=args.model, workers=args.workers, gpu=args.gpu,
-                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                     run_dir=args.run_dir)
-    best = state["best"]
-    log.info("pretrain: wrote %s (best epoch %d, val loss %.4f)", args.out, best["epoch"], best["val_loss"])
+                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                     vision_lr=args.vision_lr, text_lr=args.text_lr, seed=args.seed,
+                     run_dir=args.run_dir, images=images)
+    best, last = state["best"], state["history"][-1]
+    finish(f"{state['epoch']} epochs, best epoch {best['epoch']} (val loss {best['val_loss']:.4f}), "
+           f"{last['samples_per_s']:.0f} samples/s")
     return 0

@@ -23,10 +23,13 @@ def run(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
     from clippings.archive import list_parts
+    from clippings.logs import finish
     from clippings.synth import generate
 
     paths = generate(args.out, stories=args.stories, seed=args.seed)
+    counts = []
     for name, path in paths.items():
         rows = sum(pq.read_metadata(p).num_rows if "://" not in p else 0 for p in list_parts(path))
-        print(f"synth: {name:<10} {path} ({rows} rows)" if rows else f"synth: {name:<10} {path}")
+        counts.append(f"{name} {rows}" if rows else name)
+    finish(f"{args.stories} stories: {', '.join(counts)} rows")
     return 0

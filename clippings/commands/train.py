@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from clippings.commands.pretrain import add_ray_train_arguments
+from clippings.commands.embed import add_image_arguments, image_policy
+from clippings.commands.pretrain import add_encoder_lr_arguments, add_ray_train_arguments
 from clippings.params import Interval, validate_params
 
 HELP = "Fine-tune a model with SupCon on hard-negative batches; tunes the threshold on --val; resumes a run."
@@ -18,6 +19,8 @@ CONSTRAINTS = {
     "workers": Interval(int, 1, None),
     "epochs": Interval(int, 1, None),
     "lr": Interval(float, 0.0, 1.0, open_low=True),
+    "vision_lr": Interval(float, 0.0, 1.0),
+    "text_lr": Interval(float, 0.0, 1.0),
     "seed": Interval(int, 0, None),
 }
 
@@ -35,20 +38,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=10, help="epochs (default: 10)")
     parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default: 5e-4)")
     parser.add_argument("--seed", type=int, default=0, help="batch plan seed (default: 0)")
+    add_encoder_lr_arguments(parser)
     add_ray_train_arguments(parser)
+    add_image_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     validate_params("train", vars(args), CONSTRAINTS)
-    from clippings.logs import setup_logging
+    images = image_policy(args)
+    from clippings.logs import finish
     from clippings.train.supcon import train_supcon
 
-    log = setup_logging(None, "train")
     state = train_supcon(args.archive, args.val, args.out, model=args.model, im_wt=args.im_wt, m=args.m, k=args.k,
                          temperature=args.temperature, groups_per_step=args.groups_per_step,
                          workers=args.workers, gpu=args.gpu, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                         run_dir=args.run_dir)
-    best = state["best"]
-    log.info("train: wrote %s (best epoch %d, val ARI %.4f at threshold %.4f)", args.out, best["epoch"],
-             best["val_ari"], best["threshold"])
+                         vision_lr=args.vision_lr, text_lr=args.text_lr,
+                         run_dir=args.run_dir, images=images)
+    best, last = state["best"], state["history"][-1]
+    finish(f"{state['epoch']} epochs, best epoch {best['epoch']} (val ARI {best['val_ari']:.4f} at threshold "
+           f"{best['threshold']:.4f}), {last['samples_per_s']:.0f} samples/s")
     return 0

@@ -105,10 +105,9 @@ def run(args: argparse.Namespace) -> int:
     from clippings.archive import join, write_bytes_atomic, write_json
     from clippings.embeddings import read_embeddings
     from clippings.link.tune import tune_threshold
-    from clippings.logs import setup_logging
+    from clippings.logs import finish
     from clippings.model_meta import read_clippings_meta, update_clippings_meta
 
-    log = setup_logging(args.out, "tune")
     emb = read_embeddings(args.embeddings)
     labels = _labels_for(emb.ids, args.archive, args.embeddings)
     if args.search_im_wt:
@@ -141,12 +140,6 @@ def run(args: argparse.Namespace) -> int:
         write_json(join(args.out, "tune.json"), record)
     if args.model:
         update_clippings_meta(args.model, im_wt=best_w, threshold=best.threshold, val_ari=best.ari)
-    log.info(
-        "tune: t=%.6g w=%g val ARI=%.4f (%d clippings, exact up to %.4g)",
-        best.threshold,
-        best_w,
-        best.ari,
-        len(emb.ids),
-        best.exact_up_to,
-    )
+    finish(f"t={best.threshold:.4f} w={best_w:g} val ARI {best.ari:.4f} ({len(emb.ids)} clippings, exact up to "
+           f"{best.exact_up_to:.4f})", args.out or args.model)
     return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,8 @@ class Graph:
     ≤ exact_up_to, or a minimum spanning forest of them when compacted (for `ivf`, up to the recall).
     recall: for `ivf`, the fraction of the exact within-threshold pairs found, measured on a sample.
     stats: counts and timings for links.json.
+    cells: for `ivf`, the index's cells (centroids, cell of each row), which `link --add` reuses to
+    index new rows without re-training or re-assigning the old ones.
     """
 
     n: int
@@ -49,6 +52,43 @@ class Graph:
     index: str
     recall: float | None = None
     stats: dict = field(default_factory=dict)
+    cells: IvfCells | None = None
+
+
+@dataclass
+class IvfCells:
+    """The cells of an IVF index: centroids (nlist, d) float32 and the cell of each row (n,) int64."""
+
+    centroids: np.ndarray
+    assign: np.ndarray
+
+
+def ivf_cells(index) -> IvfCells:
+    """Centroids and row assignments of a FAISS IndexIVF whose ids are row numbers (read from its inverted
+    lists: no search). Cost: O(n) ids, one pass over the lists."""
+    from faiss.contrib.inspect_tools import get_invlist
+
+    assign = np.empty(index.ntotal, dtype=np.int64)
+    for cell in range(index.nlist):
+        assign[get_invlist(index.invlists, cell)[0]] = cell
+    return IvfCells(index.quantizer.reconstruct_n(0, index.nlist), assign)
+
+
+def ivf_index(cells: IvfCells, x: np.ndarray) -> tuple:
+    """(IndexIVFFlat over x, the cells of all its rows): the first len(cells.assign) rows are placed in their
+    known cells without a search, later rows in their nearest centroid's. Ids are row numbers.
+    Cost: O(n·d) copied into the lists + O((n − n₀)·nlist·d) to assign the new rows."""
+    import faiss
+    from faiss.contrib.ivf_tools import add_preassigned
+
+    nlist, dim = cells.centroids.shape
+    quantizer = faiss.IndexFlatIP(dim)
+    quantizer.add(cells.centroids)  # before the IVF index is built, so that it counts as trained
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    known = len(cells.assign)
+    assign = np.concatenate([cells.assign, quantizer.search(x[known:], 1)[1][:, 0].astype(np.int64)])
+    add_preassigned(index, x, assign)
+    return index, IvfCells(cells.centroids, assign)
 
 
 def cosine_distances_of_pairs(
@@ -88,13 +128,16 @@ def _faiss_index(x: np.ndarray, index: str, nlist: int | None, seed: int):
     return ivf, "ivf"
 
 
-def _search(index, x: np.ndarray, rows: np.ndarray, k: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k inner products of x[rows] in batches (memory O(batch·k))."""
+def _search(index, x: np.ndarray, rows: np.ndarray, k: int, batch: int,
+            progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k inner products of x[rows] in batches (memory O(batch·k)); `progress` gets each batch's size."""
     sims = np.empty((len(rows), k), dtype=np.float32)
     idx = np.empty((len(rows), k), dtype=np.int64)
     for start in range(0, len(rows), batch):
         q = x[rows[start : start + batch]]
         sims[start : start + len(q)], idx[start : start + len(q)] = index.search(q, k)
+        if progress is not None:
+            progress(len(q))
     return sims, idx
 
 
@@ -164,6 +207,7 @@ def knn_graph(
     seed: int = 0,
     gpu: bool | None = None,
     max_edges: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Graph:
     """Neighbour graph of unit vectors (cosine distance), complete up to `threshold` (module docstring).
 
@@ -175,6 +219,7 @@ def knn_graph(
     sample against exact search). nlist: ivf cells (default 2·√n). gpu: a CUDA torch matmul top-k for the
     flat kNN step (None: when CUDA is present). max_edges: edges the ε-graph searches hold before
     compacting to a minimum spanning forest (default max(2²⁰, 8·n); None there keeps all edges).
+    progress: called with the number of points queried after each batch of the flat/ivf kNN search.
     Cost: flat O(n²·d) time, O(batch·n) transient and O(n·k) edge memory; pruned see
     clippings.link.pruned; ivf ~ nprobe/nlist of flat plus O(n·nlist·d), memory a copy of x + max_edges.
     """
@@ -204,7 +249,7 @@ def knn_graph(
         if kind == "ivf":  # a plain kNN graph: no recall target to calibrate against
             faiss_index.nprobe = nprobe or max(8, faiss_index.nlist // 16)
         timings["index_s"] = time.perf_counter() - start
-        sims, idx = _search(faiss_index, x, np.arange(n), kk, batch_size)
+        sims, idx = _search(faiss_index, x, np.arange(n), kk, batch_size, progress)
     timings["knn_s"] = time.perf_counter() - start - timings.get("index_s", 0.0)
     src_parts, dst_parts = [np.repeat(np.arange(n), kk)], [idx.reshape(-1)]
     complete = kk >= n  # every point saw every other point
@@ -362,4 +407,5 @@ def _ivf_range_graph(
         "compactions": buffer.compactions,
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
-    return Graph(n, src, dst, dist, float(threshold), kind, recall, stats)
+    cells = ivf_cells(index) if kind == "ivf" else None
+    return Graph(n, src, dst, dist, float(threshold), kind, recall, stats, cells)

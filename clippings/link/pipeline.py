@@ -1,31 +1,38 @@
 """The link stage as functions over data: embeddings → graph → MST → clusters, and the links folder.
 
-`link_embeddings` does no I/O; `write_links` writes `mst.parquet`, `clusters.parquet` and `links.json`
-(design.md §4); `read_links`/`recut` re-cut a saved MST at another threshold without recomputing.
+`link_embeddings` does no I/O; `write_links` writes a whole links folder at once (design.md §4):
+`mst.parquet`, `clusters.parquet`, `links.json`, the pooled vectors a later `link --add` searches
+(clippings.link.store), `changes.parquet` after an add, `_quarantine/`; `read_links`/`recut` re-cut a saved
+MST at another threshold without recomputing.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from clippings.archive import (
     CLUSTERS_SCHEMA,
     MST_SCHEMA,
+    exists,
     join,
     read_json,
     read_part,
     write_json,
+    write_quarantine,
     write_table_atomic,
 )
 from clippings.embeddings import Embeddings
 from clippings.errors import BadInput
 from clippings.link.knn import knn_graph
 from clippings.link.slink import Mst, cut_mst, mst_from_graph
+from clippings.link.store import VECTORS, VectorRows, staged_folder, write_vectors
 
 CHAIN_FACTOR = 2.0
 """A cluster whose angular radius exceeds CHAIN_FACTOR × arccos(1 − t) was probably chained together."""
@@ -33,12 +40,15 @@ CHAIN_FACTOR = 2.0
 
 @dataclass
 class LinkResult:
-    """ids (n,), the MST over them, each id's cluster id, and the links.json record."""
+    """ids (n,), the MST over them, each id's cluster id, and the links.json record; the pooled vectors to
+    persist for `link --add` (None: none to keep), and after an add the clusters it touched."""
 
     ids: np.ndarray
     mst: Mst
     cluster_ids: np.ndarray
     info: dict
+    vectors: VectorRows | None = None
+    changes: pa.Table | None = None
 
 
 def link_embeddings(
@@ -49,16 +59,19 @@ def link_embeddings(
     index: str = "flat",
     nlist: int | None = None,
     nprobe: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> LinkResult:
     """Single-linkage clusters of the pooled embeddings at `threshold` (linked when distance ≤ threshold).
 
     emb: both towers (see clippings.embeddings). im_wt: image weight w of the pooled vector. k: neighbours
     per point. index: "flat" (exact), "ivf" (approximate, recall reported) or "pruned" (exact ε-graph).
+    progress: told the points queried by the kNN search as it goes (flat and ivf).
     Cost: see clippings.link.knn.knn_graph; MST and cut O(n·k log n); memory O(n·d + n·k).
     """
     start = time.perf_counter()
     vectors = emb.pooled(im_wt)
-    graph = knn_graph(vectors, k=k, threshold=threshold, index=index, nlist=nlist, nprobe=nprobe)
+    graph = knn_graph(vectors, k=k, threshold=threshold, index=index, nlist=nlist, nprobe=nprobe,
+                      progress=progress)
     t0 = time.perf_counter()
     mst = mst_from_graph(graph.n, graph.src, graph.dst, graph.distance)
     cluster_ids = cut_mst(emb.ids, mst, threshold)
@@ -72,6 +85,7 @@ def link_embeddings(
         "recall": graph.recall,
         "fingerprint": emb.fingerprint,
         "model_name": emb.model_name,
+        "vectors": {"rows": int(len(emb.ids)), "dim": int(vectors.shape[1])},
         "counts": {
             "clippings": int(len(emb.ids)),
             "graph_edges": int(len(graph.src)),
@@ -87,7 +101,7 @@ def link_embeddings(
     }
     info["diagnostics"] = diagnostics(vectors, cluster_ids, threshold)
     info["counts"]["clusters"] = info["diagnostics"]["clusters"]
-    return LinkResult(emb.ids, mst, cluster_ids, info)
+    return LinkResult(emb.ids, mst, cluster_ids, info, VectorRows(emb.ids, vectors, graph.cells))
 
 
 def diagnostics(vectors: np.ndarray, cluster_ids: np.ndarray, threshold: float, largest: int = 10) -> dict:
@@ -97,20 +111,23 @@ def diagnostics(vectors: np.ndarray, cluster_ids: np.ndarray, threshold: float, 
     from its centroid (radius > CHAIN_FACTOR × the angle of t) is flagged. Cost: O(n) plus the members of
     the `largest` clusters.
     """
-    _, inverse, sizes = np.unique(cluster_ids, return_inverse=True, return_counts=True)
+    enc = pa.array(cluster_ids, pa.string()).dictionary_encode()  # hashing, not a sort of n strings
+    inverse = enc.indices.to_numpy()
+    sizes = np.bincount(inverse, minlength=len(enc.dictionary))
     hist = size_histogram(sizes)
     alpha = math.degrees(math.acos(max(-1.0, 1.0 - threshold)))
     top = []
     warnings = []
-    for c in np.argsort(-sizes, kind="stable")[:largest]:
-        if sizes[c] < 2:
-            break
+    floor = max(2, int(np.partition(sizes, -largest)[-largest]) if len(sizes) > largest else 2)
+    big = np.flatnonzero(sizes >= floor)  # the largest clusters, ties in size broken by cluster id
+    names = enc.dictionary.take(pa.array(big)).to_pylist()
+    ranked = sorted(zip(names, big.tolist(), strict=True), key=lambda pair: (-sizes[pair[1]], pair[0]))
+    for cid, c in ranked[:largest]:
         members = vectors[inverse == c].astype(np.float64)
         centroid = members.sum(axis=0)
         centroid /= max(np.linalg.norm(centroid), 1e-300)
         cos = members @ centroid / np.maximum(np.linalg.norm(members, axis=1), 1e-300)
         radius = math.degrees(math.acos(float(np.clip(cos.min(), -1.0, 1.0))))
-        cid = str(cluster_ids[np.argmax(inverse == c)])
         top.append({"cluster_id": cid, "size": int(sizes[c]), "radius_deg": round(radius, 2)})
         if radius > CHAIN_FACTOR * alpha:
             warnings.append(
@@ -136,54 +153,71 @@ def size_histogram(sizes: np.ndarray) -> dict[str, int]:
     }
 
 
-def write_links(out: str, result: LinkResult) -> None:
-    """Write mst.parquet, clusters.parquet (sorted by clipping_id) and links.json into `out`, each atomically."""
-    ids = np.asarray(result.ids, dtype=object)
+def write_links(out: str, result: LinkResult, quarantine: pa.Table | None = None) -> None:
+    """Write the links folder `out` at once (clippings.link.store.staged_folder): the vectors, mst.parquet,
+    clusters.parquet (sorted by clipping_id), changes.parquet (after an add), the quarantine rows, and
+    links.json last. Cost: O(n log n) for the sort; the vectors cost O(m·d) for the m rows not carried."""
+    ids = pa.array(np.asarray(result.ids, dtype=object), pa.string())
     mst = pa.table(
         {
-            "src": pa.array(ids[result.mst.src].tolist(), pa.string()),
-            "dst": pa.array(ids[result.mst.dst].tolist(), pa.string()),
+            "src": ids.take(pa.array(result.mst.src)),
+            "dst": ids.take(pa.array(result.mst.dst)),
             "distance": pa.array(result.mst.distance, pa.float64()),
         },
         schema=MST_SCHEMA,
     )
-    _, inverse, sizes = np.unique(result.cluster_ids, return_inverse=True, return_counts=True)
-    order = np.argsort(ids.astype(str), kind="stable")
+    cluster_ids = pa.array(np.asarray(result.cluster_ids, dtype=object), pa.string())
+    codes = cluster_ids.dictionary_encode().indices.to_numpy()
     clusters = pa.table(
         {
-            "clipping_id": pa.array(ids[order].tolist(), pa.string()),
-            "cluster_id": pa.array(np.asarray(result.cluster_ids, dtype=object)[order].tolist(), pa.string()),
-            "cluster_size": pa.array(sizes[inverse][order].astype(np.int64)),
+            "clipping_id": ids,
+            "cluster_id": cluster_ids,
+            "cluster_size": pa.array(np.bincount(codes)[codes].astype(np.int64)),
         },
         schema=CLUSTERS_SCHEMA,
-    )
-    write_table_atomic(mst, join(out, "mst.parquet"))
-    write_table_atomic(clusters, join(out, "clusters.parquet"))
-    write_json(join(out, "links.json"), result.info)
+    ).take(pc.sort_indices(ids))
+    with staged_folder(out) as folder:
+        if result.vectors is not None:
+            write_vectors(folder, result.vectors)
+        write_table_atomic(mst, join(folder, "mst.parquet"))
+        write_table_atomic(clusters, join(folder, "clusters.parquet"))
+        if result.changes is not None:
+            write_table_atomic(result.changes, join(folder, "changes.parquet"))
+        if quarantine is not None:
+            write_quarantine(folder, quarantine, "part-00000.parquet")
+        write_json(join(folder, "links.json"), result.info)
+
+
+def positions(names: pa.ChunkedArray, ids: pa.Array, links: str) -> np.ndarray:
+    """Row number in `ids` of each clipping id in `names` (a hash join: O(n)); an unknown id is BadInput."""
+    found = pc.index_in(names, value_set=ids)
+    if found.null_count:
+        missing = names.filter(pc.is_null(found))[0].as_py()
+        raise BadInput(
+            f"links {links}: mst.parquet names clipping_id {missing!r} that the folder's clippings lack; "
+            "the folder is inconsistent: re-run 'clippings link'"
+        )
+    return found.to_numpy().astype(np.int64)
+
+
+def read_mst(links: str, ids: np.ndarray) -> Mst:
+    """The saved MST of a links folder, as row numbers into `ids`, sorted by (distance, src, dst)."""
+    table = read_part(join(links, "mst.parquet"), "links", columns=["src", "dst", "distance"])
+    known = pa.array(ids, pa.string())
+    src = positions(table.column("src"), known, links)
+    dst = positions(table.column("dst"), known, links)
+    a, b = np.minimum(src, dst), np.maximum(src, dst)
+    distance = table.column("distance").to_numpy().astype(np.float64)
+    order = np.lexsort((b, a, distance))
+    return Mst(len(ids), a[order], b[order], distance[order])
 
 
 def read_links(links: str) -> tuple[np.ndarray, Mst, dict]:
     """(ids, MST, links.json) of a links folder; ids are those of clusters.parquet (singletons included)."""
     info = read_json(join(links, "links.json"))
     clusters = read_part(join(links, "clusters.parquet"), "links", columns=["clipping_id"])
-    mst_table = read_part(join(links, "mst.parquet"), "links", columns=["src", "dst", "distance"])
-    ids = np.asarray(clusters.column("clipping_id").to_pylist(), dtype=object)
-    position = {cid: i for i, cid in enumerate(ids.tolist())}
-    try:
-        src = np.fromiter(
-            (position[c] for c in mst_table.column("src").to_pylist()), np.int64, mst_table.num_rows
-        )
-        dst = np.fromiter(
-            (position[c] for c in mst_table.column("dst").to_pylist()), np.int64, mst_table.num_rows
-        )
-    except KeyError as e:
-        raise BadInput(
-            f"links {links}: mst.parquet names clipping_id {e.args[0]!r} that clusters.parquet lacks; "
-            "the folder is inconsistent: re-run 'clippings link'"
-        ) from e
-    distance = mst_table.column("distance").to_numpy().astype(np.float64)
-    order = np.lexsort((dst, src, distance))
-    return ids, Mst(len(ids), src[order], dst[order], distance[order]), info
+    ids = clusters.column("clipping_id").to_numpy(zero_copy_only=False).astype(object)
+    return ids, read_mst(links, ids), info
 
 
 def recut(links: str, threshold: float) -> LinkResult:
@@ -210,4 +244,8 @@ def recut(links: str, threshold: float) -> LinkResult:
         "size_histogram": size_histogram(sizes),
         "note": "re-cut from a saved MST: no vectors, so no radii or chaining check",
     }
-    return LinkResult(ids, mst, cluster_ids, new)
+    # the re-cut folder keeps the vectors (carried, not rewritten), so it can take a batch too
+    keep = VectorRows(np.empty(0, object), np.empty((0, 0), np.float32), carry=links) if exists(
+        join(links, VECTORS)
+    ) else None
+    return LinkResult(ids, mst, cluster_ids, new, keep)

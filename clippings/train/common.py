@@ -32,13 +32,14 @@ import numpy as np
 import torch
 
 from clippings.archive import (
+    ARCHIVE_ONLY,
+    ImagePolicy,
     exists,
     filesystem,
     is_remote,
     join,
     read_archive,
-    read_image_bytes,
-    resolve_image_path,
+    read_row_image,
 )
 from clippings.errors import BadInput
 
@@ -71,12 +72,15 @@ class PairData:
         return out
 
 
-def load_pairs(archive: str, loaded, *, labelled: bool, dedupe_captions: bool = False) -> PairData:
+def load_pairs(archive: str, loaded, *, labelled: bool, dedupe_captions: bool = False,
+               images: ImagePolicy = ARCHIVE_ONLY) -> PairData:
     """Read an archive and turn every row into model-ready tensors with `loaded`'s processor.
 
     archive: dataset folder (local or s3://). loaded: a `clippings.model.LoadedModel`. labelled: require a
     label on every row and return class codes. dedupe_captions: keep only the first row of each exact
-    caption (pretraining: duplicated captions would be false negatives of each other).
+    caption (pretraining: duplicated captions would be false negatives of each other; null and empty
+    captions are one caption, ""). images: which `image_path` locations outside the archive folder may be
+    read (default: none).
     An undecodable or missing image is a BadInput naming the archive and clipping id (training data must be
     clean; quarantine it first). Cost: the whole archive decoded once, O(n) image resizes on one core.
     """
@@ -89,15 +93,14 @@ def load_pairs(archive: str, loaded, *, labelled: bool, dedupe_captions: bool = 
     if dedupe_captions:
         seen: set[str] = set()
         keep = [i for i in keep if not (captions[i] in seen or seen.add(captions[i]))]
-    images = table.column("image").to_pylist()
+    image_bytes = table.column("image").to_pylist()
     paths = table.column("image_path").to_pylist()
     chunks = []
     for start in range(0, len(keep), PREPROCESS_CHUNK):
         pil = []
         for i in keep[start : start + PREPROCESS_CHUNK]:
             try:
-                pil.append(decode_image(read_image_bytes(
-                    images[i], None if paths[i] is None else resolve_image_path(archive, paths[i]))))
+                pil.append(decode_image(read_row_image(archive, image_bytes[i], paths[i], images)))
             except ValueError as e:
                 raise BadInput(f"archive {archive}: clipping_id {ids[i]!r}: {e}; fix or remove the row "
                                "before training") from e
@@ -138,7 +141,8 @@ def code_provenance() -> dict[str, str]:
 
 
 class TwoTower(torch.nn.Module):
-    """CLIP's two towers behind one `forward`, so DDP syncs gradients (it only hooks `forward`).
+    """A two-tower model (CLIP or dual encoder) behind one `forward`, so DDP syncs gradients (it only hooks
+    `forward`).
 
     Returns (unit image embeddings or None, unit text embeddings or None, exp(logit_scale)). A tower that
     is switched off is frozen and never run (w = 0 or 1 trains only the other tower).
@@ -156,14 +160,42 @@ class TwoTower(torch.nn.Module):
 
     def forward(self, pixel_values: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None):
+        from clippings.model import image_features, text_features
+
         img = txt = None
         if self.image and pixel_values is not None:
-            img = torch.nn.functional.normalize(
-                self.clip.get_image_features(pixel_values=pixel_values).pooler_output.float(), dim=-1)
+            img = torch.nn.functional.normalize(image_features(self.clip, pixel_values).float(), dim=-1)
         if self.text and input_ids is not None:
-            txt = torch.nn.functional.normalize(self.clip.get_text_features(
-                input_ids=input_ids, attention_mask=attention_mask).pooler_output.float(), dim=-1)
+            txt = torch.nn.functional.normalize(
+                text_features(self.clip, input_ids, attention_mask).float(), dim=-1)
         return img, txt, self.clip.logit_scale.exp()
+
+    def param_groups(self, lr: float, vision_lr: float | None, text_lr: float | None) -> list[dict[str, Any]]:
+        """Trainable parameters as AdamW groups: encoders at their own rates (a pretrained encoder wants a
+        far lower one than fresh projection heads), everything else at `lr`. An encoder at rate 0 is locked
+        with its projection head: frozen and left out of the backward pass, so that tower's embeddings do not
+        move at all (LiT-style pretraining: the image tower learns to meet a locked pretrained text tower,
+        which keeps what it knows)."""
+        rates = {"vision_model": vision_lr, "text_model": text_lr}
+        heads = {"visual_projection": "vision_model", "text_projection": "text_model"}
+        self.locked = {tower for tower, rate in rates.items() if rate == 0}
+        groups: dict[float, list[torch.nn.Parameter]] = {}
+        for name, p in self.clip.named_parameters():
+            part = name.split(".")[0]
+            if part in self.locked or heads.get(part) in self.locked:
+                p.requires_grad_(False)
+            elif p.requires_grad:
+                rate = rates.get(part)
+                groups.setdefault(lr if rate is None else rate, []).append(p)
+        self.train(self.training)
+        return [{"params": params, "lr": rate} for rate, params in groups.items()]
+
+    def train(self, mode: bool = True) -> TwoTower:
+        """Train mode, except that a locked encoder stays in eval mode (no dropout: it is a fixed target)."""
+        super().train(mode)
+        for tower in getattr(self, "locked", ()):
+            getattr(self.clip, tower).eval()
+        return self
 
 
 def pooled(img: torch.Tensor | None, txt: torch.Tensor | None, w: float) -> torch.Tensor:
@@ -347,9 +379,12 @@ def run_worker(config: dict[str, Any], task: Task) -> None:
     import ray.train.torch
 
     from clippings.model import load_model
+    from clippings.progress import Poster
+    from clippings.raylocal import size_thread_pools
 
     ctx = ray.train.get_context()
-    torch.set_num_threads(int(config["threads"]))
+    size_thread_pools(float(config["cpus"]))
+    poster = Poster(config.get("board") if ctx.get_world_rank() == 0 else None)  # rank 0 speaks for all
     torch.manual_seed(int(config["seed"]))
     worker = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(), config)
     worker.data = ray.get(config["data"])
@@ -361,8 +396,8 @@ def run_worker(config: dict[str, Any], task: Task) -> None:
 
     clip = load_model(config["model"]).model
     raw = task.module(clip).to(worker.device)
-    params = [p for p in raw.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config["lr"], betas=(0.9, 0.98), eps=1e-6, weight_decay=1e-3)
+    groups = raw.param_groups(config["lr"], config.get("vision_lr"), config.get("text_lr"))
+    optimizer = torch.optim.AdamW(groups, lr=config["lr"], betas=(0.9, 0.98), eps=1e-6, weight_decay=1e-3)
     total = task.steps_per_epoch(worker) * int(config["epochs"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, config.get("warmup", 0.1)))
     state: dict[str, Any] = {"kind": task.kind, "epoch": 0, "best": None, "history": []}
@@ -376,20 +411,21 @@ def run_worker(config: dict[str, Any], task: Task) -> None:
             opt = torch.load(os.path.join(folder, OPTIM_FILE), weights_only=True, map_location="cpu")
             optimizer.load_state_dict(opt["optimizer"])
             scheduler.load_state_dict(opt["scheduler"])
-        if worker.rank == 0:
-            progress(f"{task.kind}: resuming from checkpoint after epoch {state['epoch']}")
+        poster.note(f"{task.kind}: resuming from the checkpoint of epoch {state['epoch']}")
     start_epoch = state["epoch"]
     model = raw
     if worker.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             raw, device_ids=[worker.device.index] if worker.device.type == "cuda" else None)
 
+    last = ""  # the previous epoch's metrics, shown on the progress line
     for epoch in range(start_epoch + 1, int(config["epochs"]) + 1):
         raw.eval()
         steps = task.plan(worker, raw, epoch)
         raw.train()
         began, losses, samples = time.perf_counter(), [], 0
-        for idx in steps:
+        status = f"epoch {epoch}/{config['epochs']}" + (f", last epoch {last}" if last else "")
+        for i, idx in enumerate(steps):
             with worker.autocast():
                 loss = task.loss(worker, model, idx)
             optimizer.zero_grad(set_to_none=True)
@@ -398,6 +434,9 @@ def run_worker(config: dict[str, Any], task: Task) -> None:
             scheduler.step()
             losses.append(float(loss.detach()))
             samples += len(idx) * worker.world
+            per_step = samples / (i + 1)
+            poster.progress((epoch - 1) * len(steps) * per_step + samples,
+                            int(config["epochs"]) * len(steps) * per_step, status)
         seconds = time.perf_counter() - began
         raw.eval()
         with torch.no_grad():
@@ -412,10 +451,9 @@ def run_worker(config: dict[str, Any], task: Task) -> None:
             best = _state_dict(clip)
         state["epoch"] = epoch
         report = {k: v for k, v in row.items() if isinstance(v, (int, float))}
+        last = ", ".join(f"{k} {v:.4f}" for k, v in (("loss", row["loss"]), *metrics.items()))
+        poster.detail(f"{task.kind} epoch {epoch}/{config['epochs']}: {last}, {row['samples_per_s']:.1f} samples/s")
         if worker.rank == 0:
-            extra = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            progress(f"{task.kind} epoch {epoch}/{config['epochs']}: loss {row['loss']:.4f}  {extra}  "
-                     f"{row['samples_per_s']:.1f} samples/s")
             with tempfile.TemporaryDirectory() as folder:
                 write_checkpoint(folder, clip, best, optimizer, scheduler, state)
                 ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(folder),
@@ -488,22 +526,26 @@ def fit(loop: Callable[[dict], None], config: dict[str, Any], data: dict[str, np
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from clippings.raylocal import init_ray
+    from clippings.progress import training_progress
+    from clippings.raylocal import init_ray, runtime_env
 
     init_ray()
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     per_worker = max(0.25, min(cpus / workers, 8.0) - 0.25)  # fractional: leave room for the controller
     storage = run_dir if is_remote(run_dir) else os.path.abspath(run_dir)
-    config = {**config, "data": ray.put(data), "threads": max(1, int(per_worker + 0.25)),
-              "run_path": join(storage, name)}
-    trainer = TorchTrainer(
-        loop,
-        train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu, resources_per_worker={"CPU": per_worker}),
-        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
-    )
-    return trainer.fit()
+    config = {**config, "data": ray.put(data), "cpus": per_worker, "run_path": join(storage, name)}
+    with training_progress(name) as board:  # one live line fed by rank 0
+        trainer = TorchTrainer(
+            loop,
+            train_loop_config={**config, "board": board},
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu,
+                                         resources_per_worker={"CPU": per_worker}),
+            run_config=RunConfig(name=name, storage_path=storage,
+                                 failure_config=FailureConfig(max_failures=max_failures),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                                 worker_runtime_env=runtime_env(per_worker)),  # pools sized to the grant
+        )
+        return trainer.fit()
 
 
 def run_path_of(run_dir: str, name: str) -> str:

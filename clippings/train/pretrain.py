@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from clippings.archive import ARCHIVE_ONLY, ImagePolicy
 from clippings.errors import BadInput
 from clippings.train.common import (
     Task,
@@ -88,18 +89,23 @@ def pretrain_loop(config: dict[str, Any]) -> None:
 
 
 def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, gpu: bool = False, epochs: int = 8,
-             batch_size: int = 64, lr: float = 1e-3, seed: int = 0, run_dir: str | None = None) -> dict[str, Any]:
+             batch_size: int = 64, lr: float = 1e-3, vision_lr: float | None = None,
+             text_lr: float | None = None, seed: int = 0, run_dir: str | None = None,
+             images: ImagePolicy = ARCHIVE_ONLY) -> dict[str, Any]:
     """Continue CLIP pretraining of `model` on `archive`'s pairs and write the best model to `out`.
 
     archive: archive folder (labels ignored). batch_size: global batch (split across workers; capped at the
-    number of training pairs and rounded down to a multiple of `workers`). run_dir: checkpoint storage
-    (default `out + '_runs'`); re-running resumes there. Returns the final checkpoint state.
+    number of training pairs and rounded down to a multiple of `workers`). vision_lr, text_lr: the encoders'
+    peak rates (None: `lr`; 0 locks that tower and its head, e.g. `text_lr=0` for LiT-style pretraining of a
+    pretrained text tower). run_dir: checkpoint storage
+    (default `out + '_runs'`); re-running resumes there. images: which `image_path` locations outside the
+    archive folder may be read (default: none). Returns the final checkpoint state.
     Cost: archive decode once (driver), ~15 s Ray Train start-up, then epochs × pairs forward+backward.
     """
     from clippings.model import load_model
 
     base = load_model(model)
-    pairs = load_pairs(archive, base, labelled=False, dedupe_captions=True)
+    pairs = load_pairs(archive, base, labelled=False, dedupe_captions=True, images=images)
     n = len(pairs.ids)
     n_val = max(1, int(round(n * VAL_FRACTION))) if n >= 20 else 0
     if n - n_val < 2 * workers or n_val == 0:
@@ -108,8 +114,10 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
     order = np.random.default_rng(seed).permutation(n)
     data = {**pairs.arrays(), "val_idx": np.sort(order[:n_val]), "train_idx": np.sort(order[n_val:])}
     batch = max(2 * workers, min(batch_size, n - n_val)) // workers * workers
-    config = {"model": model, "epochs": epochs, "batch_size": batch, "lr": lr, "seed": seed}
-    meta = {"stage": "pretrain", "base_model": model, "batch_size": batch, "lr": lr, "seed": seed,
+    config = {"model": model, "epochs": epochs, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
+              "text_lr": text_lr, "seed": seed}
+    meta = {"stage": "pretrain", "base_model": model, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
+            "text_lr": text_lr, "seed": seed,
             "workers": workers, "data": {"archive": pairs.provenance, "val_rows": n_val},
             "code": code_provenance()}
     return train_and_save(pretrain_loop, "pretrain", config, data, base, out, workers=workers, gpu=gpu,

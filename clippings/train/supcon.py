@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from clippings.archive import ARCHIVE_ONLY, ImagePolicy
 from clippings.errors import BadInput
 from clippings.train.batches import class_prototypes, hard_negative_batches
 from clippings.train.common import (
@@ -97,28 +98,33 @@ def supcon_loop(config: dict[str, Any]) -> None:
 
 def train_supcon(archive: str, val: str, out: str, *, model: str, im_wt: float = 0.5, m: int = 3, k: int = 3,
                  temperature: float = 0.1, groups_per_step: int = 8, workers: int = 1, gpu: bool = False,
-                 epochs: int = 10, lr: float = 5e-4, seed: int = 0, run_dir: str | None = None) -> dict[str, Any]:
+                 epochs: int = 10, lr: float = 5e-4, vision_lr: float | None = None, text_lr: float | None = None,
+                 seed: int = 0, run_dir: str | None = None,
+                 images: ImagePolicy = ARCHIVE_ONLY) -> dict[str, Any]:
     """Fine-tune `model` with SupCon on labelled `archive`, pick the epoch by ARI on labelled `val`, write `out`.
 
     im_wt: w of the pooled embedding (1 image only, 0 text only). m, k: items per class, classes per group.
     groups_per_step: groups of k·m items per optimizer step (rounded up to a multiple of `workers`).
-    run_dir: checkpoint storage (default `out + '_runs'`); re-running resumes there.
-    Returns the final checkpoint state. Cost: per epoch, one embedding pass over train (re-mining) and val,
+    vision_lr, text_lr: the encoders' peak rates (None: `lr`; 0 locks the tower; a pretrained text encoder
+    wants ~2e-5). run_dir: checkpoint storage (default `out + '_runs'`); re-running resumes there. images: which
+    `image_path` locations outside the archive folders may be read (default: none). Returns the final checkpoint state. Cost: per epoch, one embedding pass over train (re-mining) and val,
     plus classes·m items of forward+backward; ~15 s Ray Train start-up.
     """
     from clippings.model import load_model
 
     base = load_model(model)
-    train = load_pairs(archive, base, labelled=True)
-    valset = load_pairs(val, base, labelled=True)
+    train = load_pairs(archive, base, labelled=True, images=images)
+    valset = load_pairs(val, base, labelled=True, images=images)
     if int(train.labels.max()) + 1 < 2:
         raise BadInput(f"archive {archive}: one label only; SupCon needs at least 2 reprint groups")
     groups = math.ceil(groups_per_step / workers) * workers
     data = {**train.arrays(), **{"val_" + key: v for key, v in valset.arrays().items()}}
-    config = {"model": model, "epochs": epochs, "lr": lr, "seed": seed, "im_wt": im_wt, "m": m, "k": k,
+    config = {"model": model, "epochs": epochs, "lr": lr, "vision_lr": vision_lr, "text_lr": text_lr, "seed": seed,
+              "im_wt": im_wt, "m": m, "k": k,
               "temperature": temperature, "groups_per_step": groups}
     meta = {"stage": "train", "im_wt": im_wt, "base_model": model, "m": m, "k": k, "temperature": temperature,
-            "groups_per_step": groups, "lr": lr, "seed": seed, "workers": workers,
+            "groups_per_step": groups, "lr": lr, "vision_lr": vision_lr, "text_lr": text_lr, "seed": seed,
+            "workers": workers,
             "data": {"train": train.provenance, "val": valset.provenance}, "code": code_provenance()}
     return train_and_save(supcon_loop, "train", config, data, base, out, workers=workers, gpu=gpu,
                           run_dir=run_dir or out.rstrip("/") + "_runs", meta=meta)

@@ -1,0 +1,120 @@
+"""What a person sees: stage lines, Ray's output in the log files (or on the console with --verbose), thread
+pools sized to Ray's grant, the report header in words, and `clippings status`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from clippings.cli import main
+from clippings.progress import Progress
+from clippings.raylocal import THREAD_VARS, runtime_env, thread_env, threads_for
+from clippings.report import header_facts
+from clippings.status import planned_stages
+
+ALARM = re.compile(r"Failed|Error|Traceback")
+
+
+def _clippings(*argv: str, cwd: str) -> list[str]:
+    """Run the real console script in a fresh process (its own local Ray), stdout and stderr together, not
+    a terminal; returns the lines after checking the exit code."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CLIPPINGS_VERBOSE", "RAY_ADDRESS")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    proc = subprocess.run([sys.executable, "-m", "clippings.cli", *argv], cwd=cwd, env=env, timeout=900,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_a_short_pipeline_prints_few_clean_lines_and_verbose_brings_ray_back(tmp_path):
+    cwd = str(tmp_path)
+    lines = []
+    for argv in (["synth", "--out", "data", "--stories", "30", "--seed", "2"],
+                 ["pretrain", "--archive", "data/unlabelled", "--out", "model", "--epochs", "1"],
+                 ["embed", "--archive", "data/test", "--model", "model", "--out", "emb"],
+                 ["link", "--embeddings", "emb", "--out", "links", "--threshold", "0.2"]):
+        out = _clippings(*argv, cwd=cwd)
+        # one start line naming the inputs, one end line naming the output and the log file
+        assert out[0].startswith(f"{argv[0]}: "), out
+        assert re.match(rf"{argv[0]}: .* in [0-9.]+ (s|min).* -> \S+ \(log: ", out[-1]), out
+        lines += out
+    assert not [line for line in lines if ALARM.search(line)], "\n".join(lines)
+    assert len(lines) == len(set(lines)), "\n".join(lines)
+    assert len(lines) < 60, "\n".join(lines)
+    assert any(line.startswith("embed: embedded: ") for line in lines)
+    # Ray's own output (Ray Train's controller and workers) went to the stage's log file instead
+    log = (tmp_path / "model_runs" / "pretrain.log").read_text()
+    assert "(RayTrainWorker pid=" in log and "pretrain epoch 1/1: loss" in log
+    assert "core_worker.cc" in (tmp_path / "emb" / "embed.log").read_text()  # C++ lines written to fd 2
+
+    verbose = _clippings("--verbose", "embed", "--archive", "data/val", "--model", "model", "--out", "emb_v",
+                         cwd=cwd)
+    assert any("Starting execution of Dataset" in line for line in verbose), "\n".join(verbose)
+    assert any(re.search(r"\(MapWorker\(MapBatches\(_EmbedActor\)\) pid=\d+\)", line) for line in verbose)
+
+
+def test_thread_pools_follow_the_cpus_ray_grants(ray_local):
+    assert [threads_for(c) for c in (0.25, 0.5, 1.0, 1.75, 2.0, 7.75)] == [1, 1, 1, 1, 2, 7]
+    assert thread_env(1.75) == dict.fromkeys(THREAD_VARS, "1")
+
+    @ray_local.remote(num_cpus=1, runtime_env=runtime_env(1))
+    def pools() -> dict:
+        import torch
+
+        from clippings.raylocal import size_thread_pools
+
+        n = size_thread_pools(ray_local.get_runtime_context().get_assigned_resources()["CPU"])
+        return {"n": n, "torch": torch.get_num_threads(), "nice": os.nice(0),
+                **{v: os.environ.get(v) for v in THREAD_VARS}}
+
+    seen = ray_local.get(pools.remote())
+    # niceness 0: Ray's default 15 left a worker ~1/30 of a core beside any ordinary process
+    assert seen == {"n": 1, "torch": 1, "nice": os.nice(0), **dict.fromkeys(THREAD_VARS, "1")}
+
+
+def test_plain_progress_line_has_rate_and_eta(monkeypatch, capsys):
+    monkeypatch.setattr("clippings.progress.PLAIN_EVERY_S", 0.0)
+    with Progress("embed", total=1000, unit="row") as bar:  # stderr is captured: not a terminal
+        bar.update(100)  # the clock starts at the first progress: no rate yet
+        bar.set(300, status="part 2 of 5")
+    first, second = capsys.readouterr().err.splitlines()
+    assert first == "embed: 100/1000 rows (10%)"
+    assert re.fullmatch(r"embed: 300/1000 rows \(30%\), [0-9.]+ rows/s, ETA \d+:\d\d, part 2 of 5", second)
+
+
+def test_report_header_speaks_plainly():
+    info = {"threshold": 0.219634871, "exact_up_to": 0.2204118, "im_wt": 0.5, "model_name": "tiny-clip"}
+    facts = header_facts(info, 1234, 900, 210, 50, made_by="Supervised multimodal (model models/sm)")
+    assert facts["Made by"] == "Supervised multimodal (model models/sm)"
+    assert facts["Clippings"] == "1,234 in 900 groups; 210 groups hold reprints (the 50 largest are shown)"
+    assert "cosine distance of their image-and-caption embeddings is ≤ 0.2196; exact up to 0.2204" \
+        in facts["Linked when"]
+    assert facts["Image weight"] == "0.50 (0 = caption only, 1 = image only)"
+    assert header_facts({**info, "exact_up_to": 2.0}, 1, 1, 0, 0)["Made by"] == "model tiny-clip"
+    jaccard = header_facts({"method": "jaccard", "n": 2, "overlap": 0.31250001}, 10, 8, 2, 2)
+    assert "word 2-grams overlap by a Jaccard similarity ≥ 0.3125" in jaccard["Linked when"]
+
+
+def test_status_lists_done_next_and_left(tmp_path, capsys):
+    assert main(["status", str(tmp_path)]) == 2
+    assert "no stages.json" in capsys.readouterr().err
+    plan = planned_stages(built_in=True, demo=True)
+    record = {name: {"seconds": 2.0, "argv": []} for name in plan[:3]}
+    (tmp_path / "stages.json").write_text(json.dumps(record))
+    (tmp_path / "demo.log").write_text("")
+    assert main(["status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(f": demo, 3 of {len(plan)} stages finished (6.0 s of stage time)")
+    assert [line.split()[1] for line in out[1:4]] == plan[:3] and out[1].startswith("  done  synth")
+    assert out[4].startswith(f"  next  {plan[3]} ")
+    assert out[5].startswith(f"  left  {plan[4]}, ") and out[5].endswith(f"the last {plan[-1]}")
+    assert "Resume: clippings demo --out" in out[6]
+    (tmp_path / "stages.json").write_text(json.dumps({n: {"seconds": 1.0, "argv": []} for n in plan}))
+    assert main(["status", str(tmp_path)]) == 0
+    assert "all stages finished; open report/index.html" in capsys.readouterr().out
