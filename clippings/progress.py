@@ -41,6 +41,7 @@ class Progress:
         self.status = ""
         self._first: tuple[float, float] | None = None  # (time, done) at the first update
         self._printed = time.monotonic()
+        self._last_line = ""
         self._bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -69,7 +70,10 @@ class Progress:
         self.done = done
         if self._bar is None and now - self._printed >= PLAIN_EVERY_S:
             self._printed = now
-            print(self.line(), file=sys.stderr, flush=True)
+            line = self.line()
+            if line != self._last_line:  # a stage waiting at the same count (validation) says it once
+                self._last_line = line
+                print(line, file=sys.stderr, flush=True)
 
     def rate(self) -> float | None:
         """Units per second since the first update, or None before any measurable progress."""
