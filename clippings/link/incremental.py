@@ -28,13 +28,13 @@ from clippings.link.knn import (
     IvfCells,
     _exact_pairs,
     _pair_recall,
-    _query_pairs,
-    cosine_distances_of_pairs,
+    default_max_edges,
     ivf_index,
+    range_search_forest,
 )
 from clippings.link.pipeline import LinkResult, diagnostics, read_mst
 from clippings.link.pruned import row_norms
-from clippings.link.slink import ForestBuffer, Mst, components, mst_from_graph, stable_cluster_ids
+from clippings.link.slink import Mst, components, mst_from_graph, stable_cluster_ids
 from clippings.link.store import StoredVectors, VectorRows, read_vectors
 
 CHANGES_SCHEMA = pa.schema(
@@ -133,11 +133,8 @@ def search_new_rows(
         kind = "ivf"
     timings["index_s"] = time.perf_counter() - start
     t0 = time.perf_counter()
-    buffer = ForestBuffer(n, max(1 << 20, 8 * n) if max_edges is None else max_edges)
-    for q0 in range(n_old, n, batch):
-        buffer.add(*_query_pairs(index, x, norms, np.arange(q0, min(n, q0 + batch)), threshold))
-    src, dst, _ = buffer.result()
-    dist = cosine_distances_of_pairs(x, norms, src, dst)
+    src, dst, dist, compactions = range_search_forest(
+        index, x, norms, n_old, threshold, batch, default_max_edges(n) if max_edges is None else max_edges)
     timings["search_s"] = time.perf_counter() - t0
     recall = None
     if kind == "ivf":
@@ -149,7 +146,7 @@ def search_new_rows(
     stats = {
         "edges": int(len(src)),
         "nprobe": int(index.nprobe) if kind == "ivf" else None,
-        "compactions": buffer.compactions,
+        "compactions": compactions,
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
     return Graph(n, src, dst, dist, float(threshold), kind, recall, stats, new_cells)

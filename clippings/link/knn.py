@@ -226,7 +226,7 @@ def knn_graph(
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = x.shape
     if max_edges is None:
-        max_edges = max(1 << 20, 8 * n)
+        max_edges = default_max_edges(n)
     if index == "pruned" and threshold is None:
         raise ValueError("the pruned index needs a threshold")
     if index == "pruned":
@@ -330,6 +330,27 @@ def _query_pairs(
     return _confirmed_pairs(x, norms, src, labels.astype(np.int64), sims, threshold)
 
 
+def default_max_edges(n: int) -> int:
+    """Edges an ε-graph search holds before compacting them to a spanning forest (n = rows)."""
+    return max(1 << 20, 8 * n)
+
+
+def range_search_forest(index, x: np.ndarray, norms: np.ndarray, first: int, threshold: float, batch: int,
+                        max_edges: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Every pair within threshold that a FAISS range search of rows first..n−1 of x finds (in batches),
+    folded into a minimum spanning forest as it comes, with exact float32 distances:
+    (src, dst, distance, how many times the buffer compacted).
+
+    Memory O(n + max_edges); time one range search per query row.
+    """
+    n = len(x)
+    buffer = ForestBuffer(n, max_edges)
+    for q0 in range(first, n, batch):
+        buffer.add(*_query_pairs(index, x, norms, np.arange(q0, min(n, q0 + batch)), threshold))
+    src, dst, _ = buffer.result()
+    return src, dst, cosine_distances_of_pairs(x, norms, src, dst), buffer.compactions
+
+
 def _exact_pairs(x: np.ndarray, norms: np.ndarray, rows: np.ndarray, threshold: float) -> np.ndarray:
     """Keys a·n + b (a < b) of every pair within threshold that involves x[rows], by brute force in float32
     blocks (no copy of x) with the float64 check. Cost: O(len(rows)·n·d)."""
@@ -388,11 +409,7 @@ def _ivf_range_graph(
         index.nprobe = min(nprobe, index.nlist)
         timings["calibrate_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    buffer = ForestBuffer(n, max_edges)
-    for q0 in range(0, n, batch):
-        buffer.add(*_query_pairs(index, x, norms, np.arange(q0, min(n, q0 + batch)), threshold))
-    src, dst, _ = buffer.result()
-    dist = cosine_distances_of_pairs(x, norms, src, dst)
+    src, dst, dist, compactions = range_search_forest(index, x, norms, 0, threshold, batch, max_edges)
     timings["search_s"] = time.perf_counter() - t0
     recall = None
     if kind == "ivf":
@@ -404,7 +421,7 @@ def _ivf_range_graph(
         "edges": int(len(src)),
         "nlist": int(index.nlist) if kind == "ivf" else None,
         "nprobe": int(index.nprobe) if kind == "ivf" else None,
-        "compactions": buffer.compactions,
+        "compactions": compactions,
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
     cells = ivf_cells(index) if kind == "ivf" else None
