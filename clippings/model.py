@@ -121,14 +121,20 @@ def build_tiny(seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
         },
         projection_dim=64,
     )
-    generator_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = CLIPModel(config)
-    finally:
-        torch.random.set_rng_state(generator_state)
+    model = seeded(lambda: CLIPModel(config), seed)
     model.eval()
     return model, processor
+
+
+def seeded(build, seed: int):
+    """Run `build()` with torch's global generator at `seed`, restoring it after: a built-in model is the same
+    for a seed, and building one does not change the caller's random stream."""
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        return build()
+    finally:
+        torch.random.set_rng_state(state)
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:

