@@ -19,12 +19,6 @@ TOWERS = {"vit-onepatch": 12, "cnn": 12, "efficientnet-lite0": 3}
 """Towers and their epochs: EfficientNet-Lite0 at 128 px costs ~20× a small tower per image on a CPU."""
 
 
-def _parameters(folder: str) -> int:
-    from clippings.model import load_model
-
-    return sum(p.numel() for p in load_model(folder).model.vision_model.parameters())
-
-
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.towers")
     parser.add_argument("--quick", action="store_true", help="400 stories, 2 epochs per tower")
@@ -34,6 +28,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
 
     from clippings.cli import main as cli
+    from clippings.model import load_model
     from clippings.pixels import run_pixel_baseline
     from clippings.synth import generate
 
@@ -54,10 +49,10 @@ def main(argv: list[str]) -> None:
             seconds = time.perf_counter() - began
             with open(os.path.join(out, "clippings.json")) as f:
                 val_ari = json.load(f)["val_ari"]
-            from clippings.model import load_model
-
-            size = load_model(model).processor.image_processor.crop_size["height"]
-            rows.append((tower, size, _parameters(model), epochs, val_ari, seconds))
+            composed = load_model(model)
+            size = composed.processor.image_processor.crop_size["height"]
+            params = sum(p.numel() for p in composed.model.vision_model.parameters())
+            rows.append((tower, size, params, epochs, val_ari, seconds))
     print(f"\nbuilt-in archive: {stories} stories, seed {args.seed}; load average {os.getloadavg()}")
     print(f"{'image tower':<22} {'px':>4} {'params':>9} {'epochs':>6} {'val ARI':>8} {'seconds':>8}")
     for name, px, params, epochs, ari, seconds in rows:
