@@ -36,8 +36,9 @@ def main(argv: list[str]) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = generate(os.path.join(tmp, "data"), stories=stories, seed=args.seed)
+        began = time.perf_counter()
         pixels = run_pixel_baseline(data["val"], data["val"], os.path.join(tmp, "pixels"))
-        rows.append(("pixel cosine (rule)", 16, 0, 0, pixels["val_ari"], pixels["timings"]["total_s"]))
+        rows.append(("pixel cosine (rule)", 16, 0, 0, pixels["val_ari"], time.perf_counter() - began))
         for tower in args.towers.split(","):
             epochs = 2 if args.quick else TOWERS.get(tower, 12)
             model, out = os.path.join(tmp, f"{tower}-composed"), os.path.join(tmp, f"{tower}-visual")
