@@ -134,6 +134,7 @@ def _link_worker(method: str, data: str, out: str) -> None:
         "total_s": time.perf_counter() - start,
         "recall": info["adds"][-1]["recall"] if method == "add" else info["recall"],
         "stats": info["adds"][-1] if method == "add" else info["graph"],
+        "timings": info.get("timings", {}),
         "clusters": info["counts"]["clusters"],
         "load": os.getloadavg()[0],
     }
@@ -303,12 +304,11 @@ def main(argv: list[str] | None = None) -> int:
             if "stats" in rec:
                 stats = {key: v for key, v in rec["stats"].items() if key not in ("k",)}
                 print(f"  {n:>8} {method:<12} load {rec['load']:.1f} {stats}")
-        add_rows = []
         for n in (5_000,) if args.quick else tuple(int(v) for v in args.add_sizes.split(",") if v):
             x, _ = make_data(n, 512, seed=n + 1)
             row = _add_row(x, "pruned", tmp, f"add{n}")
             assert row["same"] == 1.0, f"add at n={n}: clusters differ from a full re-link"
-            add_rows.append({**row, "d": 512})
+            _print_add_rows([{**row, "d": 512}])  # at once: a later failure must not lose it
         if args.big and not args.quick:
             x, _ = make_data(args.big, 256, seed=1)
             ids = np.array([f"r{i:08d}" for i in range(args.big)], dtype=object)
@@ -324,10 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{rec['recall']:.4f} (sample of 1000 points vs exact search), {rec['clusters']:,} clusters, "
                 f"load {rec['load']:.1f}"
             )
-            print(f"  timings {stats['timings']}")
-            add_rows.append({**_add_row(x, "ivf", tmp, "big", relink=(rec, full_links)), "d": 256})
-        if add_rows:
-            _print_add_rows(add_rows)
+            print(f"  timings {rec['timings']}")
+            _print_add_rows([{**_add_row(x, "ivf", tmp, "big", relink=(rec, full_links)), "d": 256}])
     return 0
 
 

@@ -121,6 +121,36 @@ class StageRunner:
         write_json(self.record_path, self.record)
 
 
+TUNE_FLAGS = {"visual": ["--im-wt", "1.0"], "language": ["--im-wt", "0.0"], "multimodal": ["--search-im-wt"]}
+"""How each embedding row is tuned on val: image only, text only, or w chosen with t."""
+SUPERVISED_IM_WT = {"visual": "1.0", "language": "0.0", "multimodal": "0.5"}
+"""The image weight each supervised row trains with (its SupCon loss sees w·img + (1−w)·txt)."""
+
+
+def _tuned_rows(only: str | None) -> list[str]:
+    return [row for row in TUNE_FLAGS if only is None or row == only]
+
+
+def _embed_score_stages(name: str, only: str | None = None) -> list[str]:
+    """The stages `_embed_score` runs for model `name`: embed val and test, then tune, link, evaluate per row."""
+    names = [f"embed-{name}-val", f"embed-{name}-test"]
+    for row in _tuned_rows(only):
+        names += [f"tune-{name}-{row}", f"link-{name}-{row}", f"evaluate-{name}-{row}"]
+    return names
+
+
+def planned_stages(built_in: bool) -> list[str]:
+    """Every stage `replicate` runs, in order (with the built-in archive, `synth` first): what `clippings
+    status` reports against. Kept beside `replicate`, whose stage names it must follow (tests/test_demo.py
+    checks that a finished demo has none left)."""
+    names = ["synth"] if built_in else []
+    names += ["jaccard", "jaccard-evaluate", "pixels", "pixels-evaluate", *_embed_score_stages("frozen")]
+    names += ["pretrain", *_embed_score_stages("selfsup")]
+    for row in SUPERVISED_IM_WT:
+        names += [f"train-{row}", *_embed_score_stages(f"supervised_{row}", only=row)]
+    return names
+
+
 def _metrics(links_dir: str) -> dict:
     return read_json(join(links_dir, "metrics.json"))
 
@@ -170,7 +200,7 @@ def replicate(out: str, scale: str = "small", archive: str | None = None, seed: 
                             "--seed", str(seed), *settings.lr_argv("pretrain"), *images.argv()])
     _embed_score(stages, out, "selfsup", selfsup, split, rows, prefix="Self-supervised", images=images)
 
-    for row, im_wt in (("visual", "1.0"), ("language", "0.0"), ("multimodal", "0.5")):
+    for row, im_wt in SUPERVISED_IM_WT.items():
         model = join(out, "models", f"supervised_{row}")
         stages.run(f"train-{row}", ["train", "--archive", split["train"], "--val", split["val"], "--out", model,
                                     "--model", selfsup, "--im-wt", im_wt,
@@ -199,13 +229,10 @@ def _embed_score(stages: StageRunner, out: str, name: str, model: str, split: di
     for s in ("val", "test"):
         stages.run(f"embed-{name}-{s}", ["embed", "--archive", split[s], "--model", model, "--out", emb[s],
                                          *images.argv()])
-    variants = {"visual": ["--im-wt", "1.0"], "language": ["--im-wt", "0.0"], "multimodal": ["--search-im-wt"]}
-    for row, flags in variants.items():
-        if only is not None and row != only:
-            continue
+    for row in _tuned_rows(only):
         tune_dir = join(out, "tune", f"{name}_{row}")
         stages.run(f"tune-{name}-{row}", ["tune", "--embeddings", emb["val"], "--archive", split["val"],
-                                          *flags, "--out", tune_dir])
+                                          *TUNE_FLAGS[row], "--out", tune_dir])
         choice = _tuned(tune_dir)
         links = join(out, "links", f"{name}_{row}")
         stages.run(f"link-{name}-{row}", ["link", "--embeddings", emb["test"], "--out", links,

@@ -1,9 +1,8 @@
 """Where a replicate or demo folder stands: which stages finished (from `stages.json`), their times, what is left.
 
 `replicate` and `demo` record each finished stage in `OUT/stages.json` (seconds and command line); the
-stages they run, in order, are listed by `planned_stages`, which must follow `clippings.replicate.replicate`
-(tests/test_demo.py checks that a finished demo has none left). A multi-seed replicate keeps one folder per
-seed (`OUT/seed-<s>/`), each read the same way.
+stages they run, in order, come from `clippings.replicate.planned_stages`. A multi-seed replicate keeps one
+folder per seed (`OUT/seed-<s>/`), each read the same way.
 """
 
 from __future__ import annotations
@@ -13,29 +12,15 @@ from dataclasses import dataclass, field
 
 from clippings.archive import exists, join, read_json
 from clippings.errors import BadInput
+from clippings.replicate import planned_stages as replicate_stages
 
-TUNED_ROWS = ("visual", "language", "multimodal")
 SHOWN_LEFT = 6
 """Stages left that `status` names one by one; the rest are counted."""
 
 
-def _embed_score(name: str, only: str | None = None) -> list[str]:
-    """The stages of `replicate._embed_score`: embed val and test, then tune, link, evaluate per row."""
-    names = [f"embed-{name}-val", f"embed-{name}-test"]
-    for row in TUNED_ROWS:
-        if only is None or row == only:
-            names += [f"tune-{name}-{row}", f"link-{name}-{row}", f"evaluate-{name}-{row}"]
-    return names
-
-
 def planned_stages(built_in: bool, demo: bool) -> list[str]:
-    """Every stage a replicate run (with the built-in archive: `synth` first) or a demo (plus `report`) runs."""
-    names = ["synth"] if built_in else []
-    names += ["jaccard", "jaccard-evaluate", "pixels", "pixels-evaluate", *_embed_score("frozen")]
-    names += ["pretrain", *_embed_score("selfsup")]
-    for row in TUNED_ROWS:
-        names += [f"train-{row}", *_embed_score(f"supervised_{row}", only=row)]
-    return names + (["report"] if demo else [])
+    """Every stage a replicate run or a demo (replicate, then `report`) runs, in order."""
+    return replicate_stages(built_in) + (["report"] if demo else [])
 
 
 @dataclass
