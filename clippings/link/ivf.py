@@ -56,7 +56,7 @@ def calibrate_nprobe(index, plan: CellPlan, x: np.ndarray, norms: np.ndarray, ro
     truth = _exact_pairs(x, norms, rows, threshold)
     nprobe = 1
     while nprobe < index.nlist:
-        if nprobe > plan.neighbours.shape[1] // 4 and plan.neighbours.shape[1] < index.nlist:
+        if nprobe > plan.neighbours.shape[1] and plan.neighbours.shape[1] < index.nlist:
             plan = cell_plan(index, nprobe)
         plan = plan.with_nprobe(nprobe)
         if _recall(_found(index, plan, x, rows, assign, threshold), truth) >= target:
