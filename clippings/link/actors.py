@@ -114,7 +114,7 @@ def search_with_actors(index_path: str, n: int, plan: CellPlan, shards: list[lis
     remote = ray.remote(num_cpus=cpus, runtime_env=runtime_env(cpus))(CellSearcher)
     pool = [remote.remote(index_path, cpus) for _ in range(actors)]
     plan_ref = ray.put(plan)
-    buffer = ForestBuffer(n, max_edges)
+    buffer = ForestBuffer(n, max_edges, unique=True)  # each pair comes from one shard only (cells.query)
     pending: dict = {}
     queue = list(shards)
     compactions = 0

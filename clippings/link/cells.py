@@ -137,23 +137,33 @@ def confirm(index, q: np.ndarray, local: np.ndarray, rows: np.ndarray, dst: np.n
     return np.minimum(src, dst), np.maximum(src, dst), dist
 
 
-def query(index, plan: CellPlan, q: np.ndarray, rows: np.ndarray, cells: np.ndarray, threshold: float
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def query(index, plan: CellPlan, q: np.ndarray, rows: np.ndarray, cells: np.ndarray, threshold: float,
+          once: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs within threshold that searching q (rows `rows`, in cells `cells`) finds: each query is compared
     with every row of the plan's nprobe cells nearest its own cell (its own first), one float32 GEMM per
-    cell (BLAS: ~3× FAISS's per-query list scans here). Returns (a < b, b, distance)."""
+    cell (BLAS: ~3× FAISS's per-query list scans here). Returns (a < b, b, distance).
+
+    once: the queries are whole cells of a search of every cell: a pair (a in A, b in B) is then met from
+    both sides when A and B probe each other, and is kept only from the side of the smaller row, so every
+    pair comes out exactly once over the whole search (no deduplication sort; half the edges)."""
     min_sim = 1.0 - threshold - 2 * float32_margin(q.shape[1])
     found = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))]
     order = np.argsort(cells, kind="stable")
     bounds = np.flatnonzero(np.diff(cells[order])) + 1
     for group in np.split(order, bounds) if len(order) else []:
-        probe = plan.neighbours[cells[group[0]], : plan.nprobe]
+        own = int(cells[group[0]])
+        probe = plan.neighbours[own, : plan.nprobe]
         parts = [list_rows(index, c) for c in probe.tolist()]
         ids = np.concatenate([p[0] for p in parts])
         if not len(ids):
             continue
         sims = q[group] @ np.concatenate([p[1] for p in parts]).T
         i, j = np.nonzero(sims > min_sim)
+        if once:  # a pair that both sides' searches meet is kept from the side of its smaller row only
+            other = np.repeat(probe, [len(p[0]) for p in parts])[j]
+            mutual = (plan.neighbours[other, : plan.nprobe] == own).any(axis=1)
+            keep = ~mutual | (rows[group[i]] < ids[j])
+            i, j = i[keep], j[keep]
         found.append((group[i], ids[j], sims[i, j]))
     local, dst, hit_sims = (np.concatenate(a) for a in zip(*found, strict=True))
     return confirm(index, q, local, rows, dst, hit_sims, threshold)
@@ -195,14 +205,14 @@ def search_cells(index, plan: CellPlan, batches: list[tuple[int, int]], threshol
     Returns (src, dst, distance, compactions, queries); distances are float32-exact (re-checked in float64
     near t), to be recomputed in float64 by the caller for the edges kept. Memory O(n + max_edges).
     """
-    buffer = ForestBuffer(index.ntotal, max_edges)
+    buffer = ForestBuffer(index.ntotal, max_edges, unique=True)  # query(once=True): each pair once
     queries = 0
     for c0, c1 in batches:
         parts = [list_rows(index, c) for c in range(c0, c1)]
         rows = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
         q = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, index.d), np.float32)
         cells = np.repeat(np.arange(c0, c1), [len(p[0]) for p in parts])
-        buffer.add(*query(index, plan, q, rows, cells, threshold))
+        buffer.add(*query(index, plan, q, rows, cells, threshold, once=True))
         queries += len(rows)
         if progress is not None:
             progress(len(rows))
