@@ -81,6 +81,9 @@ def _worker(method: str, data: str, out: str) -> None:
     from clippings.link.tune import ari_curve
 
     record: dict = {}
+    if method.startswith("scale-"):
+        _scale_worker(method, data, out)
+        return
     if method.startswith(("relink-", "base-", "add")):
         _link_worker(method, data, out)
         return
@@ -140,6 +143,173 @@ def _link_worker(method: str, data: str, out: str) -> None:
     }
     with open(out + ".json", "w") as f:
         json.dump(record, f, default=float)
+
+
+def write_scale_embeddings(path: str, n: int, dim: int = 256, seed: int = 1, chunk: int = 500_000,
+                           noise: float = 0.33) -> str:
+    """make_data's model (Zipf(1.8) groups ≤ 400, rows in group order) written chunk by chunk straight to an
+    embeddings dataset with float16 towers (image = text, so the pooled vector is the row): never more than
+    one chunk in memory, 2·n·d bytes on disk per tower."""
+    from clippings.archive import write_table_atomic
+    from clippings.embeddings import embeddings_table
+
+    rng = np.random.default_rng(seed)
+    sizes = np.minimum(rng.zipf(1.8, size=n), 400)
+    sizes = sizes[: int(np.searchsorted(np.cumsum(sizes), n)) + 1]
+    sizes[-1] -= int(sizes.sum()) - n
+    group = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    os.makedirs(path, exist_ok=True)
+    centres: dict[int, np.ndarray] = {}
+    scale = np.float32(noise / np.sqrt(dim))
+    for part, start in enumerate(range(0, n, chunk)):
+        rows = group[start : start + chunk]
+        first, last = int(rows[0]), int(rows[-1])
+        carried = centres.get(first)
+        c = rng.normal(size=(last - first + 1, dim)).astype(np.float32)
+        if carried is not None:
+            c[0] = carried
+        c /= np.linalg.norm(c, axis=1, keepdims=True)
+        centres = {last: c[-1]}
+        x = c[rows - first] + scale * rng.standard_normal((len(rows), dim), np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        ids = [f"r{i:08d}" for i in range(start, start + len(rows))]
+        table = embeddings_table(ids, x, x, "bench@0", "bench", dtype="float16")
+        write_table_atomic(table, os.path.join(path, f"part-{part:05d}.parquet"))
+    return path
+
+
+def _scale_worker(method: str, data: str, out: str) -> None:
+    """`scale-rows`: today's reading and ivf search (both towers read whole, nlist 2·√n, queries in row
+    order); `scale-cells` / `scale-actorsN`: the pooled rows memory-mapped, the cell-by-cell search (on N Ray
+    actors). Links the embeddings `data` at t = THRESHOLD and writes the links folder `out`."""
+    from clippings.embeddings import read_embeddings, read_pooled
+    from clippings.link.pipeline import link_embeddings, write_links
+
+    if "actors" in method:
+        from clippings.raylocal import init_ray
+
+        init_ray()  # before the baseline: starting Ray is not the method's working set
+    _mark_baseline(out)
+    start = time.perf_counter()
+    if method == "scale-rows":
+        emb = read_embeddings(data)
+        n = len(emb.ids)
+        kwargs = {"ivf_scheme": "rows", "nlist": max(16, int(2 * np.sqrt(n)))}
+    else:
+        emb = read_pooled(data, 0.5)
+        kwargs = {"search_actors": int(method.rsplit("actors", 1)[1]) if "actors" in method else 0}
+    t0 = time.perf_counter()
+    result = link_embeddings(emb, THRESHOLD, 0.5, index="ivf", **kwargs)
+    compute = time.perf_counter() - t0
+    write_links(out, result)
+    info = result.info
+    record = {
+        "seconds": compute,
+        "total_s": time.perf_counter() - start,
+        "read_s": t0 - start,
+        "recall": info["recall"],
+        "search": info["search"],
+        "timings": info["timings"],
+        "clusters": info["counts"]["clusters"],
+        "edges": info["counts"]["graph_edges"],
+        "load": os.getloadavg()[0],
+    }
+    with open(out + ".json", "w") as f:
+        json.dump(record, f, default=float)
+
+
+def _memory(pid: int | str) -> tuple[int, int]:
+    """(RssAnon, RssFile + RssShmem) of a process in bytes: its own heap vs. mapped file pages (page cache,
+    reclaimable: the mapped pooled rows, the actors' memory-mapped index)."""
+    anon = file = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                anon = int(line.split()[1]) * 1024
+            elif line.startswith(("RssFile:", "RssShmem:")):
+                file += int(line.split()[1]) * 1024
+    return anon, file
+
+
+def _actor_pids() -> list[str]:
+    """Ray actor processes of the cell search (their process title names the class)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"CellSearcher" in f.read():
+                        pids.append(pid)
+            except OSError:
+                pass
+    return pids
+
+
+def _sampled_memory(proc: subprocess.Popen, base_file: str, timeout: float) -> tuple[float, float]:
+    """Peak (anon, file) MB of `proc` plus its search actors, anon above the baseline it writes to
+    base_file. Sampled every 20 ms (actors looked up every 2 s)."""
+    peak_anon = peak_file = base = 0
+    actors: list[str] = []
+    deadline, next_scan = time.monotonic() + timeout, 0.0
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        if os.path.exists(base_file):
+            if not base:
+                base = _memory(proc.pid)[0]
+            if time.monotonic() > next_scan:
+                actors, next_scan = _actor_pids(), time.monotonic() + 2.0
+            anon = file = 0
+            for pid in [proc.pid, *actors]:
+                try:
+                    a, f = _memory(pid)
+                except (OSError, ValueError):
+                    continue
+                anon, file = anon + a, file + f
+            peak_anon, peak_file = max(peak_anon, anon - base), max(peak_file, file)
+        time.sleep(0.02)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    return peak_anon / 2**20, peak_file / 2**20
+
+
+def _scale_rows(sizes: list[int], old_max: int, actors: int, tmp: str) -> None:
+    """For each n: write the data to disk in chunks, then link it with today's method (n ≤ old_max), the
+    cell-by-cell search, and (actors > 0) the same on Ray actors; print one table."""
+    import shutil
+
+    rows = []
+    for n in sizes:
+        data = write_scale_embeddings(os.path.join(tmp, f"scale{n}"), n)
+        methods = (["scale-rows"] if n <= old_max else []) + ["scale-cells"]
+        methods += [f"scale-actors{actors}"] if actors else []
+        for method in methods:
+            out = os.path.join(tmp, f"{method}-{n}")
+            proc = subprocess.Popen([sys.executable, "-m", "bench.link", "--worker", method, "--data", data,
+                                     "--out", out])
+            anon, file = _sampled_memory(proc, out + ".base", 4 * 3600)
+            with open(out + ".json") as f:
+                rec = json.load(f)
+            rows.append((n, method, rec, anon, file))
+            _print_scale(rows[-1])
+            shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
+    print(f"\nivf linking at scale, d=256, t={THRESHOLD}; load average now {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs. anon MB = the method's own heap (RssAnon above its baseline, actors included); "
+          "file MB = mapped file pages (page cache: reclaimable, shared)")
+    for row in rows:
+        _print_scale(row)
+
+
+def _print_scale(row: tuple) -> None:
+    n, method, rec, anon, file = row
+    search = rec["search"]
+    print(f"{n:>11,} {method:<14} {rec['seconds']:>8.1f} s (e2e {rec['total_s']:>7.1f} s, read "
+          f"{rec['read_s']:>6.1f} s) anon {anon:>7.0f} MB file {file:>7.0f} MB recall {rec['recall']:.4f} "
+          f"nlist {search.get('nlist')} nprobe {search.get('nprobe')} actors {search.get('actors')} "
+          f"load {rec['load']:.1f}", flush=True)
+    print(f"      timings {rec['timings']}", flush=True)
 
 
 def _sampled_peak(proc: subprocess.Popen, base_file: str, timeout: float) -> float:
@@ -247,6 +417,14 @@ def main(argv: list[str] | None = None) -> int:
         default="100000",
         help="sizes of the exact add-vs-re-link rows at d=512 ('': none; --quick: 5000)",
     )
+    parser.add_argument(
+        "--scale",
+        default="",
+        help="sizes of the ivf scale rows at d=256, e.g. 1000000,5000000,10000000: data written to disk in "
+        "chunks, today's method beside the cell-by-cell search ('': none)",
+    )
+    parser.add_argument("--old-max", type=int, default=5_000_000, help="largest n for today's method")
+    parser.add_argument("--search-actors", type=int, default=0, help="also run the scale rows on N actors")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -259,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = (2_000, 5_000) if args.quick else tuple(int(v) for v in args.sizes.split(",") if v)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        scale = [int(v) for v in args.scale.split(",") if v]
+        if scale:
+            _scale_rows(scale, args.old_max, args.search_actors, tmp)
         for n in sizes:
             x, group = make_data(n, 512, seed=n)
             data = os.path.join(tmp, f"x{n}.npy")

@@ -32,7 +32,8 @@ COMMANDS = (
 )
 
 
-PATH_ARGS = ("archive", "val", "out", "embeddings", "links", "run_dir", "curve", "from_links", "add", "to")
+PATH_ARGS = ("archive", "val", "out", "embeddings", "links", "run_dir", "curve", "from_links", "add", "to",
+             "index_dir")
 """Arguments holding local paths or URIs. Local ones are made absolute at the entry, because Ray workers and
 actors run in other working directories (a relative path would name another folder there)."""
 

@@ -5,6 +5,7 @@ Kept apart from `model.py` so linking and tuning read embeddings without importi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,15 +83,10 @@ def _fixed_list_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
     return arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
 
 
-def read_embeddings(path: str) -> Embeddings:
-    """Read and validate an embeddings dataset.
-
-    Refuses: mixed model fingerprints across parts, NaN/inf values, vectors that are not unit norm,
-    an empty dataset, duplicate ids. Memory: 2·n·d·4 bytes.
-    """
-    ids, images, texts = [], [], []
-    fingerprint = model_name = None
-    first_part = None
+def _parts(path: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, str, str]]:
+    """Each non-empty part of an embeddings dataset as (ids, image, text, fingerprint, model name), float32,
+    after the checks that need no other part: columns present, one model fingerprint across parts."""
+    fingerprint = first_part = None
     for part in list_parts(path, "embeddings"):
         table = read_part(part, "embeddings")
         missing = {"clipping_id", "image_emb", "text_emb"} - set(table.column_names)
@@ -104,7 +100,7 @@ def read_embeddings(path: str) -> Embeddings:
         if not fp:
             raise BadInput(f"embeddings {part}: no model fingerprint in the file metadata; re-run 'clippings embed'")
         if fingerprint is None:
-            fingerprint, model_name, first_part = fp, meta.get(META_MODEL, b"").decode(), part
+            fingerprint, first_part = fp, part
         elif fp != fingerprint:
             raise BadInput(
                 f"embeddings {path}: mixed model fingerprints ({first_part} has {fingerprint}, {part} has {fp}); "
@@ -113,19 +109,20 @@ def read_embeddings(path: str) -> Embeddings:
         if table.num_rows == 0:
             continue
         dim = table.schema.field("image_emb").type.list_size
-        ids.append(np.asarray(table.column("clipping_id").to_pylist(), dtype=object))
-        images.append(_fixed_list_to_numpy(table.column("image_emb"), dim))
-        texts.append(_fixed_list_to_numpy(table.column("text_emb"), dim))
-    if not ids:
-        raise BadInput(f"embeddings {path}: the dataset is empty (0 rows); embed at least one clipping")
-    emb = Embeddings(np.concatenate(ids), np.concatenate(images), np.concatenate(texts), fingerprint, model_name)
-    check_unique_ids(emb.ids.tolist(), path, "embeddings")
-    for name, vectors in (("image_emb", emb.image), ("text_emb", emb.text)):
+        ids = np.asarray(table.column("clipping_id").to_pylist(), dtype=object)
+        image = _fixed_list_to_numpy(table.column("image_emb"), dim)
+        text = _fixed_list_to_numpy(table.column("text_emb"), dim)
+        yield ids, image, text, fp, meta.get(META_MODEL, b"").decode()
+
+
+def _check_vectors(path: str, ids: np.ndarray, image: np.ndarray, text: np.ndarray) -> None:
+    """Refuse NaN/inf values and vectors that are not unit norm (one line naming the clipping)."""
+    for name, vectors in (("image_emb", image), ("text_emb", text)):
         finite = np.isfinite(vectors).all(axis=1)
         if not finite.all():
             row = int(np.argmin(finite))
             raise BadInput(
-                f"embeddings {path}: {name} of clipping_id {emb.ids[row]!r} has NaN or infinite values; "
+                f"embeddings {path}: {name} of clipping_id {ids[row]!r} has NaN or infinite values; "
                 "re-embed it or quarantine it"
             )
         norms = np.linalg.norm(vectors, axis=1)
@@ -133,7 +130,87 @@ def read_embeddings(path: str) -> Embeddings:
         if bad.any():
             row = int(np.argmax(bad))
             raise BadInput(
-                f"embeddings {path}: {name} of clipping_id {emb.ids[row]!r} has norm {norms[row]:.4f}, not 1; "
+                f"embeddings {path}: {name} of clipping_id {ids[row]!r} has norm {norms[row]:.4f}, not 1; "
                 "embeddings must be unit norm: normalise them or re-run 'clippings embed'"
             )
+
+
+def _check_unique(ids: np.ndarray, path: str) -> None:
+    """Duplicate ids are refused; counted by Arrow's hash (no Python set of n strings unless one repeats)."""
+    if len(pa.array(ids, pa.string()).unique()) != len(ids):
+        check_unique_ids(ids.tolist(), path, "embeddings")
+
+
+def read_embeddings(path: str) -> Embeddings:
+    """Read and validate an embeddings dataset.
+
+    Refuses: mixed model fingerprints across parts, NaN/inf values, vectors that are not unit norm,
+    an empty dataset, duplicate ids. Memory: 2·n·d·4 bytes.
+    """
+    ids, images, texts = [], [], []
+    fingerprint = model_name = ""
+    for part in _parts(path):
+        part_ids, image, text, fingerprint, model_name = part
+        _check_vectors(path, part_ids, image, text)
+        ids.append(part_ids)
+        images.append(image)
+        texts.append(text)
+    if not ids:
+        raise BadInput(f"embeddings {path}: the dataset is empty (0 rows); embed at least one clipping")
+    emb = Embeddings(np.concatenate(ids), np.concatenate(images), np.concatenate(texts), fingerprint, model_name)
+    _check_unique(emb.ids, path)
     return emb
+
+
+@dataclass
+class Pooled:
+    """The pooled vectors of an embeddings dataset at one w, as `link` reads them at scale: ids, the (n, d)
+    float32 unit vectors (a read-only memory map of a spill file), fingerprint and model name. Quacks like
+    Embeddings for linking (`pooled(w)`)."""
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    fingerprint: str
+    model_name: str
+    im_wt: float
+
+    def pooled(self, im_wt: float) -> np.ndarray:
+        if im_wt != self.im_wt:
+            raise ValueError(f"these vectors were pooled at w = {self.im_wt}, not {im_wt}")
+        return self.vectors
+
+
+def read_pooled(path: str, im_wt: float, spill_dir: str | None = None) -> Pooled:
+    """Read an embeddings dataset part by part, validated as read_embeddings does, keeping only the pooled
+    vectors, written to a spill file and memory-mapped: the towers of one part are in memory at a time.
+
+    spill_dir: local folder for the spill file (default: the system's temporary folder); the file is
+    unlinked as soon as it is mapped, so it disappears when the mapping does. Memory: one part's towers plus
+    the ids; the n·d·4 bytes of vectors live in the page cache (reclaimable), not in the process's own heap.
+    """
+    import os
+    import tempfile
+
+    ids = []
+    fingerprint = model_name = ""
+    dim = rows = 0
+    fd, spill = tempfile.mkstemp(prefix="clippings-pooled-", suffix=".f32", dir=spill_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in _parts(path):
+                part_ids, image, text, fingerprint, model_name = part
+                del part
+                _check_vectors(path, part_ids, image, text)
+                pooled = pool(image, text, im_wt)
+                del image, text
+                f.write(np.ascontiguousarray(pooled, dtype=np.float32).tobytes())
+                ids.append(part_ids)
+                dim, rows = pooled.shape[1], rows + len(pooled)
+        if not ids:
+            raise BadInput(f"embeddings {path}: the dataset is empty (0 rows); embed at least one clipping")
+        vectors = np.memmap(spill, dtype=np.float32, mode="r", shape=(rows, dim))
+    finally:
+        os.unlink(spill)
+    all_ids = np.concatenate(ids)
+    _check_unique(all_ids, path)
+    return Pooled(all_ids, vectors, fingerprint, model_name, float(im_wt))

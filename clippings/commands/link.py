@@ -15,6 +15,7 @@ CONSTRAINTS = {
     "index": OneOf(("flat", "ivf", "pruned")),
     "nlist": Interval(int, 1, None),
     "nprobe": Interval(int, 1, None),
+    "search_actors": Interval(int, 0, None),
 }
 
 
@@ -42,13 +43,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="flat (exact kNN), pruned (exact, ball-pruned cells: fastest on clustered data) or ivf "
         "(approximate range search, recall reported)",
     )
-    parser.add_argument("--nlist", type=int, default=None, help="ivf cells (default: 2·√n)")
+    parser.add_argument("--nlist", type=int, default=None, help="ivf cells (default: n/256)")
     parser.add_argument(
         "--nprobe",
         type=int,
         default=None,
         help="ivf cells probed per query (default: the smallest power of two reaching recall 0.995 on "
         "a sample)",
+    )
+    parser.add_argument(
+        "--search-actors",
+        type=int,
+        default=0,
+        help="ivf: spread the range search over N Ray actors (local mode, or the cluster under 'ray job "
+        "submit'); 0 searches in this process (default: 0)",
+    )
+    parser.add_argument(
+        "--index-dir",
+        default=None,
+        help="with --search-actors: folder (local or s3://) the actors load the IVF index from; on a cluster "
+        "whose machines share no disk give an s3:// folder (default: a local temporary folder)",
     )
     parser.add_argument(
         "--model", default=None, help="model folder whose clippings.json gives threshold and im_wt"
@@ -144,11 +158,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.embeddings:
             raise BadInput("link: give --embeddings DIR (or --from-links DIR to re-cut a saved MST)")
-        from clippings.embeddings import read_embeddings
+        from clippings.embeddings import read_pooled
         from clippings.progress import Progress
 
         threshold, im_wt = _choice(args)
-        emb = read_embeddings(args.embeddings)
+        emb = read_pooled(args.embeddings, im_wt)  # one part's towers at a time; the pooled rows mapped
         with Progress("link: kNN search", total=len(emb.ids), unit="query") as bar:
             result = link_embeddings(
                 emb,
@@ -159,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
                 nlist=args.nlist,
                 nprobe=args.nprobe,
                 progress=bar.update,
+                search_actors=args.search_actors,
+                index_dir=args.index_dir,
             )
         result.info["embeddings"] = args.embeddings
         quarantine = read_quarantine(args.embeddings)

@@ -181,6 +181,16 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def gpu_backend() -> str | None:
+    """The GPU search available here: "faiss-gpu" (a FAISS GPU build, `faiss.get_num_gpus()` > 0), "torch"
+    (CUDA through torch with a CPU-only FAISS: a matmul top-k), or None (no GPU)."""
+    import faiss
+
+    if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
+        return "faiss-gpu"
+    return "torch" if _cuda_available() else None
+
+
 def unique_pairs(n: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Drop self pairs and missing (-1) neighbours; order each pair (small, large) and deduplicate.
     Cost: one in-place sort of E int64 keys (numpy's hash-based unique is several times slower)."""
@@ -208,6 +218,9 @@ def knn_graph(
     gpu: bool | None = None,
     max_edges: int | None = None,
     progress: Callable[[int], None] | None = None,
+    search_actors: int = 0,
+    index_dir: str | None = None,
+    ivf_scheme: str = "cells",
 ) -> Graph:
     """Neighbour graph of unit vectors (cosine distance), complete up to `threshold` (module docstring).
 
@@ -219,7 +232,12 @@ def knn_graph(
     sample against exact search). nlist: ivf cells (default 2·√n). gpu: a CUDA torch matmul top-k for the
     flat kNN step (None: when CUDA is present). max_edges: edges the ε-graph searches hold before
     compacting to a minimum spanning forest (default max(2²⁰, 8·n); None there keeps all edges).
-    progress: called with the number of points queried after each batch of the flat/ivf kNN search.
+    progress: called with the number of points queried after each batch of the flat/ivf search.
+    search_actors: ivf with a threshold: spread the range search over this many Ray actors (0: in this
+    process; clippings.link.actors), which load the index from `index_dir` (default: a local temporary
+    folder; on a cluster without a shared disk give an s3:// folder). ivf_scheme: "cells" (nlist = n/256,
+    queries taken cell by cell: clippings.link.cells) or "rows" (the earlier search: nlist 2·√n, queries in
+    row order; kept to measure against).
     Cost: flat O(n²·d) time, O(batch·n) transient and O(n·k) edge memory; pruned see
     clippings.link.pruned; ivf ~ nprobe/nlist of flat plus O(n·nlist·d), memory a copy of x + max_edges.
     """
@@ -232,24 +250,38 @@ def knn_graph(
     if index == "pruned":
         src, dst, dist, stats = pruned_range_graph(x, threshold, max_edges=max_edges)
         return Graph(n, src, dst, dist, float(threshold), "pruned", None, {"edges": int(len(src)), **stats})
-    if index == "ivf" and threshold is not None:
+    if index == "ivf" and threshold is not None and (ivf_scheme == "rows" or n < 1024):
         return _ivf_range_graph(x, threshold, nlist, nprobe, recall_sample, recall_target, seed, max_edges)
+    if index == "ivf" and threshold is not None:
+        from clippings.link.ivf import ivf_cells_graph
+
+        return ivf_cells_graph(x, threshold, nlist, nprobe, recall_sample, recall_target, seed, max_edges,
+                               search_actors, index_dir, progress)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     norms = row_norms(x)
     margin = float32_margin(dim)
     kk = min(k + 1, n)  # +1: a point finds itself (or an exact duplicate of itself)
-    use_gpu = _cuda_available() if gpu is None else gpu
-    if use_gpu and index == "flat":
+    backend = gpu_backend() if gpu is None or gpu else None
+    if gpu and backend is None:
+        raise ValueError("gpu=True but neither faiss-gpu nor CUDA through torch is available")
+    searcher = None
+    if backend == "torch" and index == "flat":
         kind = "flat"
         sims, idx = _torch_knn(x, kk, batch_size)
         faiss_index = None
     else:
+        backend = backend if backend == "faiss-gpu" and index == "flat" else "faiss-cpu"
         faiss_index, kind = _faiss_index(x, index, nlist, seed)
         if kind == "ivf":  # a plain kNN graph: no recall target to calibrate against
             faiss_index.nprobe = nprobe or max(8, faiss_index.nlist // 16)
+        searcher = faiss_index
+        if backend == "faiss-gpu":  # kNN on the GPUs; the range search of saturated points stays on the CPU
+            import faiss
+
+            searcher = faiss.index_cpu_to_all_gpus(faiss_index)
         timings["index_s"] = time.perf_counter() - start
-        sims, idx = _search(faiss_index, x, np.arange(n), kk, batch_size, progress)
+        sims, idx = _search(searcher, x, np.arange(n), kk, batch_size, progress)
     timings["knn_s"] = time.perf_counter() - start - timings.get("index_s", 0.0)
     src_parts, dst_parts = [np.repeat(np.arange(n), kk)], [idx.reshape(-1)]
     complete = kk >= n  # every point saw every other point
@@ -264,7 +296,7 @@ def knn_graph(
         k2 = min(4 * kk, n)
         if len(saturated) and k2 > kk and faiss_index is not None:  # first a larger k, then range search
             t0 = time.perf_counter()
-            sims2, idx2 = _search(faiss_index, x, saturated, k2, batch_size)
+            sims2, idx2 = _search(searcher, x, saturated, k2, batch_size)
             src_parts.append(np.repeat(saturated, k2))
             dst_parts.append(idx2.reshape(-1))
             kth[saturated] = np.inf if k2 >= n else 1.0 - sims2[:, -1].astype(np.float64)
@@ -295,6 +327,7 @@ def knn_graph(
         "requeried": int(requeried),
         "saturated": int(len(saturated)),
         "k": int(k),
+        "search": {"backend": backend, "actors": 0},
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
     return Graph(n, src, dst, dist, max(0.0, exact_up_to), kind, None, stats)
@@ -386,7 +419,8 @@ def _ivf_range_graph(
     batch: int = 16384,
 ) -> Graph:
     """Every pair ≤ threshold that an IVF range search finds (a minimum spanning forest of them once over
-    max_edges), with nprobe calibrated on one sample and the recall measured on another (see knn_graph)."""
+    max_edges), with nprobe calibrated on one sample and the recall measured on another (see knn_graph).
+    The earlier scheme (ivf_scheme="rows"): nlist 2·√n, queries in row order; see clippings.link.ivf."""
     n = len(x)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -422,6 +456,7 @@ def _ivf_range_graph(
         "nlist": int(index.nlist) if kind == "ivf" else None,
         "nprobe": int(index.nprobe) if kind == "ivf" else None,
         "compactions": compactions,
+        "search": {"backend": "faiss-cpu", "actors": 0, "scheme": "rows"},
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
     cells = ivf_cells(index) if kind == "ivf" else None

@@ -28,7 +28,7 @@ from clippings.archive import (
     write_quarantine,
     write_table_atomic,
 )
-from clippings.embeddings import Embeddings
+from clippings.embeddings import Embeddings, Pooled
 from clippings.errors import BadInput
 from clippings.link.knn import knn_graph
 from clippings.link.slink import Mst, cut_mst, mst_from_graph
@@ -52,7 +52,7 @@ class LinkResult:
 
 
 def link_embeddings(
-    emb: Embeddings,
+    emb: Embeddings | Pooled,
     threshold: float,
     im_wt: float,
     k: int = 20,
@@ -60,18 +60,24 @@ def link_embeddings(
     nlist: int | None = None,
     nprobe: int | None = None,
     progress: Callable[[int], None] | None = None,
+    search_actors: int = 0,
+    index_dir: str | None = None,
+    ivf_scheme: str = "cells",
 ) -> LinkResult:
     """Single-linkage clusters of the pooled embeddings at `threshold` (linked when distance ≤ threshold).
 
     emb: both towers (see clippings.embeddings). im_wt: image weight w of the pooled vector. k: neighbours
     per point. index: "flat" (exact), "ivf" (approximate, recall reported) or "pruned" (exact ε-graph).
     progress: told the points queried by the kNN search as it goes (flat and ivf).
+    search_actors, index_dir, ivf_scheme: ivf only: the range search on this many Ray actors, which load
+    the index from `index_dir`; the search scheme (see clippings.link.knn.knn_graph).
     Cost: see clippings.link.knn.knn_graph; MST and cut O(n·k log n); memory O(n·d + n·k).
     """
     start = time.perf_counter()
     vectors = emb.pooled(im_wt)
     graph = knn_graph(vectors, k=k, threshold=threshold, index=index, nlist=nlist, nprobe=nprobe,
-                      progress=progress)
+                      progress=progress, search_actors=search_actors, index_dir=index_dir,
+                      ivf_scheme=ivf_scheme)
     t0 = time.perf_counter()
     mst = mst_from_graph(graph.n, graph.src, graph.dst, graph.distance)
     cluster_ids = cut_mst(emb.ids, mst, threshold)
@@ -83,6 +89,11 @@ def link_embeddings(
         "index": graph.index,
         "exact_up_to": float(graph.exact_up_to),
         "recall": graph.recall,
+        "search": {
+            **graph.stats.get("search", {"backend": "numpy", "actors": 0}),
+            "nlist": graph.stats.get("nlist"),
+            "nprobe": graph.stats.get("nprobe"),
+        },
         "fingerprint": emb.fingerprint,
         "model_name": emb.model_name,
         "vectors": {"rows": int(len(emb.ids)), "dim": int(vectors.shape[1])},
@@ -92,7 +103,9 @@ def link_embeddings(
             "mst_edges": int(len(mst.src)),
             "saturated": graph.stats.get("saturated", 0),
         },
-        "graph": {key: v for key, v in graph.stats.items() if key not in ("timings", "edges", "saturated")},
+        "graph": {
+            key: v for key, v in graph.stats.items() if key not in ("timings", "edges", "saturated", "search")
+        },
         "timings": {
             **graph.stats.get("timings", {}),
             "mst_cut_s": round(mst_s, 3),

@@ -1,0 +1,133 @@
+"""The cell-by-cell IVF search: spread over Ray actors it links exactly as in one process; its recall on
+data with many small reprint groups; the index travels as a file, not through the object store."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from clippings.archive import write_dataset
+from clippings.cli import main
+from clippings.embeddings import embeddings_table
+from clippings.link.knn import knn_graph
+from clippings.link.slink import components, mst_from_graph
+from tests.link_helpers import same_partition
+
+T = 0.1
+
+
+def reprint_groups(n: int, dim: int, seed: int) -> np.ndarray:
+    """n unit vectors in groups of 1–20 (Zipf 2.5) whose members lie ~0.06 apart (some pairs > t = 0.1),
+    groups at ~1 (a random pair in 32 dimensions is within t about once in 10⁷): modest edge counts."""
+    rng = np.random.default_rng(seed)
+    sizes = np.minimum(rng.zipf(2.5, size=n), 20)
+    sizes = sizes[: int(np.searchsorted(np.cumsum(sizes), n)) + 1]
+    sizes[-1] -= int(sizes.sum()) - n
+    group = rng.permutation(np.repeat(np.arange(len(sizes)), sizes))  # reprints are not stored together
+    centres = rng.standard_normal((len(sizes), dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    x = centres[group] + np.float32(0.25 / np.sqrt(dim)) * rng.standard_normal((n, dim), np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_cell_search_finds_the_pairs_within_t_and_reports_its_recall():
+    x = reprint_groups(20_000, 32, seed=3)
+    graph = knn_graph(x, threshold=T, index="ivf", recall_sample=500)
+    assert graph.index == "ivf" and graph.stats["search"]["scheme"] == "cells"
+    assert graph.stats["nlist"] == round(20_000 / 256)
+    assert graph.recall >= 0.99
+    assert np.all(graph.distance <= T)
+    # the edges' distances are float64 cosine distances
+    d = 1.0 - np.einsum("ij,ij->i", x[graph.src].astype(np.float64), x[graph.dst].astype(np.float64)) / (
+        np.linalg.norm(x[graph.src].astype(np.float64), axis=1) * np.linalg.norm(x[graph.dst].astype(np.float64), axis=1))
+    assert np.allclose(graph.distance, np.clip(d, 0, 2), atol=1e-12)
+    # against brute force on a subset of rows: every pair found is a true pair within t
+    exact = components(mst_from_graph(*_brute(x[:3000])), T)
+    sub = (graph.src < 3000) & (graph.dst < 3000)
+    found = components(mst_from_graph(3000, graph.src[sub], graph.dst[sub], graph.distance[sub]), T)
+    # pairs lost to the recall can only split clusters, never join them
+    assert len(set(zip(found.tolist(), exact.tolist(), strict=True))) == len(set(found.tolist()))
+
+
+def _brute(x: np.ndarray):
+    x64 = x.astype(np.float64)
+    d = 1.0 - x64 @ x64.T
+    i, j = np.nonzero(np.triu(d <= T, k=1))
+    return len(x), i, j, np.clip(d[i, j], 0, 2)
+
+
+def _write(path: str, x: np.ndarray) -> str:
+    ids = [f"c{i:07d}" for i in range(len(x))]
+    write_dataset(embeddings_table(ids, x, x, "tiny@abc", "tiny"), path, rows_per_part=50_000)
+    return path
+
+
+def test_search_actors_link_exactly_as_one_process(tmp_path, ray_local):
+    x = reprint_groups(200_000, 32, seed=7)
+    emb = _write(str(tmp_path / "emb"), x)
+    base = ["link", "--embeddings", emb, "--threshold", str(T), "--index", "ivf", "--nprobe", "8"]
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    assert main([*base, "--out", str(tmp_path / "two"), "--search-actors", "2",
+                 "--index-dir", str(tmp_path / "index")]) == 0
+    one = pq.read_table(tmp_path / "one" / "clusters.parquet")
+    two = pq.read_table(tmp_path / "two" / "clusters.parquet")
+    assert one.equals(two)  # the same cluster ids, row for row
+    assert same_partition(one["cluster_id"].to_numpy(zero_copy_only=False),
+                          two["cluster_id"].to_numpy(zero_copy_only=False))
+    info = json.loads((tmp_path / "two" / "links.json").read_text())
+    assert info["search"]["actors"] == 2 and info["search"]["backend"] == "faiss-cpu"
+    assert info["search"]["nlist"] == round(200_000 / 256) and info["search"]["nprobe"] == 8
+    assert 0.0 < info["recall"] <= 1.0  # measured and reported (calibrating nprobe is tested at 20k)
+    assert not os.path.exists(tmp_path / "index" / "ivf.faiss")  # the actors' index file is removed
+
+
+def test_actors_load_the_index_from_its_path_and_run_this_tree(tmp_path, ray_local):
+    import ray
+
+    from clippings.link.actors import CellSearcher, load_index, save_index
+    from clippings.link.cells import build_ivf
+
+    x = reprint_groups(5_000, 16, seed=1)
+    path = save_index(build_ivf(x, 20), str(tmp_path))
+    assert load_index(path).ntotal == 5_000
+    actor = ray.remote(num_cpus=0.5)(CellSearcher).remote(path, 0.5)
+    import clippings
+
+    assert ray.get(actor.where.remote()) == clippings.__file__
+    ray.kill(actor)
+
+
+def test_search_actors_must_be_a_count(tmp_path, capsys):
+    emb = _write(str(tmp_path / "emb"), reprint_groups(100, 8, seed=0))
+    capsys.readouterr()
+    code = main(["link", "--embeddings", emb, "--out", str(tmp_path / "o"), "--threshold", "0.1",
+                 "--search-actors", "-1"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "clippings link: error: The 'search_actors' parameter of link must be an int in the range [0, inf). "
+        "Got -1 instead.\n"
+    )
+
+
+def test_link_on_actors_prints_clean_lines_and_ray_goes_to_the_log(tmp_path):
+    """Through the real console script (its own local Ray): the console rules of tests/test_console.py."""
+    import re
+    import subprocess
+    import sys
+
+    emb = _write(str(tmp_path / "emb"), reprint_groups(3_000, 16, seed=2))
+    env = {k: v for k, v in os.environ.items() if k not in ("CLIPPINGS_VERBOSE", "RAY_ADDRESS")}
+    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-m", "clippings.cli", "link", "--embeddings", emb, "--out",
+                           str(tmp_path / "links"), "--threshold", str(T), "--index", "ivf", "--search-actors", "2"],
+                          env=env, timeout=600, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    lines = proc.stdout.splitlines()
+    assert not [line for line in lines if re.search(r"Failed|Error|Traceback", line)], proc.stdout
+    assert lines[0].startswith("link: ") and re.match(r"link: .* -> \S+ \(log: ", lines[-1]), proc.stdout
+    assert len(lines) < 10, proc.stdout
+    info = json.loads((tmp_path / "links" / "links.json").read_text())
+    assert info["search"]["actors"] == 2
