@@ -89,7 +89,7 @@ def finish(run_path: str, kind: str, base, out: str, epochs: int, meta: dict[str
     if found is None or found[1]["epoch"] < epochs:
         raise RuntimeError(f"{kind}: training ended without a checkpoint of epoch {epochs} in {run_path}")
     folder, state = found
-    base.model.loadstate_dict_cpu(read_weights(folder, BEST_WEIGHTS))
+    base.model.load_state_dict(read_weights(folder, BEST_WEIGHTS))
     save_model(base.model, base.processor, out, {**meta, **_best_meta(state), "run": run_path})
     return state
 

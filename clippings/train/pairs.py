@@ -185,7 +185,7 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
 
     model: an `EmbedModel` (processor and text length). Columns: `clipping_id`, `pixels` (uint8), `input_ids`,
     `length`, `reason` (non-empty: quarantine), `lane`, `val_index`. The caller's DataContext must preserve
-    order (`RankStream` sets it). cpus: per decode task.
+    order (a training worker sets it in `PretrainTask.start`). cpus: per decode task.
     """
     import ray
 
@@ -197,8 +197,10 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
     order = np.random.default_rng([seed, epoch, 7]).permutation(len(plan.parts))
     items = [{"path": plan.parts[i][0], "name": plan.parts[i][1], "roles": plan.parts[i][2]} for i in order]
     env = runtime_env(cpus)
+    # Reading asks for half a decode task's CPUs: it is mostly I/O, and different arguments keep Ray Data from
+    # fusing it into the decoding, which then runs in parallel over a part's blocks, not one task per part.
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        _read_rank_rows, batch_size=1, num_cpus=cpus, runtime_env=env,
+        _read_rank_rows, batch_size=1, num_cpus=cpus / 2, runtime_env=env,
         fn_kwargs={"archive": plan.archive, "images": images, "lanes": lanes, "rank": rank, "world": world},
     ).map_batches(
         preprocess_rows, batch_size=PREPROCESS_ROWS, batch_format="pyarrow", num_cpus=cpus, runtime_env=env,
@@ -271,7 +273,7 @@ class RankStream:
     """
 
     def __init__(self, dataset, lanes: list[int], buffer: int, seed: int, epoch: int) -> None:
-        self.batches = dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2)
+        self.batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2))
         self.shuffle = LaneShuffle(lanes, buffer, seed, epoch)
         self.val: dict[int, Row] = {}
         self.bad: list[tuple[str, str]] = []
@@ -361,7 +363,7 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
 
     light = read_light(archive, labelled=True)
     plan = plan_shards(archive)
-    dataset = read_shards(plan, plan.shards, images, cpus=cpus).map_batches(
+    dataset = read_shards(plan, plan.shards, images, cpus=cpus / 2).map_batches(  # unfused: see rank_dataset
         preprocess_rows, batch_size=PREPROCESS_ROWS, batch_format="pyarrow", num_cpus=cpus,
         runtime_env=runtime_env(cpus), fn_kwargs={"model": model, "uint8": True})
     refs = dataset.select_columns(["clipping_id", "pixels", "input_ids", "length", "reason"]).to_numpy_refs()
