@@ -287,7 +287,8 @@ def decode_child(archive: str, model: str, cpus: int) -> None:
     init_ray(num_cpus=cpus)
     DataContext.get_current().execution_options.preserve_order = True
     plan = pretraining_plan(archive, lanes=1, seed=0, val_fraction=0.0, max_val=0)
-    dataset = rank_dataset(plan, describe_model(model), ARCHIVE_ONLY, rank=0, world=1, seed=0, epoch=1, cpus=1.0)
+    # 0.85 CPU per decode task: `cpus` decoders and the light read task fit in `cpus` CPUs together
+    dataset = rank_dataset(plan, describe_model(model), ARCHIVE_ONLY, rank=0, world=1, seed=0, epoch=1, cpus=0.85)
     began, rows = time.perf_counter(), 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         rows += len(batch["clipping_id"])

@@ -42,6 +42,8 @@ PREPROCESS_ROWS = 64
 """Rows per decode task batch: memory per task ≈ 64 decoded images."""
 DATA_CPUS = 0.25
 """CPUs a decode task asks for beside training workers (fractional: on 2 CPUs whole ones deadlock)."""
+READ_SHARE = 8
+"""A read task asks for 1/READ_SHARE of a decode task's CPUs (see `rank_dataset`)."""
 SHUFFLE_BUFFER = 256
 """Rows per lane in the shuffle buffer (the local shuffle window)."""
 
@@ -197,10 +199,11 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
     order = np.random.default_rng([seed, epoch, 7]).permutation(len(plan.parts))
     items = [{"path": plan.parts[i][0], "name": plan.parts[i][1], "roles": plan.parts[i][2]} for i in order]
     env = runtime_env(cpus)
-    # Reading asks for half a decode task's CPUs: it is mostly I/O, and different arguments keep Ray Data from
-    # fusing it into the decoding, which then runs in parallel over a part's blocks, not one task per part.
+    # Reading asks for an eighth of a decode task's CPUs: it is mostly I/O, must not keep decoders from their
+    # slots, and different arguments keep Ray Data from fusing it into the decoding, which then runs in
+    # parallel over a part's blocks instead of one task per part.
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        _read_rank_rows, batch_size=1, num_cpus=cpus / 2, runtime_env=env,
+        _read_rank_rows, batch_size=1, num_cpus=cpus / READ_SHARE, runtime_env=env,
         fn_kwargs={"archive": plan.archive, "images": images, "lanes": lanes, "rank": rank, "world": world},
     ).map_batches(
         preprocess_rows, batch_size=PREPROCESS_ROWS, batch_format="pyarrow", num_cpus=cpus, runtime_env=env,
@@ -349,12 +352,12 @@ class LabelledStore:
         return {k: v for k, v in self.__dict__.items() if k != "_cache"}
 
 
-def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus: float = 1.0) -> LabelledStore:
+def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus: float = 0.5) -> LabelledStore:
     """Preprocess a labelled archive into a `LabelledStore` with Ray Data CPU tasks.
 
     model: an `EmbedModel`. An undecodable, missing or refused image is a BadInput naming the archive and the
-    first such clipping id (labels must be clean: fix or remove the row). Cost: one decode per row in
-    parallel tasks; object store 3·H·W + ~8·L bytes per row; driver ~120 bytes per row.
+    first such clipping id (labels must be clean: fix or remove the row). cpus: per decode task (fractional,
+    as the embed actors: reads always find a slot). Cost: one decode per row in parallel tasks; object store 3·H·W + ~8·L bytes per row; driver ~120 bytes per row.
     """
     import ray
 
@@ -363,7 +366,7 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
 
     light = read_light(archive, labelled=True)
     plan = plan_shards(archive)
-    dataset = read_shards(plan, plan.shards, images, cpus=cpus / 2).map_batches(  # unfused: see rank_dataset
+    dataset = read_shards(plan, plan.shards, images, cpus=cpus / READ_SHARE).map_batches(  # see rank_dataset
         preprocess_rows, batch_size=PREPROCESS_ROWS, batch_format="pyarrow", num_cpus=cpus,
         runtime_env=runtime_env(cpus), fn_kwargs={"model": model, "uint8": True})
     refs = dataset.select_columns(["clipping_id", "pixels", "input_ids", "length", "reason"]).to_numpy_refs()
