@@ -200,12 +200,13 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
     items = [{"path": plan.parts[i][0], "name": plan.parts[i][1], "roles": plan.parts[i][2]} for i in order]
     env = runtime_env(cpus)
     # Reading asks for an eighth of a decode task's CPUs: it is mostly I/O, must not keep decoders from their
-    # slots, and different arguments keep Ray Data from fusing it into the decoding, which then runs in
-    # parallel over a part's blocks instead of one task per part.
+    # slots, and different arguments keep Ray Data from fusing it into the decoding. Ray Data gathers a read
+    # task's output into blocks of up to 128 MiB (a whole part of small images), so the rows are re-cut into
+    # blocks of PREPROCESS_ROWS (streaming, order kept): decoding then runs in parallel over a part's rows.
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         _read_rank_rows, batch_size=1, num_cpus=cpus / READ_SHARE, runtime_env=env,
         fn_kwargs={"archive": plan.archive, "images": images, "lanes": lanes, "rank": rank, "world": world},
-    ).map_batches(
+    ).repartition(target_num_rows_per_block=PREPROCESS_ROWS).map_batches(  # see `decode_blocks`
         preprocess_rows, batch_size=PREPROCESS_ROWS, batch_format="pyarrow", num_cpus=cpus, runtime_env=env,
         fn_kwargs={"model": model, "uint8": True, "carry": ("lane", "val_index")},
     )
@@ -366,7 +367,8 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
 
     light = read_light(archive, labelled=True)
     plan = plan_shards(archive)
-    dataset = read_shards(plan, plan.shards, images, cpus=cpus / READ_SHARE).map_batches(  # see rank_dataset
+    dataset = read_shards(plan, plan.shards, images, cpus=cpus / READ_SHARE).repartition(
+        target_num_rows_per_block=PREPROCESS_ROWS).map_batches(  # see rank_dataset
         preprocess_rows, batch_size=PREPROCESS_ROWS, batch_format="pyarrow", num_cpus=cpus,
         runtime_env=runtime_env(cpus), fn_kwargs={"model": model, "uint8": True})
     refs = dataset.select_columns(["clipping_id", "pixels", "input_ids", "length", "reason"]).to_numpy_refs()
