@@ -63,14 +63,18 @@ def _bad_archive(folder: str) -> dict[str, str]:
     return {"bad-bytes": "undecodable image", "missing-file": "image file not found"}
 
 
-def _epoch(plan, model, *, rank: int, world: int, seed: int, epoch: int, per_lane: int = 4):
+def _epoch(plan, model, *, rank: int, world: int, seed: int, epoch: int, per_lane: int = 4, cache=None):
     from clippings.archive import ARCHIVE_ONLY
-    from clippings.train.pairs import RankStream, rank_dataset
+    from clippings.train.pairs import RankStream, part_order, rank_dataset, stream_rows
 
     per_rank = plan.lanes // world
     lanes = list(range(rank * per_rank, (rank + 1) * per_rank))
-    stream = RankStream(rank_dataset(plan, model, ARCHIVE_ONLY, rank=rank, world=world, seed=seed, epoch=epoch),
-                        lanes, 8, seed, epoch)
+    if cache is not None and cache.complete:
+        entries = cache.replay(part_order(len(plan.parts), seed, epoch))
+    else:
+        entries = stream_rows(rank_dataset(plan, model, ARCHIVE_ONLY, rank=rank, world=world, seed=seed, epoch=epoch))
+        entries = entries if cache is None else cache.record(entries)
+    stream = RankStream(entries, lanes, 8, seed, epoch)
     steps = [[r.clipping_id for r in rows] for rows in stream.steps(per_lane, lambda ok: ok)]
     left = [r.clipping_id for q in stream.shuffle.ready.values() for r in q]
     return steps, left, stream
@@ -93,6 +97,25 @@ def test_stream_order_is_seeded_changes_per_epoch_and_is_the_same_for_1_and_2_wo
     halves = [_epoch(plan, model, rank=r, world=2, seed=0, epoch=1)[0] for r in (0, 1)]
     both = [sorted(a + b) for a, b in zip(*halves, strict=False)]  # ranks stop together under Ray Train
     assert len(both) >= len(one) - 1 and both[: len(one)] == [sorted(s) for s in one][: len(both)]  # same batches
+
+
+def test_a_replayed_epoch_is_the_stream_it_replaces_and_an_overfull_cache_keeps_nothing(tmp_path, tiny, ordered):
+    from clippings.train.pairs import DecodedCache, pretraining_plan
+
+    archive = str(tmp_path / "a")
+    reasons = _bad_archive(archive)
+    plan = pretraining_plan(archive, lanes=4, seed=0, val_fraction=0.1, max_val=100)
+    model, _ = tiny
+    cache = DecodedCache(1 << 30)
+    first = _epoch(plan, model, rank=0, world=1, seed=0, epoch=1, cache=cache)
+    assert cache.complete and first[0] == _epoch(plan, model, rank=0, world=1, seed=0, epoch=1)[0]
+    streamed = _epoch(plan, model, rank=0, world=1, seed=0, epoch=2)
+    replayed = _epoch(plan, model, rank=0, world=1, seed=0, epoch=2, cache=cache)
+    assert replayed[:2] == streamed[:2] and replayed[0] != first[0]  # same steps and leftovers; a new order
+    assert sorted(replayed[2].val) == sorted(streamed[2].val) and dict(replayed[2].bad).keys() == reasons.keys()
+    small = DecodedCache(1000)  # a few rows: the cache gives up and the next epoch streams again
+    _epoch(plan, model, rank=0, world=1, seed=0, epoch=1, cache=small)
+    assert not small.complete and small.parts is None
 
 
 def test_bad_unlabelled_rows_are_quarantined_and_every_id_is_accounted_for(tmp_path, tiny, ordered):

@@ -162,10 +162,11 @@ def lanes_for(workers: int, lanes: int) -> int:
 def _read_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy, lanes: list[int],
                     rank: int, world: int) -> Iterator[pa.Table]:
     """The rows of one part this rank streams: its lanes' train rows and held-out rows i with i % world ==
-    rank, with `lane` (−1 for held-out) and `val_index` (−1 for train) columns."""
+    rank, with `lane` (−1 for held-out), `val_index` (−1 for train) and `part` (index in the plan) columns."""
     from clippings.embed import read_shard_tables
 
-    for path, name, roles_bytes in zip(batch["path"], batch["name"], batch["roles"], strict=True):
+    for path, name, roles_bytes, part in zip(batch["path"], batch["name"], batch["roles"], batch["part"],
+                                            strict=True):
         roles = np.frombuffer(roles_bytes, np.int32)
         offset = 0
         for table in read_shard_tables({"path": [path], "name": [name]}, archive, images):
@@ -178,7 +179,13 @@ def _read_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImagePol
                 continue
             table = table.filter(pa.array(keep))
             table = table.append_column("lane", pa.array(np.where(train, role, -1)[keep], pa.int32()))
+            table = table.append_column("part", pa.array(np.full(int(keep.sum()), part, np.int32)))
             yield table.append_column("val_index", pa.array(val_index[keep], pa.int64()))
+
+
+def part_order(parts: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which every rank reads the parts in `epoch` (seeded by (seed, epoch))."""
+    return np.random.default_rng([seed, epoch, 7]).permutation(parts)
 
 
 def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, world: int, seed: int, epoch: int,
@@ -186,7 +193,7 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
     """This rank's Ray Dataset of preprocessed rows for `epoch`, in a deterministic order.
 
     model: an `EmbedModel` (processor and text length). Columns: `clipping_id`, `pixels` (uint8), `input_ids`,
-    `length`, `reason` (non-empty: quarantine), `lane`, `val_index`. The caller's DataContext must preserve
+    `length`, `reason` (non-empty: quarantine), `lane`, `val_index`, `part`. The caller's DataContext must preserve
     order (a training worker sets it in `PretrainTask.start`). cpus: per decode task.
     """
     import ray
@@ -196,8 +203,8 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
 
     per_rank = plan.lanes // world
     lanes = list(range(rank * per_rank, (rank + 1) * per_rank))
-    order = np.random.default_rng([seed, epoch, 7]).permutation(len(plan.parts))
-    items = [{"path": plan.parts[i][0], "name": plan.parts[i][1], "roles": plan.parts[i][2]} for i in order]
+    items = [{"path": plan.parts[i][0], "name": plan.parts[i][1], "roles": plan.parts[i][2], "part": int(i)}
+             for i in part_order(len(plan.parts), seed, epoch)]
     env = runtime_env(cpus)
     # Reading asks for an eighth of a decode task's CPUs: it is mostly I/O, must not keep decoders from their
     # slots, and different arguments keep Ray Data from fusing it into the decoding. Ray Data gathers a read
@@ -208,7 +215,7 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
         fn_kwargs={"archive": plan.archive, "images": images, "lanes": lanes, "rank": rank, "world": world},
     ).repartition(target_num_rows_per_block=PREPROCESS_ROWS).map_batches(  # see `decode_blocks`
         preprocess_rows, batch_size=PREPROCESS_ROWS, batch_format="pyarrow", num_cpus=cpus, runtime_env=env,
-        fn_kwargs={"model": model, "uint8": True, "carry": ("lane", "val_index")},
+        fn_kwargs={"model": model, "uint8": True, "carry": ("lane", "val_index", "part")},
     )
 
 
@@ -267,38 +274,92 @@ def stack(rows: list[Row]) -> dict[str, np.ndarray]:
             "length": np.asarray([r.length for r in rows], np.int64)}
 
 
+Entry = tuple[int, str, Any, Any]
+"""One streamed row as a rank sees it: (part, kind, key, value) with kind "train" (key: lane, value: Row),
+"val" (key: val_index, value: Row) or "bad" (key: clipping_id, value: reason)."""
+
+
+def stream_rows(dataset) -> Iterator[Entry]:
+    """The entries of a rank's dataset (`rank_dataset`), in its order."""
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+        for i, (cid, reason) in enumerate(zip(batch["clipping_id"], batch["reason"], strict=True)):
+            part = int(batch["part"][i])
+            if reason:
+                yield part, "bad", str(cid), str(reason)
+                continue
+            # copies: a view would keep the stream's whole batch alive for as long as one row waits
+            row = Row(str(cid), batch["pixels"][i].copy(), batch["input_ids"][i].copy(), int(batch["length"][i]))
+            if batch["val_index"][i] >= 0:
+                yield part, "val", int(batch["val_index"][i]), row
+            else:
+                yield part, "train", int(batch["lane"][i]), row
+
+
+class DecodedCache:
+    """A rank's decoded rows, kept from its first streamed epoch while they fit `budget` bytes, and replayed
+    in a later epoch's part order instead of decoding the archive again.
+
+    Within a part a stream yields rows in archive order, and parts come in `part_order`; a replay yields the
+    kept parts in that order, so it is the very sequence a new stream would give: the lane shuffles, the
+    batches and the 1-vs-2-worker equality are unchanged. Decoding costs far more than a training step of a
+    small model (a stream of the built-in archive ran at 0.27 of the old decode-once path), so an archive
+    whose rank share fits is decoded once; one that does not streams every epoch, as the memory bound needs.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.parts: dict[int, list[Entry]] | None = {}
+        self.size = 0
+        self.complete = False
+
+    def record(self, entries: Iterator[Entry]) -> Iterator[Entry]:
+        """Pass `entries` through, keeping them until they exceed the budget (then keep nothing)."""
+        for entry in entries:
+            if self.parts is not None:
+                value = entry[3]
+                self.size += value.pixels.nbytes + value.input_ids.nbytes if isinstance(value, Row) else 64
+                if self.size > self.budget:
+                    self.parts = None
+                else:
+                    self.parts.setdefault(entry[0], []).append(entry)
+            yield entry
+        self.complete = self.parts is not None
+
+    def replay(self, order: np.ndarray) -> Iterator[Entry]:
+        for part in order:
+            yield from self.parts.get(int(part), ())
+
+
 class RankStream:
     """One epoch of a rank's rows: global batches' local parts, then the held-out rows and the bad rows.
 
-    Iterate `steps(per_lane, agree)` for the training steps (each B/w rows: per_lane rows of each of the
+    entries: `stream_rows` of this epoch's `rank_dataset`, or a `DecodedCache` replay. Iterate
+    `steps(per_lane, agree)` for the training steps (each B/w rows: per_lane rows of each of the
     rank's lanes); `agree(ok) -> bool` must return True only when every rank has a step (an all-reduce of
     min), so all ranks take the same number of steps. After the steps the stream is drained, so `val`
     (val_index → Row) and `bad` ((clipping_id, reason) pairs) are complete.
     """
 
-    def __init__(self, dataset, lanes: list[int], buffer: int, seed: int, epoch: int) -> None:
-        self.batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2))
+    def __init__(self, entries: Iterator[Entry], lanes: list[int], buffer: int, seed: int, epoch: int) -> None:
+        self.entries = entries
         self.shuffle = LaneShuffle(lanes, buffer, seed, epoch)
         self.val: dict[int, Row] = {}
         self.bad: list[tuple[str, str]] = []
         self.done = False
 
     def _pull(self) -> None:
-        batch = next(self.batches, None)
-        if batch is None:
+        entry = next(self.entries, None)
+        if entry is None:
             self.shuffle.close()
             self.done = True
             return
-        for i, (cid, reason) in enumerate(zip(batch["clipping_id"], batch["reason"], strict=True)):
-            if reason:
-                self.bad.append((str(cid), str(reason)))
-                continue
-            # copies: a view would keep the stream's whole batch alive for as long as one row waits
-            row = Row(str(cid), batch["pixels"][i].copy(), batch["input_ids"][i].copy(), int(batch["length"][i]))
-            if batch["val_index"][i] >= 0:
-                self.val[int(batch["val_index"][i])] = row
-            else:
-                self.shuffle.add(int(batch["lane"][i]), row)
+        _, kind, key, value = entry
+        if kind == "bad":
+            self.bad.append((key, value))
+        elif kind == "val":
+            self.val[key] = value
+        else:
+            self.shuffle.add(key, value)
 
     def steps(self, per_lane: int, agree) -> Iterator[list[Row]]:
         while True:

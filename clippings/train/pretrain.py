@@ -21,13 +21,21 @@ from clippings.errors import BadInput
 from clippings.train.fit import code_provenance, run_path_of, train_and_save
 from clippings.train.loop import Task, Worker, all_gather_with_grad, gather_indexed
 from clippings.train.module import TwoTower
-from clippings.train.pairs import DATA_CPUS, SHUFFLE_BUFFER, StreamPlan, lanes_for, pretraining_plan
+from clippings.train.pairs import (
+    DATA_CPUS,
+    SHUFFLE_BUFFER,
+    DecodedCache,
+    StreamPlan,
+    lanes_for,
+    pretraining_plan,
+)
 
 VAL_FRACTION = 0.1
 QUARANTINE_PART = "part-00000.parquet"
 MAX_VAL = 5000  # held-out pairs at most: a validation loss needs no more, and each worker keeps its share
 LANES = 4  # batches are the same for every worker count dividing this (clippings.train.pairs)
 DATA_SHARE = 0.5  # of the cluster's CPUs, left to the decoding tasks that feed the workers
+CACHE_BYTES = 1 << 30  # decoded rows a worker keeps after its first epoch (`DecodedCache`): ~350k pairs at 32 px
 STAGE = "pretrain"
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp on exp(logit_scale)
 
@@ -66,17 +74,23 @@ class PretrainTask(Task):
         self.model = describe_loaded(worker.config["model"], worker.loaded)
         per_rank = self.plan.lanes // worker.world
         self.lanes = list(range(worker.rank * per_rank, (worker.rank + 1) * per_rank))
+        self.cache = DecodedCache(int(worker.config["cache_bytes"]))
 
     def steps_per_epoch(self, worker: Worker) -> int:
         return min(self.plan.lane_rows) // self.per_lane
 
     def batches(self, worker: Worker, raw: TwoTower, epoch: int):
-        from clippings.train.pairs import RankStream, rank_dataset, stack
+        from clippings.train.pairs import RankStream, part_order, rank_dataset, stack, stream_rows
 
         config = worker.config
-        dataset = rank_dataset(self.plan, self.model, config["images"], rank=worker.rank, world=worker.world,
-                               seed=int(config["seed"]), epoch=epoch, cpus=float(config["data_cpus"]))
-        self.stream = RankStream(dataset, self.lanes, int(config["shuffle_buffer"]), int(config["seed"]), epoch)
+        seed = int(config["seed"])
+        if self.cache.complete:
+            entries = self.cache.replay(part_order(len(self.plan.parts), seed, epoch))
+        else:
+            dataset = rank_dataset(self.plan, self.model, config["images"], rank=worker.rank, world=worker.world,
+                                   seed=seed, epoch=epoch, cpus=float(config["data_cpus"]))
+            entries = self.cache.record(stream_rows(dataset))
+        self.stream = RankStream(entries, self.lanes, int(config["shuffle_buffer"]), seed, epoch)
         for rows in self.stream.steps(self.per_lane, worker.agree):
             yield stack(rows)
 
@@ -144,7 +158,8 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
     (default `out + '_runs'`); re-running resumes there. images: which `image_path` locations outside the
     archive folder may be read (default: none). Returns the final checkpoint state.
     Cost: the archive's light columns on the driver (~110 bytes per row), ~15 s Ray Train start-up, then per
-    epoch one decode of every pair in CPU tasks beside the workers and pairs × forward+backward.
+    epoch pairs × forward+backward, and one decode of every pair in CPU tasks beside the workers: in the
+    first epoch only while a worker's share of decoded pairs fits CACHE_BYTES, every epoch otherwise.
     """
     from clippings.archive import read_quarantine, write_quarantine
     from clippings.model import load_model
@@ -160,7 +175,7 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
     batch = max(lanes, min(batch_size, plan.n_train)) // lanes * lanes
     config = {"model": model, "epochs": epochs, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
               "text_lr": text_lr, "seed": seed, "plan": plan, "images": images, "data_cpus": DATA_CPUS,
-              "shuffle_buffer": SHUFFLE_BUFFER}
+              "shuffle_buffer": SHUFFLE_BUFFER, "cache_bytes": CACHE_BYTES}
     meta = {"stage": "pretrain", "base_model": model, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
             "text_lr": text_lr, "seed": seed, "lanes": lanes,
             "workers": workers, "data": {"archive": plan.provenance, "val_rows": plan.n_val},
