@@ -1,4 +1,16 @@
-"""Training throughput: `python -m bench.train [--quick] [--contention] [--gpu-vitb32]`.
+"""Training throughput and ingestion: `python -m bench.train [--quick] [--contention] [--ingest] [--gpu-vitb32]`.
+
+Ingestion rows (`--ingest` alone, or with the default run): each configuration runs in its own subprocess so
+high-water marks do not mix; "today" is the in-memory path of commit TODAY (driver decodes the archive into
+float32 and `ray.put`s it), checked out with `git archive` into a temp folder (skipped without git).
+1. Driver peak RSS pretraining on N and 4N unlabelled pairs at 224 px input (a tiny CLIP with a 224 px,
+   32 px-patch vision tower; 256 px JPEGs; 1 epoch, 1 worker): streaming vs today, with the 4N/N ratio
+   (goal ≤ 1.2). RSS is the driver process's, sampled every 5 ms: peak, and peak above the baseline after
+   imports and the model load (Ray's own processes are not the driver).
+2. Pretraining samples/s (train loop; wall time apart) of the tiny model on the built-in unlabelled split:
+   streaming vs today (goal ≥ 0.9).
+3. Decode + preprocess throughput (read, decode, resize/crop to uint8 224 px, tokenise: the stream's CPU
+   tasks, no training) with 1 and 2 CPUs for decoding (goal ≥ 1.6×).
 
 Default: CLIP pretraining samples/s of the tiny model with 1 and 2 Ray Train CPU workers (gloo), side by
 side in one run on the same built-in archive (unlabelled split), printed as a table with the 2-vs-1 ratio (train loop time only; Ray
@@ -11,11 +23,15 @@ with bf16 autocast on CUDA, no Ray (for a lent GPU).
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+
+TODAY = "834d2ac"  # the last commit with the in-memory training path (clippings/train/common.py load_pairs)
 
 
 def bench_workers(quick: bool) -> None:
@@ -116,17 +132,187 @@ def bench_vitb32(quick: bool) -> None:
           f"   ({torch.cuda.get_device_name()})")
 
 
+# ---------------------------------------------------------------- ingestion: driver memory, throughput, decode
+
+CHILD = r"""
+import json, os, sys, time
+archive, out, model, epochs, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+from clippings.model import load_model
+from clippings.raylocal import init_ray
+from clippings.train.pretrain import pretrain
+init_ray()
+load_model(model)
+with open(out + ".base", "w") as f:
+    f.write(str(int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")))
+began = time.perf_counter()
+state = pretrain(archive, out, model=model, workers=1, epochs=epochs, batch_size=batch, seed=0)
+later = state["history"][1:] or state["history"]
+json.dump({"wall": time.perf_counter() - began, "rate": sum(r["samples_per_s"] for r in later) / len(later),
+           "load": os.getloadavg()[0]}, open(out + ".json", "w"))
+"""
+
+
+def _checkout_today(tmp: str) -> str | None:
+    """The code of commit TODAY in `tmp/today` (None without git or the commit)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.join(tmp, "today")
+    os.makedirs(folder)
+    archive = subprocess.run(["git", "-C", root, "archive", TODAY], capture_output=True)
+    if archive.returncode:
+        return None
+    subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+    return folder
+
+
+def _pretrain_child(code: str, archive: str, out: str, model: str, epochs: int, batch: int) -> dict:
+    """Pretrain in a fresh process importing clippings from `code`; its driver's sampled RSS (MB) added."""
+    from bench.link import _sampled_peak
+
+    env = {**os.environ, "PYTHONPATH": code, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, archive, out, model, str(epochs), str(batch)], env=env,
+                            cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    statm, page, peak = f"/proc/{proc.pid}/statm", os.sysconf("SC_PAGE_SIZE"), [0]
+
+    def sample() -> None:  # the whole process's peak, from start (the baseline's own sampler starts later)
+        while proc.poll() is None:
+            try:
+                with open(statm) as f:
+                    peak[0] = max(peak[0], int(f.read().split()[1]) * page)
+            except (OSError, IndexError, ValueError):
+                pass
+            time.sleep(0.005)
+
+    import threading
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    above = _sampled_peak(proc, out + ".base", timeout=3600)
+    thread.join()
+    with open(out + ".json") as f:
+        record = json.load(f)
+    return {**record, "peak_mb": peak[0] / 2**20, "above_base_mb": above}
+
+
+def model_224(folder: str) -> str:
+    """A tiny CLIP whose vision tower takes 224 px input (32 px patches), saved as a model folder."""
+    from transformers import CLIPModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from clippings.model import build_tiny, save_model, seeded
+
+    small, processor = build_tiny(seed=0)
+    config = small.config
+    config.vision_config.image_size, config.vision_config.patch_size = 224, 32
+    model = seeded(lambda: CLIPModel(config), 0)
+    processor.image_processor = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    save_model(model, processor, folder)
+    return folder
+
+
+def jpeg_archive(folder: str, n: int, size: int = 256) -> str:
+    """n distinct JPEG clippings of `size` px with distinct captions (unlabelled), in parts of 1,000 rows."""
+    import numpy as np
+    import pyarrow as pa
+    from PIL import Image
+
+    from clippings.archive import part_name, write_table_atomic
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    for p, start in enumerate(range(0, n, 1000)):
+        images, ids = [], list(range(start, min(n, start + 1000)))
+        for i in ids:
+            buf = io.BytesIO()
+            Image.fromarray(np.roll(base, i, axis=0)).save(buf, format="JPEG", quality=85)
+            images.append(buf.getvalue())
+        write_table_atomic(pa.table({"clipping_id": [f"j{i:07d}" for i in ids], "image": pa.array(images, pa.binary()),
+                                     "caption": [f"clipping number {i}" for i in ids]}),
+                           os.path.join(folder, part_name(p)))
+    return folder
+
+
+def bench_ingest(quick: bool) -> None:
+    """The three ingestion rows (module docstring)."""
+    from clippings.synth import generate
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    n = 250 if quick else 2000
+    with tempfile.TemporaryDirectory() as tmp:
+        today = _checkout_today(tmp)
+        codes = [("streaming", root)] + ([("today", today)] if today else [])
+        model = model_224(os.path.join(tmp, "model224"))
+        print(f"driver peak RSS, pretraining 1 epoch at 224 px (tiny CLIP, 1 worker); load {os.getloadavg()[0]:.2f}")
+        print(f"{'path':>10} {'pairs':>6} {'peak MB':>8} {'above base MB':>14} {'4N/N peak':>10} {'load':>5}")
+        for name, code in codes:
+            first = None
+            for pairs in (n, 4 * n):
+                archive = jpeg_archive(os.path.join(tmp, f"jpeg{pairs}"), pairs) if name == "streaming" else \
+                    os.path.join(tmp, f"jpeg{pairs}")
+                r = _pretrain_child(code, archive, os.path.join(tmp, f"{name}{pairs}"), model, 1, 64)
+                first = first or r["peak_mb"]
+                ratio = f"{r['peak_mb'] / first:.2f}" if pairs != n else ""
+                print(f"{name:>10} {pairs:>6} {r['peak_mb']:>8.0f} {r['above_base_mb']:>14.0f} {ratio:>10} "
+                      f"{r['load']:>5.2f}")
+        synth = generate(os.path.join(tmp, "synth"), stories=150 if quick else 600, seed=0)["unlabelled"]
+        print(f"\npretraining samples/s, tiny model, built-in unlabelled split, 1 worker; load {os.getloadavg()[0]:.2f}")
+        print(f"{'path':>10} {'samples/s':>10} {'vs today':>9} {'wall s':>7} {'load':>5}")
+        rows = [(name, _pretrain_child(code, synth, os.path.join(tmp, f"tiny-{name}"), "tiny", 2 if quick else 3, 64))
+                for name, code in codes]
+        base = rows[-1][1]["rate"]
+        for name, r in rows:
+            print(f"{name:>10} {r['rate']:>10.1f} {r['rate'] / base:>9.2f} {r['wall']:>7.1f} {r['load']:>5.2f}")
+        print(f"\ndecode + preprocess to uint8 224 px ({4 * n} JPEGs of 256 px), Ray Data CPU tasks")
+        print(f"{'CPUs':>5} {'pairs/s':>8} {'vs 1':>6} {'load':>5}")
+        rates = []
+        for cpus in (1, 2):
+            out = subprocess.run([sys.executable, "-m", "bench.train", "--decode-child", os.path.join(tmp, f"jpeg{4 * n}"),
+                                  model, str(cpus)], capture_output=True, text=True, check=True, cwd=root,
+                                 env={**os.environ, "PYTHONPATH": root})
+            rate, load = (float(v) for v in out.stdout.split()[-2:])
+            rates.append(rate)
+            print(f"{cpus:>5} {rate:>8.1f} {rate / rates[0]:>6.2f} {load:>5.2f}")
+
+
+def decode_child(archive: str, model: str, cpus: int) -> None:
+    """Stream every pair of `archive` through the pretraining stream's CPU tasks with `cpus` CPUs; print
+    pairs/s and the load average."""
+    from ray.data import DataContext
+
+    from clippings.archive import ARCHIVE_ONLY
+    from clippings.embed import describe_model
+    from clippings.raylocal import init_ray
+    from clippings.train.pairs import pretraining_plan, rank_dataset
+
+    init_ray(num_cpus=cpus)
+    DataContext.get_current().execution_options.preserve_order = True
+    plan = pretraining_plan(archive, lanes=1, seed=0, val_fraction=0.0, max_val=0)
+    # 0.85 CPU per decode task: `cpus` decoders and the light read task fit in `cpus` CPUs together
+    dataset = rank_dataset(plan, describe_model(model), ARCHIVE_ONLY, rank=0, world=1, seed=0, epoch=1, cpus=0.85)
+    began, rows = time.perf_counter(), 0
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        rows += len(batch["clipping_id"])
+    print(rows / (time.perf_counter() - began), os.getloadavg()[0])
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke version")
     parser.add_argument("--gpu-vitb32", action="store_true", help="ViT-B/32 bf16 samples/s on CUDA, no Ray")
     parser.add_argument("--contention", action="store_true", help="only the busy-machine row")
+    parser.add_argument("--ingest", action="store_true", help="only the ingestion rows (driver RSS, stream, decode)")
+    parser.add_argument("--decode-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.gpu_vitb32:
+    if args.decode_child:
+        decode_child(args.decode_child[0], args.decode_child[1], int(args.decode_child[2]))
+    elif args.gpu_vitb32:
         bench_vitb32(args.quick)
+    elif args.ingest:
+        bench_ingest(args.quick)
     else:
         if not args.contention:
             bench_workers(args.quick)
+            bench_ingest(args.quick)
         bench_contention(args.quick)
 
 

@@ -143,9 +143,15 @@ def describe_model(spec: str) -> EmbedModel:
 
     Cost: one model load (seconds and the model's size in RAM, briefly).
     """
-    from clippings.model import embedding_dim, load_model, max_text_tokens
+    from clippings.model import load_model
 
-    loaded = load_model(spec)
+    return describe_loaded(spec, load_model(spec))
+
+
+def describe_loaded(spec: str, loaded) -> EmbedModel:
+    """The `EmbedModel` of a model already loaded from `spec` (a `clippings.model.LoadedModel`)."""
+    from clippings.model import embedding_dim, max_text_tokens
+
     return EmbedModel(spec, loaded.fingerprint, loaded.name, embedding_dim(loaded.model),
                       max_text_tokens(loaded.model), loaded.processor)
 
@@ -153,7 +159,7 @@ def describe_model(spec: str) -> EmbedModel:
 # ---------------------------------------------------------------- reading (CPU tasks)
 
 
-def _read_shard(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy) -> Iterator[pa.Table]:
+def read_shard_tables(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy) -> Iterator[pa.Table]:
     """Stream one part (a one-row batch naming it) as normalised archive rows plus `shard` and `reason`.
 
     `image_path` is resolved here (to a canonical absolute path or URI) so the stage needs no knowledge of
@@ -181,11 +187,12 @@ def _read_shard(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy)
                 yield table.append_column("reason", pa.array(reasons, pa.string()))
 
 
-def read_shards(plan: Plan, shards: list[Shard], images: ImagePolicy = ARCHIVE_ONLY):
+def read_shards(plan: Plan, shards: list[Shard], images: ImagePolicy = ARCHIVE_ONLY, cpus: float = 1.0):
     """A Ray Dataset of archive rows (`clipping_id`, `image`, `image_path`, `caption`, `shard`, `reason`) of
     `shards`; `images` says which image paths outside the archive folder may be read (default: none).
 
     One read task per part, streaming READ_ROWS rows at a time: memory per task is one row group's images.
+    cpus: the CPUs each read task asks for (fractional beside training workers, design.md §9).
     """
     import ray
 
@@ -193,21 +200,26 @@ def read_shards(plan: Plan, shards: list[Shard], images: ImagePolicy = ARCHIVE_O
 
     items = [{"path": s.path, "name": s.name} for s in shards]
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        _read_shard, batch_size=None, fn_kwargs={"archive": plan.archive, "images": images}, num_cpus=1,
-        runtime_env=runtime_env(1),
+        read_shard_tables, batch_size=None, fn_kwargs={"archive": plan.archive, "images": images}, num_cpus=cpus,
+        runtime_env=runtime_env(cpus),
     )
 
 
 # ---------------------------------------------------------------- the stage
 
 
-def _preprocess(batch: pa.Table, model: EmbedModel) -> dict[str, np.ndarray]:
+def preprocess_rows(batch: pa.Table, model: EmbedModel, uint8: bool = False,
+                    carry: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Decode and preprocess images, tokenise captions; a bad row gets a `reason` and zero tensors.
 
     Captions are padded to the model's maximum length with their true `length` kept, so any later batching
     can trim to its own longest caption (CLIP's causal text tower makes right padding inert).
+    uint8: `pixels` resized and cropped but not normalised, (n, 3, H, W) uint8 (training: 4× smaller; see
+    `clippings.train.pixels`); otherwise `pixel_values` float32 ready for the model. carry: further columns
+    of `batch` passed through unchanged (e.g. a training lane).
     """
     from clippings.model import decode_image
+    from clippings.train.pixels import uint8_pixels
 
     ids = batch.column("clipping_id").to_pylist()
     images = batch.column("image").to_pylist()
@@ -223,11 +235,12 @@ def _preprocess(batch: pa.Table, model: EmbedModel) -> dict[str, np.ndarray]:
         except ValueError as e:
             reasons[i] = str(e)
     size = model.processor.image_processor.crop_size
-    pixels = np.zeros((len(ids), 3, size["height"], size["width"]), np.float32)
+    pixels = np.zeros((len(ids), 3, size["height"], size["width"]), np.uint8 if uint8 else np.float32)
     tokens = np.zeros((len(ids), model.max_text_len), np.int64)
     lengths = np.zeros(len(ids), np.int64)
     if ok:
-        pixels[ok] = model.processor.image_processor(images=pil, return_tensors="np")["pixel_values"]
+        pixels[ok] = (uint8_pixels(model.processor, pil) if uint8 else
+                      model.processor.image_processor(images=pil, return_tensors="np")["pixel_values"])
         encoded = model.processor.tokenizer(
             [captions[i] for i in ok], padding="max_length", truncation=True, max_length=model.max_text_len,
             return_tensors="np",
@@ -237,10 +250,11 @@ def _preprocess(batch: pa.Table, model: EmbedModel) -> dict[str, np.ndarray]:
     return {
         "clipping_id": np.asarray(ids, dtype=object),
         "shard": np.asarray(batch.column("shard").to_pylist(), dtype=object),
-        "pixel_values": pixels,
+        "pixels" if uint8 else "pixel_values": pixels,
         "input_ids": tokens,
         "length": lengths,
         "reason": np.asarray(reasons, dtype=object),
+        **{c: batch.column(c).to_numpy(zero_copy_only=False) for c in carry},
     }
 
 
@@ -307,7 +321,7 @@ def embed(dataset, model: EmbedModel, *, batch_size: int = 64, concurrency: int 
 
     from clippings.raylocal import runtime_env, threads_for
 
-    pre = dataset.map_batches(_preprocess, batch_size=batch_size, batch_format="pyarrow",
+    pre = dataset.map_batches(preprocess_rows, batch_size=batch_size, batch_format="pyarrow",
                               fn_kwargs={"model": model}, num_cpus=1, runtime_env=runtime_env(1))
     resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 0.5}
     threads = 1 if gpu else threads or threads_for(resources["num_cpus"])

@@ -115,7 +115,7 @@ def test_hub_id_with_the_hub_unreachable_is_one_line_exit_2(argv, line, tmp_path
 
 
 def test_encoder_rates_make_groups_and_rate_zero_locks_the_tower():
-    from clippings.train.common import TwoTower
+    from clippings.train.module import TwoTower
 
     tower = TwoTower(load_model("minilm").model)
     groups = tower.param_groups(1e-3, None, 0.0)

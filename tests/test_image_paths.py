@@ -238,10 +238,18 @@ def test_empty_prefix_is_one_line_and_exit_2(tmp_path, capsys):
 # ---------------------------------------------------------------- training and report read the same way
 
 
-def test_training_stops_on_a_refused_path_with_one_line(local_case, tmp_path, capsys):
-    rc = cli.main(["pretrain", "--archive", local_case["archive"], "--out", str(tmp_path / "m")])
+def _labelled(archive: str) -> str:
+    """Give every row of `archive` its own label, in place (so relative image paths still resolve)."""
+    table = pq.read_table(os.path.join(archive, "part-00000.parquet"))
+    write_dataset(table.append_column("label", table.column("clipping_id")), archive)
+    return archive
+
+
+def test_training_stops_on_a_refused_path_with_one_line(local_case, ray_local, tmp_path, capsys):
+    archive = _labelled(local_case["archive"])
+    rc = cli.main(["train", "--archive", archive, "--val", archive, "--model", "tiny", "--out", str(tmp_path / "m")])
     err = capsys.readouterr().err
-    assert rc == 2 and err == (f"clippings pretrain: error: archive {local_case['archive']}: clipping_id "
+    assert rc == 2 and err == (f"clippings train: error: archive {archive}: clipping_id "
                                f"'traversal': {local_case['reasons']['traversal']}; fix or remove the row before "
                                "training\n")
 
@@ -260,24 +268,31 @@ def _subset(local_case: dict, folder: str) -> tuple[list[str], str]:
     return ids, folder
 
 
-def test_training_pairs_read_allowed_paths_and_null_captions(local_case, tmp_path):
-    from clippings.train.common import load_pairs
+def test_training_pairs_read_allowed_paths_and_null_captions(local_case, ray_local, tmp_path):
+    from clippings.embed import describe_loaded
+    from clippings.train.pairs import labelled_store
+    from clippings.train.pixels import uint8_pixels
 
     loaded = load_model("tiny")
+    model = describe_loaded("tiny", loaded)
     ids, archive = _subset(local_case, str(tmp_path / "subset"))
+    _labelled(archive)
     with pytest.raises(BadInput) as e:
-        load_pairs(archive, loaded, labelled=False)
+        labelled_store(archive, model)
     inside_file = os.path.join(local_case["archive"], "img", "in.png")
     assert str(e.value) == (f"archive {archive}: clipping_id 'in': {escape_reason('img/in.png', inside_file)}; "
                             "fix or remove the row before training")
-    pairs = load_pairs(archive, loaded, labelled=False,
-                       images=ImagePolicy(allowed_prefixes=(local_case["archive"], local_case["outside"])))
-    assert pairs.ids == ids
-    inside, secret = (loaded.preprocess_images([png(s)]).numpy()[0] for s in (1, 2))
+    store = labelled_store(archive, model,
+                           images=ImagePolicy(allowed_prefixes=(local_case["archive"], local_case["outside"])))
+    assert store.provenance["rows"] == len(ids) and store.labels.tolist() == [2, 3, 0, 1]  # codes of the sorted labels
+    rows = store.rows(np.arange(4))
+    from clippings.model import decode_image
+
+    inside, secret = (uint8_pixels(loaded.processor, [decode_image(png(s))])[0] for s in (1, 2))
     for i, expected in enumerate((inside, inside, secret, secret)):
-        np.testing.assert_array_equal(pairs.pixels[i], expected)
+        np.testing.assert_array_equal(rows["pixels"][i], expected)
     empty = loaded.processor.tokenizer([""])["input_ids"][0]
-    assert pairs.input_ids[1][: len(empty)].tolist() == empty and pairs.attention_mask[1].sum() == len(empty)
+    assert rows["input_ids"][1][: len(empty)].tolist() == empty and rows["length"][1] == len(empty)
 
 
 def test_report_shows_a_refused_image_and_reads_an_allowed_one(local_case, tmp_path):

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from clippings.logs import finish
     from clippings.model import save_model, text_pooling, weights_fingerprint
     from clippings.towers import compose
-    from clippings.train.common import code_provenance
+    from clippings.train.fit import code_provenance
 
     model, processor = compose(args.vision, args.text, pooling=args.text_pooling,
                                projection_dim=args.projection_dim, seed=args.seed)

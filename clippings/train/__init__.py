@@ -1,5 +1,7 @@
 """Training loops (CLIP pretraining, CLIPPINGS SupCon) under Ray Train, and SupCon's batch plans.
 
-`batches.py` is pure numpy + FAISS; `pretrain.py` and `supcon.py` share `common.py`'s epoch loop,
-checkpoints and Ray Train scaffolding.
+A room per job: `pairs.py` (ingestion: archive → Ray Data → workers; pixels as uint8, `pixels.py`),
+`module.py` (the two-tower module DDP wraps), `loop.py` (the workers' epoch loop and collectives),
+`checkpoints.py`, `fit.py` (the driver: Ray Train, resume, the model folder), `batches.py` (pure numpy +
+FAISS), and the two objectives, `pretrain.py` and `supcon.py`.
 """

@@ -1,10 +1,12 @@
 """Continued language-image pretraining: symmetric CLIP InfoNCE with the learned temperature.
 
-Runs on the archive's unlabelled pairs (exact-duplicate captions removed) under Ray Train. With several
+Runs on the archive's unlabelled pairs (exact-duplicate captions removed) under Ray Train, streamed from
+the archive through Ray Data (`clippings.train.pairs`): the driver never holds pixels. With several
 workers the global batch is split across ranks and every rank's embeddings are gathered (with gradient
 back to their own rank), so each rank sees all B negatives and the update equals one worker's on the same
-global batch (up to float summation order). A held-out slice gives a validation loss each epoch; the
-checkpoint with the lowest one is written out.
+global batch (up to float summation order; batches are the same for every worker count dividing LANES).
+A held-out slice gives a validation loss each epoch; the checkpoint with the lowest one is written out.
+Rows whose image cannot be read or decoded are quarantined (`OUT/_quarantine/`, counted in clippings.json).
 """
 
 from __future__ import annotations
@@ -16,18 +18,25 @@ import torch
 
 from clippings.archive import ARCHIVE_ONLY, ImagePolicy
 from clippings.errors import BadInput
-from clippings.train.common import (
-    Task,
-    TwoTower,
-    Worker,
-    all_gather_with_grad,
-    code_provenance,
-    gather_rows,
-    load_pairs,
-    train_and_save,
+from clippings.train.fit import code_provenance, run_path_of, train_and_save
+from clippings.train.loop import Task, Worker, all_gather_with_grad, gather_indexed
+from clippings.train.module import TwoTower
+from clippings.train.pairs import (
+    DATA_CPUS,
+    SHUFFLE_BUFFER,
+    DecodedCache,
+    StreamPlan,
+    lanes_for,
+    pretraining_plan,
 )
 
 VAL_FRACTION = 0.1
+QUARANTINE_PART = "part-00000.parquet"
+MAX_VAL = 5000  # held-out pairs at most: a validation loss needs no more, and each worker keeps its share
+LANES = 4  # batches are the same for every worker count dividing this (clippings.train.pairs)
+DATA_SHARE = 0.5  # of the cluster's CPUs, left to the decoding tasks that feed the workers
+CACHE_BYTES = 1 << 30  # decoded rows a worker keeps after its first epoch (`DecodedCache`): ~350k pairs at 32 px
+STAGE = "pretrain"
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp on exp(logit_scale)
 
 
@@ -40,52 +49,100 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor) -> torc
 
 
 class PretrainTask(Task):
+    """CLIP InfoNCE over global batches streamed from the archive (`clippings.train.pairs.RankStream`)."""
+
     kind = "pretrain"
     score_name = "val_loss"
     maximise = False
 
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.plan: StreamPlan = config["plan"]
+        self.per_lane = int(config["batch_size"]) // self.plan.lanes
+        self.stream = None
+
     def module(self, clip) -> TwoTower:
         return TwoTower(clip, image=True, text=True, train_scale=True)
 
+    def start(self, worker: Worker) -> None:
+        from ray.data import DataContext
+
+        from clippings.embed import describe_loaded
+
+        context = DataContext.get_current()  # this worker's process only
+        context.execution_options.preserve_order = True  # the lanes' order must not depend on timing
+        context.enable_progress_bars = False
+        self.model = describe_loaded(worker.config["model"], worker.loaded)
+        per_rank = self.plan.lanes // worker.world
+        self.lanes = list(range(worker.rank * per_rank, (worker.rank + 1) * per_rank))
+        self.cache = DecodedCache(int(worker.config["cache_bytes"]))
+
     def steps_per_epoch(self, worker: Worker) -> int:
-        return len(worker.data["train_idx"]) // int(worker.config["batch_size"])
+        return min(self.plan.lane_rows) // self.per_lane
 
-    def plan(self, worker: Worker, raw: TwoTower, epoch: int) -> list[np.ndarray]:
-        batch = int(worker.config["batch_size"])
-        local = batch // worker.world
-        rng = np.random.default_rng([int(worker.config["seed"]), epoch])
-        order = worker.data["train_idx"][rng.permutation(len(worker.data["train_idx"]))]
-        steps = []
-        for s in range(self.steps_per_epoch(worker)):
-            step = order[s * batch : (s + 1) * batch]
-            steps.append(step[worker.rank * local : (worker.rank + 1) * local])
-        return steps
+    def batches(self, worker: Worker, raw: TwoTower, epoch: int):
+        from clippings.train.pairs import RankStream, part_order, rank_dataset, stack, stream_rows
 
-    def loss(self, worker: Worker, model, idx: np.ndarray) -> torch.Tensor:
-        img, txt, scale = model(**worker.inputs(idx))
+        config = worker.config
+        seed = int(config["seed"])
+        if self.cache.complete:
+            entries = self.cache.replay(part_order(len(self.plan.parts), seed, epoch))
+        else:
+            dataset = rank_dataset(self.plan, self.model, config["images"], rank=worker.rank, world=worker.world,
+                                   seed=seed, epoch=epoch, cpus=float(config["data_cpus"]))
+            entries = self.cache.record(stream_rows(dataset))
+        self.stream = RankStream(entries, self.lanes, int(config["shuffle_buffer"]), seed, epoch)
+        for rows in self.stream.steps(self.per_lane, worker.agree):
+            yield stack(rows)
+
+    def rows(self, batch: dict[str, np.ndarray]) -> int:
+        return len(batch["length"])
+
+    def loss(self, worker: Worker, model, batch: dict[str, np.ndarray]) -> torch.Tensor:
+        img, txt, scale = model(**worker.inputs(batch))
         return clip_loss(all_gather_with_grad(img, worker), all_gather_with_grad(txt, worker), scale)
 
     def validate(self, worker: Worker, raw: TwoTower) -> dict[str, float]:
-        val = worker.data["val_idx"]
+        """Validation loss over all held-out pairs in index order (batches of B), whatever rank held them;
+        the epoch's quarantined rows are gathered and written by rank 0."""
+        from clippings.model import embedding_dim
+        from clippings.train.pairs import stack
+
         batch = int(worker.config["batch_size"])
-
-        def both(rows: np.ndarray) -> torch.Tensor:
-            img, txt, _ = raw(**worker.inputs(val[rows]))
-            return torch.cat([img, txt], dim=1)
-
-        emb = torch.from_numpy(gather_rows(worker, both, len(val), batch))
-        half = emb.shape[1] // 2
+        keys = sorted(self.stream.val)
+        width = 2 * embedding_dim(raw.clip)
+        parts = []
+        for i in range(0, len(keys), batch):
+            img, txt, _ = raw(**worker.inputs(stack([self.stream.val[k] for k in keys[i : i + batch]])))
+            parts.append(torch.cat([img, txt], dim=1))
+        local = torch.cat(parts) if parts else torch.zeros(0, width, device=worker.device)
+        emb = gather_indexed(worker, np.asarray(keys, np.int64), local, width).cpu()
+        half = width // 2
         scale = raw.clip.logit_scale.exp().detach().cpu()
         losses = [float(clip_loss(emb[i : i + batch, :half], emb[i : i + batch, half:], scale)) * len(emb[i : i + batch])
                   for i in range(0, len(emb), batch)]
-        return {"val_loss": sum(losses) / len(emb), "logit_scale": float(scale)}
+        bad = self._gather_bad(worker)
+        return {"val_loss": sum(losses) / max(1, len(emb)), "logit_scale": float(scale), "quarantined": len(bad)}
+
+    def _gather_bad(self, worker: Worker) -> list[tuple[str, str]]:
+        from clippings.archive import quarantine_table, write_quarantine
+
+        bad = list(self.stream.bad)
+        if worker.world > 1:
+            every: list = [None] * worker.world
+            torch.distributed.all_gather_object(every, bad)
+            bad = [row for rows in every for row in rows]
+        bad.sort()
+        if worker.rank == 0 and bad:
+            write_quarantine(worker.config["run_path"], quarantine_table([b[0] for b in bad], STAGE,
+                                                                         [b[1] for b in bad]), QUARANTINE_PART)
+        return bad
 
 
 def pretrain_loop(config: dict[str, Any]) -> None:
     """Ray Train worker entry (module level, so Ray can pickle it)."""
-    from clippings.train.common import run_worker
+    from clippings.train.loop import run_worker
 
-    run_worker(config, PretrainTask())
+    run_worker(config, PretrainTask(config))
 
 
 def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, gpu: bool = False, epochs: int = 8,
@@ -95,31 +152,40 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
     """Continue CLIP pretraining of `model` on `archive`'s pairs and write the best model to `out`.
 
     archive: archive folder (labels ignored). batch_size: global batch (split across workers; capped at the
-    number of training pairs and rounded down to a multiple of `workers`). vision_lr, text_lr: the encoders'
+    number of training pairs and rounded down to a multiple of the lane count, `lanes_for(workers, LANES)`). vision_lr, text_lr: the encoders'
     peak rates (None: `lr`; 0 locks that tower and its head, e.g. `text_lr=0` for LiT-style pretraining of a
     pretrained text tower). run_dir: checkpoint storage
     (default `out + '_runs'`); re-running resumes there. images: which `image_path` locations outside the
     archive folder may be read (default: none). Returns the final checkpoint state.
-    Cost: archive decode once (driver), ~15 s Ray Train start-up, then epochs × pairs forward+backward.
+    Cost: the archive's light columns on the driver (~110 bytes per row), ~15 s Ray Train start-up, then per
+    epoch pairs × forward+backward, and one decode of every pair in CPU tasks beside the workers: in the
+    first epoch only while a worker's share of decoded pairs fits CACHE_BYTES, every epoch otherwise.
     """
+    from clippings.archive import read_quarantine, write_quarantine
     from clippings.model import load_model
+    from clippings.model_meta import update_clippings_meta
 
     base = load_model(model)
-    pairs = load_pairs(archive, base, labelled=False, dedupe_captions=True, images=images)
-    n = len(pairs.ids)
-    n_val = max(1, int(round(n * VAL_FRACTION))) if n >= 20 else 0
-    if n - n_val < 2 * workers or n_val == 0:
+    lanes = lanes_for(workers, LANES)
+    plan = pretraining_plan(archive, lanes=lanes, seed=seed, val_fraction=VAL_FRACTION, max_val=MAX_VAL)
+    n = plan.n_train + plan.n_val
+    if plan.n_train < max(2 * workers, lanes) or plan.n_val == 0:
         raise BadInput(f"archive {archive}: {n} distinct image-caption pairs; pretraining needs at least "
                        f"{max(20, 2 * workers + 2)}: give a larger archive")
-    order = np.random.default_rng(seed).permutation(n)
-    data = {**pairs.arrays(), "val_idx": np.sort(order[:n_val]), "train_idx": np.sort(order[n_val:])}
-    batch = max(2 * workers, min(batch_size, n - n_val)) // workers * workers
+    batch = max(lanes, min(batch_size, plan.n_train)) // lanes * lanes
     config = {"model": model, "epochs": epochs, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
-              "text_lr": text_lr, "seed": seed}
+              "text_lr": text_lr, "seed": seed, "plan": plan, "images": images, "data_cpus": DATA_CPUS,
+              "shuffle_buffer": SHUFFLE_BUFFER, "cache_bytes": CACHE_BYTES}
     meta = {"stage": "pretrain", "base_model": model, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
-            "text_lr": text_lr, "seed": seed,
-            "workers": workers, "data": {"archive": pairs.provenance, "val_rows": n_val},
+            "text_lr": text_lr, "seed": seed, "lanes": lanes,
+            "workers": workers, "data": {"archive": plan.provenance, "val_rows": plan.n_val},
             "code": code_provenance()}
-    return train_and_save(pretrain_loop, "pretrain", config, data, base, out, workers=workers, gpu=gpu,
-                          run_dir=run_dir or out.rstrip("/") + "_runs", meta=meta)
-
+    run_dir = run_dir or out.rstrip("/") + "_runs"
+    state = train_and_save(pretrain_loop, "pretrain", config, base, out, workers=workers, gpu=gpu, run_dir=run_dir,
+                           meta=meta, data_share=DATA_SHARE)
+    quarantine = read_quarantine(run_path_of(run_dir, "pretrain"))
+    write_quarantine(out, quarantine, QUARANTINE_PART)
+    used = plan.provenance["rows"] - plan.duplicates - quarantine.num_rows
+    update_clippings_meta(out, data={"archive": {**plan.provenance, "rows_used": used,
+                                                 "quarantined": quarantine.num_rows}, "val_rows": plan.n_val})
+    return state

@@ -5,6 +5,10 @@ epoch from class prototypes. One optimizer step takes `groups_per_step` such gro
 `DistributedLossWrapper` gathers all ranks' embeddings so the loss sees the whole step. w = 1 or 0 trains
 only the image or text tower. Each epoch embeds the validation set, tunes the threshold exactly
 (`clippings.link.tune.tune_threshold`) and keeps the checkpoint with the best validation ARI.
+
+Data: the labelled train and val sets are preprocessed once, in parallel CPU tasks, into object-store blocks
+(`clippings.train.pairs.LabelledStore`, uint8 pixels); workers read the rows of each planned batch by index,
+so the plan order is honoured and the driver holds only block references and ~12 bytes per row.
 """
 
 from __future__ import annotations
@@ -18,21 +22,17 @@ import torch
 from clippings.archive import ARCHIVE_ONLY, ImagePolicy
 from clippings.errors import BadInput
 from clippings.train.batches import class_prototypes, hard_negative_batches
-from clippings.train.common import (
-    Task,
-    TwoTower,
-    Worker,
-    code_provenance,
-    gather_rows,
-    load_pairs,
-    pooled,
-    train_and_save,
-)
+from clippings.train.fit import code_provenance, train_and_save
+from clippings.train.loop import Task, Worker, gather_rows
+from clippings.train.module import TwoTower, pooled
+from clippings.train.pairs import LabelledStore
 
 EMBED_CHUNK = 256
 
 
 class SupConTask(Task):
+    """SupCon over hard-negative batch plans, rows read from `LabelledStore`s in plan order."""
+
     kind = "train"
     score_name = "val_ari"
     maximise = True
@@ -47,21 +47,26 @@ class SupConTask(Task):
     def module(self, clip) -> TwoTower:
         return TwoTower(clip, image=self.w > 0, text=self.w < 1, train_scale=False)
 
+    def start(self, worker: Worker) -> None:
+        self.train: LabelledStore = worker.config["train"]
+        self.val: LabelledStore = worker.config["val"]
+
     def steps_per_epoch(self, worker: Worker) -> int:
-        n_classes = int(worker.data["labels"].max()) + 1
+        n_classes = int(self.train.labels.max()) + 1
         return math.ceil(math.ceil(n_classes / min(self.k, n_classes)) / self.groups)
 
-    def embed(self, worker: Worker, raw: TwoTower, n: int, prefix: str) -> np.ndarray:
+    def embed(self, worker: Worker, raw: TwoTower, store: LabelledStore) -> np.ndarray:
         def rows(idx: np.ndarray) -> torch.Tensor:
-            img, txt, _ = raw(**worker.inputs(idx, raw.image, raw.text, prefix))
+            img, txt, _ = raw(**worker.inputs(store.rows(idx), raw.image, raw.text))
             return pooled(img, txt, self.w)
 
-        return gather_rows(worker, rows, n, EMBED_CHUNK)
+        return gather_rows(worker, rows, len(store), EMBED_CHUNK)
 
-    def plan(self, worker: Worker, raw: TwoTower, epoch: int) -> list[np.ndarray]:
-        labels = worker.data["labels"]
+    def batches(self, worker: Worker, raw: TwoTower, epoch: int) -> list[np.ndarray]:
+        """This rank's row indices for each step of `epoch` (plan order: re-mined hard-negative groups)."""
+        labels = self.train.labels
         with torch.no_grad():
-            protos = class_prototypes(self.embed(worker, raw, len(labels), ""), labels)
+            protos = class_prototypes(self.embed(worker, raw, self.train), labels)
         seed = int(worker.config["seed"]) * 1_000_003 + epoch
         batches = hard_negative_batches(labels, protos, self.m, self.k, seed)
         total = self.steps_per_epoch(worker) * self.groups
@@ -77,21 +82,20 @@ class SupConTask(Task):
 
             loss = SupConLoss(temperature=self.temperature)
             self._loss = DistributedLossWrapper(loss) if worker.world > 1 else loss
-        img, txt, _ = model(**worker.inputs(idx, self.w > 0, self.w < 1))
-        labels = torch.from_numpy(worker.data["labels"][idx]).to(worker.device)
+        img, txt, _ = model(**worker.inputs(self.train.rows(idx), self.w > 0, self.w < 1))
+        labels = torch.from_numpy(self.train.labels[idx]).to(worker.device)
         return self._loss(pooled(img, txt, self.w), labels)
 
     def validate(self, worker: Worker, raw: TwoTower) -> dict[str, float]:
         from clippings.link.tune import tune_threshold
 
-        labels = worker.data["val_labels"]
-        result = tune_threshold(self.embed(worker, raw, len(labels), "val_"), labels)
+        result = tune_threshold(self.embed(worker, raw, self.val), self.val.labels)
         return {"val_ari": float(result.ari), "threshold": float(result.threshold)}
 
 
 def supcon_loop(config: dict[str, Any]) -> None:
     """Ray Train worker entry (module level, so Ray can pickle it)."""
-    from clippings.train.common import run_worker
+    from clippings.train.loop import run_worker
 
     run_worker(config, SupConTask(config))
 
@@ -107,24 +111,30 @@ def train_supcon(archive: str, val: str, out: str, *, model: str, im_wt: float =
     groups_per_step: groups of k·m items per optimizer step (rounded up to a multiple of `workers`).
     vision_lr, text_lr: the encoders' peak rates (None: `lr`; 0 locks the tower; a pretrained text encoder
     wants ~2e-5). run_dir: checkpoint storage (default `out + '_runs'`); re-running resumes there. images: which
-    `image_path` locations outside the archive folders may be read (default: none). Returns the final checkpoint state. Cost: per epoch, one embedding pass over train (re-mining) and val,
-    plus classes·m items of forward+backward; ~15 s Ray Train start-up.
+    `image_path` locations outside the archive folders may be read (default: none). Returns the final
+    checkpoint state. Cost: one parallel decode of both sets into the object store (3·H·W bytes per row:
+    100k rows at 224 px ≈ 15 GB, spilled to disk beyond the store), then per epoch one embedding pass over
+    train (re-mining) and val, plus classes·m items of forward+backward; ~15 s Ray Train start-up.
     """
+    from clippings.embed import describe_loaded
     from clippings.model import load_model
+    from clippings.raylocal import init_ray
+    from clippings.train.pairs import labelled_store
 
     base = load_model(model)
-    train = load_pairs(archive, base, labelled=True, images=images)
-    valset = load_pairs(val, base, labelled=True, images=images)
+    init_ray()
+    described = describe_loaded(model, base)
+    train = labelled_store(archive, described, images)
+    valset = labelled_store(val, described, images)
     if int(train.labels.max()) + 1 < 2:
         raise BadInput(f"archive {archive}: one label only; SupCon needs at least 2 reprint groups")
     groups = math.ceil(groups_per_step / workers) * workers
-    data = {**train.arrays(), **{"val_" + key: v for key, v in valset.arrays().items()}}
     config = {"model": model, "epochs": epochs, "lr": lr, "vision_lr": vision_lr, "text_lr": text_lr, "seed": seed,
-              "im_wt": im_wt, "m": m, "k": k,
-              "temperature": temperature, "groups_per_step": groups}
+              "im_wt": im_wt, "m": m, "k": k, "temperature": temperature, "groups_per_step": groups,
+              "train": train, "val": valset}
     meta = {"stage": "train", "im_wt": im_wt, "base_model": model, "m": m, "k": k, "temperature": temperature,
             "groups_per_step": groups, "lr": lr, "vision_lr": vision_lr, "text_lr": text_lr, "seed": seed,
             "workers": workers,
             "data": {"train": train.provenance, "val": valset.provenance}, "code": code_provenance()}
-    return train_and_save(supcon_loop, "train", config, data, base, out, workers=workers, gpu=gpu,
+    return train_and_save(supcon_loop, "train", config, base, out, workers=workers, gpu=gpu,
                           run_dir=run_dir or out.rstrip("/") + "_runs", meta=meta)
