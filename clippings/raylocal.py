@@ -89,7 +89,7 @@ def _worker_lines_to_log(data: dict) -> None:
 
     from clippings.logs import DETAIL
 
-    source = data.get("actor_name") or data.get("task_name") or "worker"
+    source = data.get("actor_name") or data.get("task_name") or ("raylet" if data.get("pid") == "raylet" else "worker")
     lines = data.get("lines", [])
     if data.get("pid") == "autoscaler":
         source, lines = "autoscaler", list(filter_autoscaler_events(lines))
@@ -98,8 +98,27 @@ def _worker_lines_to_log(data: dict) -> None:
         detail.info("(%s pid=%s) %s", source, data.get("pid"), line)
 
 
+def _raylet_lines(data: dict, ignore_prefix: bool) -> None:
+    """Stands in for Ray's `print_to_stdstream`, which its error listener calls directly with the raylet's
+    messages (e.g. "A worker died or was killed ... unexpected system error" when a worker crashes inside
+    Ray, which Ray retries): to the log files unless verbose."""
+    from clippings.logs import verbose
+
+    if verbose():
+        _print_to_stdstream(data, ignore_prefix)
+    else:
+        _worker_lines_to_log(data)
+
+
+_print_to_stdstream = None
+"""Ray's own printer, kept for verbose mode once `_raylet_lines` replaces it."""
+
+
 def _route_ray_output() -> None:
-    """Send worker output and Ray Data's progress to the log files (called after `ray.init`, unless verbose)."""
+    """Send worker output, the raylet's messages and Ray Data's progress to the log files (called after
+    `ray.init`, unless verbose)."""
+    global _print_to_stdstream
+    import ray._private.worker as ray_worker
     import ray.data
     from ray._private.ray_logging import global_worker_stdstream_dispatcher  # Ray's hook for worker output
 
@@ -110,6 +129,8 @@ def _route_ray_output() -> None:
     # Same name as Ray's own printer, so ray.shutdown() removes ours as it would remove its own.
     global_worker_stdstream_dispatcher.remove_handler("ray_print_logs")
     global_worker_stdstream_dispatcher.add_handler("ray_print_logs", _worker_lines_to_log)
+    if ray_worker.print_to_stdstream is not _raylet_lines:
+        _print_to_stdstream, ray_worker.print_to_stdstream = ray_worker.print_to_stdstream, _raylet_lines
 
 
 def init_ray(num_cpus: int | None = None, object_store_gb: float = 2.0) -> None:

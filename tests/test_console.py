@@ -77,6 +77,21 @@ def test_thread_pools_follow_the_cpus_ray_grants(ray_local):
     assert seen == {"n": 1, "torch": 1, "nice": os.nice(0), **dict.fromkeys(THREAD_VARS, "1")}
 
 
+def test_the_raylets_messages_go_to_the_log_file(ray_local, capsys, caplog):
+    """Ray's error listener prints the raylet's messages (a worker that crashed inside Ray and was retried)
+    with a direct call, past the worker-output hook: they belong in the log file, not the console."""
+    import ray._private.worker as ray_worker
+
+    from clippings.logs import DETAIL
+
+    line = "A worker died or was killed while executing a task by an unexpected system error."
+    with caplog.at_level("INFO", logger=DETAIL):
+        ray_worker.print_to_stdstream({"lines": [line], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    out = capsys.readouterr()
+    assert line not in out.out + out.err
+    assert f"(raylet pid=raylet) {line}" in caplog.text
+
+
 def test_plain_progress_line_has_rate_and_eta(monkeypatch, capsys):
     monkeypatch.setattr("clippings.progress.PLAIN_EVERY_S", 0.0)
     with Progress("embed", total=1000, unit="row") as bar:  # stderr is captured: not a terminal
