@@ -27,7 +27,7 @@ from clippings.link.cells import (
     query,
     search_cells,
 )
-from clippings.link.knn import Graph, IvfCells, _exact_pairs, cosine_distances_of_pairs, ivf_cells
+from clippings.link.knn import Graph, IvfCells, _exact_pairs, cosine_distances_of_pairs, ivf_cells, recall_of
 from clippings.link.pruned import row_norms
 
 CALIBRATION_WIDTH = 64
@@ -45,10 +45,6 @@ def _found(index, plan: CellPlan, x: np.ndarray, rows: np.ndarray, assign: np.nd
     return a * len(x) + b
 
 
-def _recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.isin(truth, found).mean()) if len(truth) else 1.0
-
-
 def calibrate_nprobe(index, plan: CellPlan, x: np.ndarray, norms: np.ndarray, rows: np.ndarray,
                      assign: np.ndarray, threshold: float, target: float) -> CellPlan:
     """The plan at the smallest power-of-two nprobe whose search of x[rows] finds `target` of their exact
@@ -59,7 +55,7 @@ def calibrate_nprobe(index, plan: CellPlan, x: np.ndarray, norms: np.ndarray, ro
         if nprobe > plan.neighbours.shape[1] and plan.neighbours.shape[1] < index.nlist:
             plan = cell_plan(index, nprobe)
         plan = plan.with_nprobe(nprobe)
-        if _recall(_found(index, plan, x, rows, assign, threshold), truth) >= target:
+        if recall_of(_found(index, plan, x, rows, assign, threshold), truth) >= target:
             return plan
         nprobe *= 2
     return plan.with_nprobe(index.nlist)
@@ -123,7 +119,7 @@ def ivf_cells_graph(
         dist = cosine_distances_of_pairs(x, norms, src, dst)
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        recall = _recall(_found(index, plan, x, measure, assign, threshold),
+        recall = recall_of(_found(index, plan, x, measure, assign, threshold),
                          _exact_pairs(x, norms, measure, threshold))
         timings["recall_s"] = time.perf_counter() - t0
     finally:

@@ -399,12 +399,18 @@ def _exact_pairs(x: np.ndarray, norms: np.ndarray, rows: np.ndarray, threshold: 
     return np.unique(np.concatenate(keys))
 
 
+def recall_of(found: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of the exact within-threshold pair keys `truth` that a search found (`found` keys); 1 when
+    there are none."""
+    return float(np.isin(truth, found).mean()) if len(truth) else 1.0
+
+
 def _pair_recall(index, x: np.ndarray, norms: np.ndarray, rows: np.ndarray, threshold: float, truth) -> float:
     """Fraction of the exact within-threshold pairs of x[rows] (`truth` keys) that searching x[rows] finds."""
     if not len(truth):
         return 1.0
     a, b, _ = _query_pairs(index, x, norms, rows, threshold)
-    return float(np.isin(truth, a * len(x) + b).mean())
+    return recall_of(a * len(x) + b, truth)
 
 
 def _ivf_range_graph(
