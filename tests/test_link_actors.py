@@ -37,7 +37,7 @@ def test_cell_search_finds_the_pairs_within_t_and_reports_its_recall():
     x = reprint_groups(20_000, 32, seed=3)
     graph = knn_graph(x, threshold=T, index="ivf", recall_sample=500)
     assert graph.index == "ivf" and graph.stats["search"]["scheme"] == "cells"
-    assert graph.stats["nlist"] == round(20_000 / 256)
+    assert graph.stats["nlist"] == round(2 * np.sqrt(20_000))
     assert graph.recall >= 0.99
     assert np.all(graph.distance <= T)
     # the edges' distances are float64 cosine distances
@@ -79,7 +79,7 @@ def test_search_actors_link_exactly_as_one_process(tmp_path, ray_local):
                           two["cluster_id"].to_numpy(zero_copy_only=False))
     info = json.loads((tmp_path / "two" / "links.json").read_text())
     assert info["search"]["actors"] == 2 and info["search"]["backend"] == "faiss-cpu"
-    assert info["search"]["nlist"] == round(200_000 / 256) and info["search"]["nprobe"] == 8
+    assert info["search"]["nlist"] == round(2 * np.sqrt(200_000)) and info["search"]["nprobe"] == 8
     assert 0.0 < info["recall"] <= 1.0  # measured and reported (calibrating nprobe is tested at 20k)
     assert not os.path.exists(tmp_path / "index" / "ivf.faiss")  # the actors' index file is removed
 
@@ -88,10 +88,12 @@ def test_actors_load_the_index_from_its_path_and_run_this_tree(tmp_path, ray_loc
     import ray
 
     from clippings.link.actors import CellSearcher, load_index, save_index
-    from clippings.link.cells import build_ivf
+    from clippings.link.cells import centroid_quantizer, index_in_cells, probe_cells, train_centroids
 
     x = reprint_groups(5_000, 16, seed=1)
-    path = save_index(build_ivf(x, 20), str(tmp_path))
+    centroids = train_centroids(x, 20)
+    assign = probe_cells(centroid_quantizer(centroids), x, 1)[:, 0]
+    path = save_index(index_in_cells(centroids, x, assign), str(tmp_path))
     assert load_index(path).ntotal == 5_000
     actor = ray.remote(num_cpus=0.5)(CellSearcher).remote(path, 0.5)
     import clippings

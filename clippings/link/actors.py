@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from clippings.link.cells import CellPlan, search_cells
+from clippings.link.cells import Probes, search_cells
 from clippings.link.slink import ForestBuffer
 
 INDEX_FILE = "ivf.faiss"
@@ -71,10 +71,10 @@ class CellSearcher:
         faiss.omp_set_num_threads(threads_for(cpus))
         self.index = load_index(index_path)
 
-    def search(self, plan: CellPlan, batches: list[tuple[int, int]], threshold: float, max_edges: int
+    def search(self, probes: Probes, batches: list[tuple[int, int]], threshold: float, max_edges: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
         """search_cells over `batches`: (src, dst, distance, compactions, queries)."""
-        return search_cells(self.index, plan, batches, threshold, max_edges, forest=True)
+        return search_cells(self.index, probes, batches, threshold, max_edges, forest=True)
 
     def where(self) -> str:
         """The file clippings was imported from (a check that actors run this tree's code)."""
@@ -95,14 +95,15 @@ def actor_cpus(actors: int) -> float:
     return float(int(share)) if share >= 1 else max(0.25, round(share, 2))
 
 
-def search_with_actors(index_path: str, n: int, plan: CellPlan, shards: list[list[tuple[int, int]]],
+def search_with_actors(index_path: str, n: int, probes: Probes, shards: list[list[tuple[int, int]]],
                        threshold: float, actors: int, max_edges: int,
                        progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, ...]:
     """Search `shards` (lists of cell batches) on `actors` Ray actors, each loading the index from
     `index_path`; fold their forests into one: (src, dst, distance, compactions, actors used).
 
-    Shards are handed out as actors free up (ray.wait), so a slower machine takes fewer. The plan (centroids
-    and probe table, O(nlist·(d + width))) travels once through the object store; the index does not.
+    Shards are handed out as actors free up (ray.wait), so a slower machine takes fewer. The probe table
+    (2·n·(nprobe + 1) int32) travels once through the object store (read in place by the actors of one
+    machine); the index does not.
     Memory in the driver: O(n + max_edges) for the merged forest.
     """
     import ray
@@ -113,7 +114,7 @@ def search_with_actors(index_path: str, n: int, plan: CellPlan, shards: list[lis
     cpus = actor_cpus(actors)
     remote = ray.remote(num_cpus=cpus, runtime_env=runtime_env(cpus))(CellSearcher)
     pool = [remote.remote(index_path, cpus) for _ in range(actors)]
-    plan_ref = ray.put(plan)
+    probes_ref = ray.put(probes)
     buffer = ForestBuffer(n, max_edges, unique=True)  # each pair comes from one shard only (cells.query)
     pending: dict = {}
     queue = list(shards)
@@ -121,7 +122,7 @@ def search_with_actors(index_path: str, n: int, plan: CellPlan, shards: list[lis
     try:
         for actor in pool:
             if queue:
-                pending[actor.search.remote(plan_ref, queue.pop(0), threshold, max_edges)] = actor
+                pending[actor.search.remote(probes_ref, queue.pop(0), threshold, max_edges)] = actor
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             actor = pending.pop(done[0])
@@ -131,7 +132,7 @@ def search_with_actors(index_path: str, n: int, plan: CellPlan, shards: list[lis
             if progress is not None:
                 progress(queries)
             if queue:
-                pending[actor.search.remote(plan_ref, queue.pop(0), threshold, max_edges)] = actor
+                pending[actor.search.remote(probes_ref, queue.pop(0), threshold, max_edges)] = actor
     finally:
         for actor in pool:
             ray.kill(actor)

@@ -1,23 +1,24 @@
-"""The IVF range search done cell by cell: the queries are the index's own lists, taken a cell at a time.
+"""The IVF range search done list by list: every list is compared, in one float32 GEMM, with all the
+queries that probe it.
 
 Why not `index.range_search(x[rows])`, as before: (1) with nlist = 2·√n the lists hold √n/2 rows each, so a
 query's work (nprobe lists + nlist centroids) grows as √n and the whole search as n^1.5 — 5M took 12.8× the
-time of 1M; (2) queries in row order touch unrelated lists one after another, so every list comes from
-memory, not cache. Here nlist grows with n (a constant mean list size, `nlist_for`), and a batch of
-queries is whole cells: a cell's rows probe the same few neighbouring lists, which stay in cache.
+time of 1M; (2) FAISS scans a list vector by vector for each query, where BLAS multiplies a block of
+queries by the list at once. Here nlist grows with n (a constant mean list size, `nlist_for`), each row
+probes its own cell and its nprobe nearest centroids' cells (the quantizer's search, as FAISS probes: an
+HNSW graph of the centroids from LARGE_NLIST cells, so a row's probes cost O(log nlist·d)), and the search
+runs over the inverted table — for each cell, the rows probing it — a batch of consecutive cells at a time.
 
-Probing: the rows of a cell are compared with every row of the `nprobe` cells whose centroids are nearest
-its own (its own first; a table of nlist rows computed once), in one float32 GEMM per cell, instead of
-FAISS's search over all nlist centroids per query (n·nlist·d: the dominant cost once nlist grows with n)
-and its per-query list scans (measured at 200k × 256, rows in random order, same process and load: per-query
-`range_search` 397 µs a query, FAISS `range_search_preassigned` cell by cell 628 µs, the GEMM 149 µs with
-7 % more pairs found). The recall of within-t pairs is calibrated and measured with the same probing
-(clippings.link.ivf), so it is what is reported.
+Probing by the cells nearest a row, not by a table of the cells nearest the row's own cell: on bench.link's
+data at 1M × 256 (3,906 cells), the own-cell table tops out at a recall of 0.992 however wide (the pairs it
+misses straddle cells whose centroids are not close), which made calibration search everything; the row's
+own nearest centroids reach 0.994 at nprobe 2 and 0.996 at 4. The recall of within-t pairs is calibrated
+and measured with the same probes (clippings.link.ivf), so it is what is reported.
 
-The queries come from the lists themselves (IndexIVFFlat keeps float32 rows): a process that holds the
-index needs no other copy of the vectors — the Ray actors of clippings.link.actors hold only the index.
-Pairs whose float32 distance lies within the rounding margin of t are re-checked in float64 from the index
-(its direct map), as the in-process search does.
+The queries are read from the index (IndexIVFFlat keeps float32 rows and a direct map): a process that holds
+the index needs no other copy of the vectors — the Ray actors of clippings.link.actors hold only the index
+and the probe table. Pairs whose float32 distance lies within the rounding margin of t are re-checked in
+float64 from the index, as the in-process search does.
 """
 
 from __future__ import annotations
@@ -29,92 +30,138 @@ from dataclasses import dataclass
 import numpy as np
 
 from clippings.link.pruned import float32_margin
-from clippings.link.slink import ForestBuffer
+from clippings.link.slink import ForestBuffer, spanning_forest
 
-LIST_SIZE = 256
-"""Mean rows per IVF list (nlist = n / LIST_SIZE): constant, so a query's list scans cost the same at any n."""
-PROBE_WIDTH = 1
-"""Columns of the probe table per probe (the table holds the PROBE_WIDTH·nprobe nearest cells of each cell)."""
-BATCH_ROWS = 8192
-"""Query rows per range-search call (whole cells): bounds the transient result memory."""
+NLIST_FACTOR = 2.0
+"""nlist = NLIST_FACTOR·√n: a row's probe search (nlist centroids) and its list scans (nprobe lists of
+n/nlist rows) then cost about the same, both one BLAS GEMM, and the whole search n^1.5·d."""
+BATCH_ROWS = 32768
+"""Query rows per batch of consecutive cells (a row probing k of them counts k times): bounds the batch's
+query vectors and results in memory."""
 
 
-def nlist_for(n: int, list_size: int = LIST_SIZE) -> int:
-    """IVF cells for n rows: n / list_size, at least 16 (and at most n)."""
-    return int(min(n, max(16, round(n / list_size))))
+def nlist_for(n: int) -> int:
+    """IVF cells for n rows: NLIST_FACTOR·√n, at least 16 (and at most n)."""
+    return int(min(n, max(16, round(NLIST_FACTOR * math.sqrt(n)))))
 
 
 LARGE_NLIST = 2048
-"""From this many cells, k-means is two-level and rows find their cell through an HNSW graph of the centroids:
-a flat quantizer costs n·nlist·d to fill the index, quadratic in n once nlist grows with n."""
+"""From this many cells, k-means is FAISS's two-level one (its cost grows as nlist^1.5, not nlist²)."""
+HNSW_NLIST = 20_000
+"""From this many cells (an --nlist given by hand: the default reaches it at 100M rows) rows find their cells
+through an HNSW graph of the centroids, O(log nlist·d) a row, instead of the flat quantizer's BLAS search
+(O(nlist·d): 14 µs a row at 3,906 × 256 on this 2-CPU machine against 50 µs for HNSW, efSearch 64)."""
 
 
-def build_ivf(x: np.ndarray, nlist: int, seed: int = 0, train_per_cell: int = 32, niter: int = 10,
-              chunk: int = 1 << 18):
-    """An IndexIVFFlat (inner product) over x with row numbers as ids and a direct map (row → list slot).
+def train_centroids(x: np.ndarray, nlist: int, seed: int = 0, train_per_cell: int = 32, niter: int = 10
+                    ) -> np.ndarray:
+    """IVF centroids (nlist, d) float32 of unit rows x, by spherical k-means on a sample.
 
-    Below LARGE_NLIST cells: k-means (`niter` iterations) on min(n, train_per_cell·nlist) sampled rows and a
-    flat quantizer (filling costs O(n·nlist·d)). From LARGE_NLIST: FAISS's two-level k-means (√nlist coarse
-    cells, each split in proportion to its rows; train_per_cell/2 rows per cell) and an HNSW quantizer
-    (filling O(n·log nlist·d); a row may land in a near-nearest cell, which the calibrated nprobe covers).
-    Rows are added in chunks of `chunk`. Memory: n·(4·d + 16) bytes + the training sample.
+    Below LARGE_NLIST cells: k-means (`niter` iterations) on min(n, train_per_cell·nlist) sampled rows. From
+    LARGE_NLIST: FAISS's two-level k-means (√nlist coarse cells, each split in proportion to its rows;
+    train_per_cell/2 rows per cell), whose cost grows as nlist^1.5, not nlist².
     """
     import faiss
 
     n, dim = x.shape
     rng = np.random.default_rng(seed)
     if nlist < LARGE_NLIST:
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.niter = niter
-        index.cp.min_points_per_centroid = 1
-        index.cp.max_points_per_centroid = max(train_per_cell, 1)
-        index.train(x[np.sort(rng.choice(n, size=min(n, train_per_cell * nlist), replace=False))])
-    else:
-        from faiss.contrib.clustering import two_level_clustering
+        sample = x[np.sort(rng.choice(n, size=min(n, train_per_cell * nlist), replace=False))]
+        kmeans = faiss.Kmeans(dim, nlist, niter=niter, seed=seed, spherical=True, min_points_per_centroid=1,
+                              max_points_per_centroid=max(train_per_cell, 1))
+        kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
+        return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+    from faiss.contrib.clustering import two_level_clustering
 
-        sample = x[np.sort(rng.choice(n, size=min(n, train_per_cell // 2 * nlist), replace=False))]
-        centroids, _ = two_level_clustering(np.ascontiguousarray(sample, dtype=np.float32),
-                                            int(math.sqrt(nlist)), nlist, clustering_niter=niter,
-                                            seed=seed, spherical=True, min_points_per_centroid=1)
-        del sample
+    sample = x[np.sort(rng.choice(n, size=min(n, train_per_cell // 2 * nlist), replace=False))]
+    centroids, _ = two_level_clustering(np.ascontiguousarray(sample, dtype=np.float32), int(math.sqrt(nlist)),
+                                        nlist, clustering_niter=niter, seed=seed, spherical=True,
+                                        min_points_per_centroid=1)
+    return np.ascontiguousarray(centroids, dtype=np.float32)
+
+
+def centroid_quantizer(centroids: np.ndarray):
+    """The quantizer of a set of centroids (inner product): exact (flat) below HNSW_NLIST, else HNSW."""
+    import faiss
+
+    nlist, dim = centroids.shape
+    if nlist < HNSW_NLIST:
+        quantizer = faiss.IndexFlatIP(dim)
+    else:
         quantizer = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         quantizer.hnsw.efSearch = 64
-        quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    for start in range(0, n, chunk):
-        index.add(np.ascontiguousarray(x[start : start + chunk], dtype=np.float32))
+    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    return quantizer
+
+
+def index_in_cells(centroids: np.ndarray, x: np.ndarray, assign: np.ndarray, quantizer=None,
+                   chunk: int = 1 << 18):
+    """An IndexIVFFlat over x (ids = row numbers, with a direct map) whose rows go to the given cells
+    (`assign`, no search: the probe pass found them, or an existing linking's old rows keep theirs).
+    quantizer: centroid_quantizer(centroids) if None. Cost: O(n·d) copied. Memory: n·(4·d + 16) bytes."""
+    import faiss
+    from faiss.contrib.ivf_tools import add_preassigned
+
+    nlist, dim = centroids.shape
+    quantizer = centroid_quantizer(centroids) if quantizer is None else quantizer
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    for start in range(0, len(x), chunk):
+        stop = min(len(x), start + chunk)
+        # no explicit ids: FAISS numbers rows from ntotal, which its direct map requires
+        add_preassigned(index, np.ascontiguousarray(x[start:stop], dtype=np.float32),
+                        np.ascontiguousarray(assign[start:stop], dtype=np.int64))
     index.make_direct_map()
     return index
 
 
 @dataclass
-class CellPlan:
-    """What cell-by-cell probing needs: the centroids (nlist, d) float32 and, for each cell, the cells whose
-    centroids are nearest its own (nlist, width) int64, its own first; `nprobe` lists probed per query."""
+class Probes:
+    """The cells each row's query probes: `cells` (n, nprobe) int32, the cells of its nprobe nearest
+    centroids, nearest (its own cell) first (−1: none; a row of −1 does not query); `rows`/`starts` invert
+    it: the rows probing cell c are rows[starts[c]:starts[c + 1]] (ascending). A pair (a, b) is examined
+    when b's cell is among a's probes or a's cell among b's: what the search finds, what its recall counts."""
 
-    centroids: np.ndarray
-    neighbours: np.ndarray
+    cells: np.ndarray
+    rows: np.ndarray
+    starts: np.ndarray
     nprobe: int
+    owners: np.ndarray
+    """(nlist + 1,) cumulative count of the querying rows whose own cell is below c (for progress)."""
 
-    def with_nprobe(self, nprobe: int) -> CellPlan:
-        return CellPlan(self.centroids, self.neighbours, int(min(nprobe, len(self.centroids))))
-
-    def trimmed(self) -> CellPlan:
-        """The same probing with only the neighbour columns it reads (smaller to ship to actors)."""
-        width = min(self.neighbours.shape[1], PROBE_WIDTH * self.nprobe)
-        return CellPlan(self.centroids, np.ascontiguousarray(self.neighbours[:, :width]), self.nprobe)
+    def sizes(self) -> np.ndarray:
+        """Query rows probing each cell (nlist,)."""
+        return np.diff(self.starts)
 
 
-def cell_plan(index, nprobe: int, max_nprobe: int | None = None) -> CellPlan:
-    """The probing table of an IVF index for up to `max_nprobe` (default nprobe) probes per query.
-    Cost: O(nlist²·d) (a FAISS kNN of the centroids among themselves)."""
-    import faiss
+def probe_cells(quantizer, x: np.ndarray, nprobe: int, chunk: int = 1 << 16) -> np.ndarray:
+    """(len(x), nprobe) int32: the cells of each row's nprobe nearest centroids, nearest first (the
+    quantizer's search, as FAISS probes); column 0 is the row's own cell. Cost: a quantizer search per row
+    (flat: O(nlist·d); HNSW: O(log nlist·d))."""
+    out = np.empty((len(x), nprobe), dtype=np.int32)
+    for start in range(0, len(x), chunk):
+        _, near = quantizer.search(np.ascontiguousarray(x[start : start + chunk], dtype=np.float32), nprobe)
+        out[start : start + len(near)] = near
+    return out
 
-    centroids = index.quantizer.reconstruct_n(0, index.nlist)
-    width = int(min(index.nlist, PROBE_WIDTH * max(nprobe, max_nprobe or nprobe)))
-    _, neighbours = faiss.knn(centroids, centroids, width, metric=faiss.METRIC_INNER_PRODUCT)
-    return CellPlan(centroids, neighbours.astype(np.int64), int(min(nprobe, index.nlist)))
+
+def invert_probes(cells: np.ndarray, nlist: int) -> Probes:
+    """The Probes of a (n, nprobe) probe table: its rows grouped by probed cell. Memory: n·nprobe int32 for
+    the table and the same again for the inverted rows, plus a transient n·nprobe int64 sort order."""
+    width = cells.shape[1]
+    flat = cells.ravel()
+    order = np.argsort(flat, kind="stable")  # int32 keys: radix sort; rows ascend within a cell
+    skip = int(np.count_nonzero(flat < 0))
+    rows = (order[skip:] // width).astype(np.int32)
+    starts = np.searchsorted(flat[order[skip:]], np.arange(nlist + 1)).astype(np.int64)
+    own = cells[:, 0]
+    owners = np.concatenate([[0], np.cumsum(np.bincount(own[own >= 0], minlength=nlist))])
+    return Probes(cells, rows, starts, int(width), owners)
+
+
+def coverage(cells_a: np.ndarray, own_a: np.ndarray, cells_b: np.ndarray, own_b: np.ndarray) -> np.ndarray:
+    """For pairs (a, b) given by their probe rows and own cells: whether the search examines the pair
+    (b's cell probed by a, or a's probed by b)."""
+    return (cells_a == own_b[:, None]).any(axis=1) | (cells_b == own_a[:, None]).any(axis=1)
 
 
 def confirm(index, q: np.ndarray, local: np.ndarray, rows: np.ndarray, dst: np.ndarray, sims: np.ndarray,
@@ -135,38 +182,6 @@ def confirm(index, q: np.ndarray, local: np.ndarray, rows: np.ndarray, dst: np.n
     keep = dist <= threshold
     src, dst, dist = src[keep], dst[keep], np.clip(dist[keep], 0.0, 2.0)
     return np.minimum(src, dst), np.maximum(src, dst), dist
-
-
-def query(index, plan: CellPlan, q: np.ndarray, rows: np.ndarray, cells: np.ndarray, threshold: float,
-          once: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs within threshold that searching q (rows `rows`, in cells `cells`) finds: each query is compared
-    with every row of the plan's nprobe cells nearest its own cell (its own first), one float32 GEMM per
-    cell (BLAS: ~3× FAISS's per-query list scans here). Returns (a < b, b, distance).
-
-    once: the queries are whole cells of a search of every cell: a pair (a in A, b in B) is then met from
-    both sides when A and B probe each other, and is kept only from the side of the smaller row, so every
-    pair comes out exactly once over the whole search (no deduplication sort; half the edges)."""
-    min_sim = 1.0 - threshold - 2 * float32_margin(q.shape[1])
-    found = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))]
-    order = np.argsort(cells, kind="stable")
-    bounds = np.flatnonzero(np.diff(cells[order])) + 1
-    for group in np.split(order, bounds) if len(order) else []:
-        own = int(cells[group[0]])
-        probe = plan.neighbours[own, : plan.nprobe]
-        parts = [list_rows(index, c) for c in probe.tolist()]
-        ids = np.concatenate([p[0] for p in parts])
-        if not len(ids):
-            continue
-        sims = q[group] @ np.concatenate([p[1] for p in parts]).T
-        i, j = np.nonzero(sims > min_sim)
-        if once:  # a pair that both sides' searches meet is kept from the side of its smaller row only
-            other = np.repeat(probe, [len(p[0]) for p in parts])[j]
-            mutual = (plan.neighbours[other, : plan.nprobe] == own).any(axis=1)
-            keep = ~mutual | (rows[group[i]] < ids[j])
-            i, j = i[keep], j[keep]
-        found.append((group[i], ids[j], sims[i, j]))
-    local, dst, hit_sims = (np.concatenate(a) for a in zip(*found, strict=True))
-    return confirm(index, q, local, rows, dst, hit_sims, threshold)
 
 
 def list_rows(index, cell: int) -> tuple[np.ndarray, np.ndarray]:
@@ -195,27 +210,51 @@ def list_sizes(index) -> np.ndarray:
     return np.array([index.invlists.list_size(c) for c in range(index.nlist)], dtype=np.int64)
 
 
-def search_cells(index, plan: CellPlan, batches: list[tuple[int, int]], threshold: float,
+def search_cells(index, probes: Probes, batches: list[tuple[int, int]], threshold: float,
                  max_edges: int | None, progress: Callable[[int], None] | None = None, forest: bool = False
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Range-search every row of the cells in `batches` (the queries are read from the lists), folding the
+    """Range-search every query that probes the cells in `batches` against those cells' lists, folding the
     pairs within threshold into a minimum spanning forest as they come (`forest`: always end with one, as
-    an actor does before sending its edges back).
+    an actor does before sending its edges back). The query vectors are read from the index (its direct
+    map): a process holding the index needs no other copy of the vectors.
 
-    Returns (src, dst, distance, compactions, queries); distances are float32-exact (re-checked in float64
-    near t), to be recomputed in float64 by the caller for the edges kept. Memory O(n + max_edges).
+    Each cell's list is compared with all the queries probing it in one float32 GEMM. A pair met from both
+    sides (each probes the other's cell) is kept from the side of its smaller row only, so every pair comes
+    out once over the whole search (no deduplication sort).
+
+    Returns (src, dst, distance, compactions, queries): distances float32-exact (re-checked in float64 near
+    t), to be recomputed in float64 by the caller for the edges kept; queries = querying rows whose own cell
+    was in the batches. Memory O(n + max_edges) plus a batch's query vectors.
     """
-    buffer = ForestBuffer(index.ntotal, max_edges, unique=True)  # query(once=True): each pair once
+    buffer = ForestBuffer(index.ntotal, max_edges, unique=True)
+    min_sim = 1.0 - threshold - 2 * float32_margin(index.d)
     queries = 0
     for c0, c1 in batches:
-        parts = [list_rows(index, c) for c in range(c0, c1)]
-        rows = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
-        q = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, index.d), np.float32)
-        cells = np.repeat(np.arange(c0, c1), [len(p[0]) for p in parts])
-        buffer.add(*query(index, plan, q, rows, cells, threshold, once=True))
-        queries += len(rows)
+        r0, r1 = int(probes.starts[c0]), int(probes.starts[c1])
+        rows = probes.rows[r0:r1].astype(np.int64)
+        q = index.reconstruct_batch(rows) if len(rows) else np.empty((0, index.d), np.float32)
+        found = []
+        for c in range(c0, c1):
+            s0, s1 = int(probes.starts[c]) - r0, int(probes.starts[c + 1]) - r0
+            if s0 == s1 or not index.invlists.list_size(c):
+                continue
+            ids, vectors = list_rows(index, c)
+            sims = q[s0:s1] @ vectors.T
+            i, j = np.nonzero(sims > min_sim)
+            a, b = rows[s0:s1][i], ids[j]
+            # b also meets a when b probes a's own cell: the pair is then kept from its smaller row's side
+            later = np.flatnonzero(a > b)
+            mutual = (probes.cells[b[later]] == probes.cells[a[later], :1]).any(axis=1)
+            keep = a < b
+            keep[later[~mutual]] = True
+            found.append(confirm(index, q[s0:s1], i[keep], rows[s0:s1], b[keep], sims[i[keep], j[keep]],
+                                 threshold))
+        if found:  # the batch's pairs (many per reprint group) leave as their spanning forest
+            buffer.add(*spanning_forest(*(np.concatenate(part) for part in zip(*found, strict=True))))
+        done = int(probes.owners[c1] - probes.owners[c0])
+        queries += done
         if progress is not None:
-            progress(len(rows))
+            progress(done)
     if forest and buffer.pending:
         buffer.compact()
     src, dst, dist = buffer.result()

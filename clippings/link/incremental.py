@@ -4,8 +4,9 @@ By the cycle property, an edge that is the largest on a cycle of smaller edges i
 forest, so the MST of every pair ≤ t over old ∪ new is the MST of (the old MST's edges ∪ every new–old and
 new–new pair ≤ t). Only the m new rows are searched, against all n + m rows: exactly for flat and pruned
 links (a FAISS flat range search, O(m·(n + m)·d)), or in the links' own IVF cells at their calibrated nprobe
-for ivf links (the old rows are placed in their saved cells without a search; recall measured on a sample of
-the new rows). The merged forest is exact up to min(old exact_up_to, t): only pairs ≤ t were searched.
+for ivf links (the old rows are placed in their saved cells without a search; each new row probes its
+nprobe nearest cells, its own first, as in clippings.link.cells; recall measured on a sample of the new
+rows). The merged forest is exact up to min(old exact_up_to, t): only pairs ≤ t were searched.
 
 Clusters keep the name of their smallest member, so a cluster no new row joined keeps its id; `changes`
 lists every cluster a new row joined (its old cluster ids, how many new clippings, its size).
@@ -23,13 +24,21 @@ import pyarrow.compute as pc
 from clippings.archive import join, read_json
 from clippings.embeddings import Embeddings
 from clippings.errors import BadInput
+from clippings.link.cells import (
+    cell_batches,
+    centroid_quantizer,
+    index_in_cells,
+    invert_probes,
+    probe_cells,
+    search_cells,
+)
+from clippings.link.ivf import probe_recall
 from clippings.link.knn import (
     Graph,
     IvfCells,
     _exact_pairs,
-    _pair_recall,
+    cosine_distances_of_pairs,
     default_max_edges,
-    ivf_index,
     range_search_forest,
 )
 from clippings.link.pipeline import LinkResult, diagnostics, read_mst
@@ -114,42 +123,55 @@ def search_new_rows(
     more than `max_edges`, default max(2²⁰, 8·(n + m))), with float64 distances.
 
     x: (n + m, d) float32 unit rows, old rows first. cells: the IVF cells of the n old rows (None: exact flat
-    search). nprobe: cells probed per query (ivf). recall_sample: new rows whose within-t pairs are also found
-    by brute force to measure the recall (ivf). Cost: flat O(m·(n + m)·d) time and a copy of x; ivf
-    O(m·nprobe/nlist·(n + m)·d) + O(recall_sample·(n + m)·d), memory a copy of x + max_edges edges.
+    search). nprobe: cells probed per query (ivf): the new rows are placed in their nearest cell and each
+    probes its nprobe nearest cells (its own first), as the linking's own search did (clippings.link.cells).
+    recall_sample: new rows whose within-t pairs are also found by brute force to measure the recall (ivf).
+    Cost: flat O(m·(n + m)·d) time and a copy of x; ivf O(m·nprobe·256·d) + O(recall_sample·(n + m)·d)
+    time, memory a copy of x, (n + m)·nprobe int32 probes and max_edges edges.
     """
-    import faiss
-
     n, dim = x.shape
     timings: dict[str, float] = {}
     start = time.perf_counter()
     norms = row_norms(x)
+    max_edges = default_max_edges(n) if max_edges is None else max_edges
+    recall, new_cells, used_nprobe = None, None, None
     if cells is None:
-        index, kind, new_cells = faiss.IndexFlatIP(dim), "flat", None
+        import faiss
+
+        index = faiss.IndexFlatIP(dim)
         index.add(x)
+        timings["index_s"] = time.perf_counter() - start
+        t0 = time.perf_counter()
+        src, dst, dist, compactions = range_search_forest(index, x, norms, n_old, threshold, batch, max_edges)
+        timings["search_s"] = time.perf_counter() - t0
     else:
-        index, new_cells = ivf_index(cells, x)
-        index.nprobe = min(int(nprobe or 1), index.nlist)
-        kind = "ivf"
-    timings["index_s"] = time.perf_counter() - start
-    t0 = time.perf_counter()
-    src, dst, dist, compactions = range_search_forest(
-        index, x, norms, n_old, threshold, batch, default_max_edges(n) if max_edges is None else max_edges)
-    timings["search_s"] = time.perf_counter() - t0
-    recall = None
-    if kind == "ivf":
+        quantizer = centroid_quantizer(cells.centroids)
+        used_nprobe = int(min(nprobe or 1, len(cells.centroids)))
+        table = np.full((n, used_nprobe), -1, dtype=np.int32)  # old rows do not query
+        table[n_old:] = probe_cells(quantizer, x[n_old:], used_nprobe)
+        assign = np.concatenate([cells.assign, table[n_old:, 0]]).astype(np.int64)
+        index = index_in_cells(cells.centroids, x, assign, quantizer)
+        probes = invert_probes(table, index.nlist)
+        new_cells = IvfCells(cells.centroids, assign)
+        timings["index_s"] = time.perf_counter() - start
+        t0 = time.perf_counter()
+        src, dst, _, compactions, _ = search_cells(index, probes, cell_batches(probes.sizes()), threshold,
+                                                   max_edges)
+        dist = cosine_distances_of_pairs(x, norms, src, dst)
+        timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(np.arange(n_old, n), size=min(recall_sample, n - n_old), replace=False))
-        recall = _pair_recall(index, x, norms, rows, threshold, _exact_pairs(x, norms, rows, threshold))
+        recall = probe_recall(None, x, _exact_pairs(x, norms, rows, threshold), used_nprobe, table, assign)
         timings["recall_s"] = time.perf_counter() - t0
     stats = {
         "edges": int(len(src)),
-        "nprobe": int(index.nprobe) if kind == "ivf" else None,
+        "nprobe": used_nprobe,
         "compactions": compactions,
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
-    return Graph(n, src, dst, dist, float(threshold), kind, recall, stats, new_cells)
+    return Graph(n, src, dst, dist, float(threshold), "flat" if cells is None else "ivf", recall, stats,
+                 new_cells)
 
 
 def changes_table(

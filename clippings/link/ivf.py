@@ -17,48 +17,59 @@ from collections.abc import Callable
 import numpy as np
 
 from clippings.link.cells import (
-    CellPlan,
     balanced_shards,
-    build_ivf,
     cell_batches,
-    cell_plan,
-    list_sizes,
+    centroid_quantizer,
+    coverage,
+    index_in_cells,
+    invert_probes,
     nlist_for,
-    query,
+    probe_cells,
     search_cells,
+    train_centroids,
 )
-from clippings.link.knn import Graph, IvfCells, _exact_pairs, cosine_distances_of_pairs, ivf_cells, recall_of
+from clippings.link.knn import Graph, IvfCells, _exact_pairs, cosine_distances_of_pairs
 from clippings.link.pruned import row_norms
 
-CALIBRATION_WIDTH = 64
-"""The probe table is built for up to this nprobe first (rebuilt wider only if calibration goes beyond)."""
+MAX_NPROBE = 256
+"""Calibration stops doubling nprobe here (the recall it reached is then what is reported)."""
+CALIBRATION_PAIRS = 20_000
+"""Within-t pairs of the calibration sample whose rows are probed at each step (a random subset: the
+pairs' rows each cost a quantizer search; the recall's standard error stays ≤ 0.004)."""
 SPILL_ROWS = 2_000_000
 """From this many rows the index is written to a temporary file and memory-mapped (page cache, not heap)."""
 SHARDS_PER_ACTOR = 8
 """Work units per actor: enough that a slow actor takes fewer, few enough that each carries its forest once."""
 
 
-def _found(index, plan: CellPlan, x: np.ndarray, rows: np.ndarray, assign: np.ndarray, threshold: float
-           ) -> np.ndarray:
-    """Keys a·n + b of the within-t pairs of x[rows] that the plan's search finds."""
-    a, b, _ = query(index, plan, x[rows], rows, assign[rows], threshold)
-    return a * len(x) + b
+def probe_recall(quantizer, x: np.ndarray, truth: np.ndarray, nprobe: int, table: np.ndarray | None = None,
+                 assign: np.ndarray | None = None) -> float:
+    """Fraction of the exact within-t pairs `truth` (keys a·n + b) that the search at `nprobe` examines, and
+    so finds (clippings.link.cells.coverage); 1 when there are none. table/assign: the search's probe table
+    and every row's cell (rows that do not query: table rows of −1), else the pairs' rows are probed here
+    (a quantizer search each; their own cell is their nearest centroid's, as in the search)."""
+    if not len(truth):
+        return 1.0
+    n = len(x)
+    a, b = truth // n, truth % n
+    if table is None:
+        rows, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+        table = probe_cells(quantizer, x[rows], nprobe)
+        assign = np.zeros(n, dtype=np.int64)
+        assign[rows] = table[:, 0]
+        a_at, b_at = inverse[: len(a)], inverse[len(a) :]
+    else:
+        a_at, b_at = a, b
+    return float(coverage(table[a_at], assign[a], table[b_at], assign[b]).mean())
 
 
-def calibrate_nprobe(index, plan: CellPlan, x: np.ndarray, norms: np.ndarray, rows: np.ndarray,
-                     assign: np.ndarray, threshold: float, target: float) -> CellPlan:
-    """The plan at the smallest power-of-two nprobe whose search of x[rows] finds `target` of their exact
-    within-t pairs (brute force: O(len(rows)·n·d)); nlist at most."""
-    truth = _exact_pairs(x, norms, rows, threshold)
+def calibrate_nprobe(quantizer, x: np.ndarray, truth: np.ndarray, target: float, nlist: int) -> int:
+    """The smallest power-of-two nprobe whose search examines `target` of the exact within-t pairs `truth`
+    (up to nlist and MAX_NPROBE)."""
     nprobe = 1
-    while nprobe < index.nlist:
-        if nprobe > plan.neighbours.shape[1] and plan.neighbours.shape[1] < index.nlist:
-            plan = cell_plan(index, nprobe)
-        plan = plan.with_nprobe(nprobe)
-        if recall_of(_found(index, plan, x, rows, assign, threshold), truth) >= target:
-            return plan
+    while nprobe < min(nlist, MAX_NPROBE) and probe_recall(quantizer, x, truth, nprobe) < target:
         nprobe *= 2
-    return plan.with_nprobe(index.nlist)
+    return int(min(nprobe, nlist))
 
 
 def ivf_cells_graph(
@@ -77,25 +88,34 @@ def ivf_cells_graph(
     """The ivf Graph of unit rows x (n, d) float32 at `threshold` (see clippings.link.knn.knn_graph for the
     parameters). Memory: x, the index (n·(4·d + 24) bytes) and O(n + max_edges) edges; with actors each
     holds the index memory-mapped (shared pages on one machine). Time: O(n·nprobe·256·d) for the search,
-    O(n·nlist·d) to fill the index, O(recall_sample·n·d) per calibration step."""
+    a quantizer search per row (O(log nlist·d) with HNSW), O(recall_sample·n·d) for each sample's exact
+    pairs."""
     n = len(x)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     norms = row_norms(x)
-    index = build_ivf(x, min(nlist or nlist_for(n), n), seed)
-    assign = ivf_cells(index).assign
-    timings["index_s"] = time.perf_counter() - start
+    centroids = train_centroids(x, min(nlist or nlist_for(n), n), seed)
+    quantizer = centroid_quantizer(centroids)
+    timings["centroids_s"] = time.perf_counter() - start
     rng = np.random.default_rng(seed)
     samples = rng.choice(n, size=min(n, 2 * recall_sample), replace=False)
     calibrate, measure = np.sort(samples[: len(samples) // 2]), np.sort(samples[len(samples) // 2 :])
     t0 = time.perf_counter()
-    plan = cell_plan(index, nprobe or 1, max_nprobe=nprobe or CALIBRATION_WIDTH)
     if not nprobe:
-        plan = calibrate_nprobe(index, plan, x, norms, calibrate, assign, threshold, recall_target)
-    plan = plan.trimmed()
+        truth = _exact_pairs(x, norms, calibrate, threshold)
+        if len(truth) > CALIBRATION_PAIRS:
+            truth = np.sort(rng.choice(truth, size=CALIBRATION_PAIRS, replace=False))
+        nprobe = calibrate_nprobe(quantizer, x, truth, recall_target, len(centroids))
     timings["calibrate_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    batches = cell_batches(list_sizes(index))
+    probes = invert_probes(probe_cells(quantizer, x, int(min(nprobe, len(centroids)))), len(centroids))
+    assign = probes.cells[:, 0].astype(np.int64)
+    timings["probes_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index = index_in_cells(centroids, x, assign, quantizer)
+    batches = cell_batches(probes.sizes())
+    timings["index_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     nlist = int(index.nlist)
     actors = 0
     spilled = bool(search_actors) or n >= SPILL_ROWS
@@ -113,14 +133,14 @@ def ivf_cells_graph(
 
             shards = balanced_shards(batches, SHARDS_PER_ACTOR * search_actors)
             src, dst, _, compactions, actors = search_with_actors(
-                path, n, plan, shards, threshold, search_actors, max_edges, progress)
+                path, n, probes, shards, threshold, search_actors, max_edges, progress)
         else:
-            src, dst, _, compactions, _ = search_cells(index, plan, batches, threshold, max_edges, progress)
+            src, dst, _, compactions, _ = search_cells(index, probes, batches, threshold, max_edges, progress)
         dist = cosine_distances_of_pairs(x, norms, src, dst)
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        recall = recall_of(_found(index, plan, x, measure, assign, threshold),
-                         _exact_pairs(x, norms, measure, threshold))
+        truth = _exact_pairs(x, norms, measure, threshold)
+        recall = probe_recall(None, x, truth, probes.nprobe, probes.cells, assign)
         timings["recall_s"] = time.perf_counter() - t0
     finally:
         index = None  # unmap before the file goes
@@ -128,13 +148,13 @@ def ivf_cells_graph(
     stats = {
         "edges": int(len(src)),
         "nlist": nlist,
-        "nprobe": int(plan.nprobe),
+        "nprobe": int(probes.nprobe),
         "compactions": int(compactions),
         "search": {"backend": "faiss-cpu", "actors": int(actors), "scheme": "cells",
                    "mean_list": round(n / nlist, 1), "index_memory_mapped": spilled},
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
-    cells = IvfCells(plan.centroids, assign)
+    cells = IvfCells(centroids, assign)
     return Graph(n, src, dst, dist, float(threshold), "ivf", recall, stats, cells)
 
 

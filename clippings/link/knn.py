@@ -37,7 +37,8 @@ class Graph:
     """Undirected edges (src < dst, row indices into the vectors) with float64 cosine distances.
 
     exact_up_to: single linkage of the graph is exact up to this distance: the graph holds every pair
-    ≤ exact_up_to, or a minimum spanning forest of them when compacted (for `ivf`, up to the recall).
+    ≤ exact_up_to, or a minimum spanning forest of them when compacted (`ivf`: spanning forests of each
+    batch's pairs; up to the recall).
     recall: for `ivf`, the fraction of the exact within-threshold pairs found, measured on a sample.
     stats: counts and timings for links.json.
     cells: for `ivf`, the index's cells (centroids, cell of each row), which `link --add` reuses to
@@ -72,23 +73,6 @@ def ivf_cells(index) -> IvfCells:
     for cell in range(index.nlist):
         assign[get_invlist(index.invlists, cell)[0]] = cell
     return IvfCells(index.quantizer.reconstruct_n(0, index.nlist), assign)
-
-
-def ivf_index(cells: IvfCells, x: np.ndarray) -> tuple:
-    """(IndexIVFFlat over x, the cells of all its rows): the first len(cells.assign) rows are placed in their
-    known cells without a search, later rows in their nearest centroid's. Ids are row numbers.
-    Cost: O(n·d) copied into the lists + O((n − n₀)·nlist·d) to assign the new rows."""
-    import faiss
-    from faiss.contrib.ivf_tools import add_preassigned
-
-    nlist, dim = cells.centroids.shape
-    quantizer = faiss.IndexFlatIP(dim)
-    quantizer.add(cells.centroids)  # before the IVF index is built, so that it counts as trained
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    known = len(cells.assign)
-    assign = np.concatenate([cells.assign, quantizer.search(x[known:], 1)[1][:, 0].astype(np.int64)])
-    add_preassigned(index, x, assign)
-    return index, IvfCells(cells.centroids, assign)
 
 
 def cosine_distances_of_pairs(

@@ -48,6 +48,16 @@ def mst_from_graph(n: int, src: np.ndarray, dst: np.ndarray, distance: np.ndarra
     return Mst(n, a[order], b[order], d[order])
 
 
+def spanning_forest(src: np.ndarray, dst: np.ndarray, distance: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A minimum spanning forest of unique pairs (src < dst) over the rows they touch: (src, dst, distance).
+    The nodes are renumbered first, so the cost is O(E log E) whatever the row numbers (no n-sized arrays)."""
+    if not len(src):
+        return src, dst, distance
+    nodes, inverse = np.unique(np.concatenate([src, dst]), return_inverse=True)
+    mst = mst_from_graph(len(nodes), inverse[: len(src)], inverse[len(src) :], distance)
+    return nodes[mst.src], nodes[mst.dst], mst.distance
+
+
 def components(mst: Mst, threshold: float) -> np.ndarray:
     """Component number of each point after dropping MST edges with distance > threshold (O(n))."""
     from scipy.sparse import coo_matrix
