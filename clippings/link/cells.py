@@ -1,19 +1,23 @@
 """The IVF range search done list by list: every list is compared, in one float32 GEMM, with all the
 queries that probe it.
 
-Why not `index.range_search(x[rows])`, as before: (1) with nlist = 2·√n the lists hold √n/2 rows each, so a
-query's work (nprobe lists + nlist centroids) grows as √n and the whole search as n^1.5 — 5M took 12.8× the
-time of 1M; (2) FAISS scans a list vector by vector for each query, where BLAS multiplies a block of
-queries by the list at once. Here nlist grows with n (a constant mean list size, `nlist_for`), each row
-probes its own cell and its nprobe nearest centroids' cells (the quantizer's search, as FAISS probes: an
-HNSW graph of the centroids from LARGE_NLIST cells, so a row's probes cost O(log nlist·d)), and the search
-runs over the inverted table — for each cell, the rows probing it — a batch of consecutive cells at a time.
+Why not `index.range_search(x[rows])`, as before: FAISS scans a list vector by vector for each query (and
+queries in row order jump between unrelated lists), where BLAS multiplies a block of queries by a list at
+once. Each row probes the cells of its nprobe nearest centroids, its own first (the quantizer's search,
+as FAISS probes; one BLAS GEMM against the centroids, which also places the row in its cell), and the
+search runs over the inverted table — for each cell, the rows probing it — a batch of consecutive cells at
+a time. With nlist = 2·√n (`nlist_for`) the probe search and the list scans cost about the same.
 
-Probing by the cells nearest a row, not by a table of the cells nearest the row's own cell: on bench.link's
-data at 1M × 256 (3,906 cells), the own-cell table tops out at a recall of 0.992 however wide (the pairs it
-misses straddle cells whose centroids are not close), which made calibration search everything; the row's
-own nearest centroids reach 0.994 at nprobe 2 and 0.996 at 4. The recall of within-t pairs is calibrated
-and measured with the same probes (clippings.link.ivf), so it is what is reported.
+Probing by the cells nearest each row, not by a table of the cells nearest the row's own cell (a first
+version): on bench.link's data at 1M × 256 (3,906 cells) the own-cell table tops out at a recall of 0.992
+however wide (the pairs it misses straddle cells whose centroids are not close), so calibration widened
+it to every cell; a row's own nearest centroids reach 0.994 at nprobe 2 and 0.996 at 4. The recall of
+within-t pairs is calibrated and measured with the same probes (clippings.link.ivf), so it is what is
+reported.
+
+A reprint group of g rows gives g²/2 pairs within t; single linkage needs a spanning forest of them, so
+each batch's pairs leave as their minimum spanning forest (the cycle property: the MST of the union is the
+MST of the parts' forests), which keeps the edge buffer from compacting again and again.
 
 The queries are read from the index (IndexIVFFlat keeps float32 rows and a direct map): a process that holds
 the index needs no other copy of the vectors — the Ray actors of clippings.link.actors hold only the index

@@ -1,10 +1,11 @@
 """The `ivf` linking: every pair within t that a cell-by-cell IVF range search finds, in this process or on
 Ray actors, with nprobe calibrated to a recall target and the recall measured (design.md §7).
 
-Steps: build the index (nlist = n/256 by default: clippings.link.cells), calibrate nprobe on one sample of
-rows (the smallest power of two whose search finds `recall_target` of the sample's exact within-t pairs),
-search every cell (clippings.link.cells.search_cells, or clippings.link.actors), recompute the kept edges'
-distances in float64, and measure the recall on a second sample. Both samples use the search's own probing.
+Steps: train the centroids (nlist = 2·√n by default: clippings.link.cells), calibrate nprobe on one sample
+of rows (the smallest power of two whose probes examine `recall_target` of the sample's exact within-t
+pairs), probe every row (which places it in its cell), fill the index, search every list
+(clippings.link.cells.search_cells, or clippings.link.actors), recompute the kept edges' distances in
+float64, and measure the recall on a second sample with the search's own probe table.
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ def ivf_cells_graph(
 ) -> Graph:
     """The ivf Graph of unit rows x (n, d) float32 at `threshold` (see clippings.link.knn.knn_graph for the
     parameters). Memory: x, the index (n·(4·d + 24) bytes) and O(n + max_edges) edges; with actors each
-    holds the index memory-mapped (shared pages on one machine). Time: O(n·nprobe·256·d) for the search,
-    a quantizer search per row (O(log nlist·d) with HNSW), O(recall_sample·n·d) for each sample's exact
-    pairs."""
+    holds the index memory-mapped (shared pages on one machine), and n·nprobe·4 bytes of probes (twice).
+    Time: O(n·nprobe·(n/nlist)·d) for the search, O(n·nlist·d) for the probes (one BLAS GEMM each; HNSW from
+    HNSW_NLIST cells: O(n·log nlist·d)), O(recall_sample·n·d) for each sample's exact pairs."""
     n = len(x)
     timings: dict[str, float] = {}
     start = time.perf_counter()

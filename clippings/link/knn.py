@@ -219,9 +219,9 @@ def knn_graph(
     progress: called with the number of points queried after each batch of the flat/ivf search.
     search_actors: ivf with a threshold: spread the range search over this many Ray actors (0: in this
     process; clippings.link.actors), which load the index from `index_dir` (default: a local temporary
-    folder; on a cluster without a shared disk give an s3:// folder). ivf_scheme: "cells" (nlist = n/256,
-    queries taken cell by cell: clippings.link.cells) or "rows" (the earlier search: nlist 2·√n, queries in
-    row order; kept to measure against).
+    folder; on a cluster without a shared disk give an s3:// folder). ivf_scheme: "cells" (each list
+    searched by GEMM against the rows probing it: clippings.link.cells) or "rows" (the earlier search: a
+    FAISS range search per query, in row order; kept to measure against).
     Cost: flat O(n²·d) time, O(batch·n) transient and O(n·k) edge memory; pruned see
     clippings.link.pruned; ivf ~ nprobe/nlist of flat plus O(n·nlist·d), memory a copy of x + max_edges.
     """
