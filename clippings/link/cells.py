@@ -128,9 +128,12 @@ class Probes:
     cells: np.ndarray
     rows: np.ndarray
     starts: np.ndarray
-    nprobe: int
     owners: np.ndarray
     """(nlist + 1,) cumulative count of the querying rows whose own cell is below c (for progress)."""
+
+    @property
+    def nprobe(self) -> int:
+        return int(self.cells.shape[1])
 
     def sizes(self) -> np.ndarray:
         """Query rows probing each cell (nlist,)."""
@@ -159,7 +162,7 @@ def invert_probes(cells: np.ndarray, nlist: int) -> Probes:
     starts = np.searchsorted(flat[order[skip:]], np.arange(nlist + 1)).astype(np.int64)
     own = cells[:, 0]
     owners = np.concatenate([[0], np.cumsum(np.bincount(own[own >= 0], minlength=nlist))])
-    return Probes(cells, rows, starts, int(width), owners)
+    return Probes(cells, rows, starts, owners)
 
 
 def coverage(cells_a: np.ndarray, own_a: np.ndarray, cells_b: np.ndarray, own_b: np.ndarray) -> np.ndarray:
@@ -207,11 +210,6 @@ def cell_batches(sizes: np.ndarray, rows: int = BATCH_ROWS) -> list[tuple[int, i
     if c0 < len(sizes):
         batches.append((c0, len(sizes)))
     return batches
-
-
-def list_sizes(index) -> np.ndarray:
-    """Rows in each IVF list (nlist,) int64."""
-    return np.array([index.invlists.list_size(c) for c in range(index.nlist)], dtype=np.int64)
 
 
 def search_cells(index, probes: Probes, batches: list[tuple[int, int]], threshold: float,

@@ -53,15 +53,12 @@ def probe_recall(quantizer, x: np.ndarray, truth: np.ndarray, nprobe: int, table
         return 1.0
     n = len(x)
     a, b = truth // n, truth % n
-    if table is None:
+    if table is None:  # probe the pairs' rows only; each row's own cell is its first probe
         rows, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
         table = probe_cells(quantizer, x[rows], nprobe)
-        assign = np.zeros(n, dtype=np.int64)
-        assign[rows] = table[:, 0]
-        a_at, b_at = inverse[: len(a)], inverse[len(a) :]
-    else:
-        a_at, b_at = a, b
-    return float(coverage(table[a_at], assign[a], table[b_at], assign[b]).mean())
+        a, b = inverse[: len(a)], inverse[len(a) :]
+        assign = table[:, 0]
+    return float(coverage(table[a], assign[a], table[b], assign[b]).mean())
 
 
 def calibrate_nprobe(quantizer, x: np.ndarray, truth: np.ndarray, target: float, nlist: int) -> int:
