@@ -52,6 +52,36 @@ def test_cell_search_finds_the_pairs_within_t_and_reports_its_recall():
     assert len(set(zip(found.tolist(), exact.tolist(), strict=True))) == len(set(found.tolist()))
 
 
+def test_part_lists_hold_the_lists_of_the_faiss_index_in_place():
+    """An add reads the old rows' IVF lists from the links folder's parts (sorted by cell, read in place; an
+    unsorted part is sorted): the same rows and vectors per list as a FAISS index over the same cells."""
+    from clippings.link.cells import IndexLists, PartLists, centroid_quantizer, index_in_cells, probe_cells
+    from clippings.link.knn import _exact_pairs
+
+    x = reprint_groups(3_000, 16, seed=2)
+    centroids = x[:: 3_000 // 24][:24].copy()
+    assign = probe_cells(centroid_quantizer(centroids), x, 1)[:, 0].astype(np.int64)
+    order = np.argsort(assign[:2_000], kind="stable")  # rows 0..1999 stored sorted by cell, as link writes them
+    x[:2_000], assign[:2_000] = x[order], assign[order]
+    blocks = [x[:1_000], x[1_000:2_000], x[2_000:]]  # the last block (a batch) is not sorted
+    parts, faiss_lists = PartLists(blocks, assign, 24), IndexLists(index_in_cells(centroids, x, assign))
+    assert parts.inverse[0] is None and parts.inverse[1] is None and parts.inverse[2] is not None
+    assert np.shares_memory(parts.vectors[0], x)  # a sorted part is read in place, not copied
+    for cell in range(24):
+        rows, vectors = parts.list(cell)
+        want_rows, want = faiss_lists.list(cell)
+        assert parts.size(cell) == faiss_lists.size(cell) == len(rows)
+        assert sorted(rows.tolist()) == sorted(want_rows.tolist())
+        assert np.array_equal(vectors[np.argsort(rows)], want[np.argsort(want_rows)])
+    rows = np.array([2_999, 0, 1_500, 2_001, 7])
+    assert np.array_equal(parts.take(rows), x[rows])
+    seen = np.concatenate([numbers for numbers, _ in parts.pieces(700)])
+    assert np.array_equal(np.sort(seen), np.arange(3_000))
+    sample = np.arange(0, 3_000, 50)
+    pairs = _exact_pairs(parts, None, sample, T)
+    assert len(pairs) > len(sample) and np.array_equal(pairs, _exact_pairs(x, None, sample, T))
+
+
 def _brute(x: np.ndarray):
     x64 = x.astype(np.float64)
     d = 1.0 - x64 @ x64.T

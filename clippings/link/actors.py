@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from clippings.link.cells import Probes, search_cells
+from clippings.link.cells import IndexLists, Probes, search_cells
 from clippings.link.slink import ForestBuffer
 
 INDEX_FILE = "ivf.faiss"
@@ -69,12 +69,12 @@ class CellSearcher:
         from clippings.raylocal import threads_for
 
         faiss.omp_set_num_threads(threads_for(cpus))
-        self.index = load_index(index_path)
+        self.lists = IndexLists(load_index(index_path))
 
     def search(self, probes: Probes, batches: list[tuple[int, int]], threshold: float, max_edges: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
         """search_cells over `batches`: (src, dst, distance, compactions, queries)."""
-        return search_cells(self.index, probes, batches, threshold, max_edges, forest=True)
+        return search_cells(self.lists, probes, batches, threshold, max_edges, forest=True)
 
     def where(self) -> str:
         """The file clippings was imported from (a check that actors run this tree's code)."""

@@ -19,16 +19,16 @@ A reprint group of g rows gives g²/2 pairs within t; single linkage needs a spa
 each batch's pairs leave as their minimum spanning forest (the cycle property: the MST of the union is the
 MST of the parts' forests), which keeps the edge buffer from compacting again and again.
 
-The queries are read from the index (IndexIVFFlat keeps float32 rows and a direct map): a process that holds
-the index needs no other copy of the vectors — the Ray actors of clippings.link.actors hold only the index
-and the probe table. Pairs whose float32 distance lies within the rounding margin of t are re-checked in
-float64 from the index, as the in-process search does.
+The lists are read through a small interface (`IndexLists`: a FAISS IndexIVFFlat with a direct map, whose
+float32 rows are also the queries', so a process holding the index — a Ray actor of clippings.link.actors —
+needs no other copy of the vectors; `PartLists`: row blocks sorted by cell, for `link --add`). Pairs whose
+float32 distance lies within the rounding margin of t are re-checked in float64 from the lists.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,11 +171,11 @@ def coverage(cells_a: np.ndarray, own_a: np.ndarray, cells_b: np.ndarray, own_b:
     return (cells_a == own_b[:, None]).any(axis=1) | (cells_b == own_a[:, None]).any(axis=1)
 
 
-def confirm(index, q: np.ndarray, local: np.ndarray, rows: np.ndarray, dst: np.ndarray, sims: np.ndarray,
+def confirm(lists: IndexLists | PartLists, q: np.ndarray, local: np.ndarray, rows: np.ndarray, dst: np.ndarray, sims: np.ndarray,
             threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Range-search hits (query q[local] = row rows[local], neighbour dst, float32 similarity) → the pairs
     (a < b, b, distance) within threshold, self pairs dropped. Hits within the float32 margin of t are
-    re-checked in float64 with the neighbour's vector from the index (its direct map)."""
+    re-checked in float64 with the neighbour's vector from the lists."""
     src = rows[local]
     keep = src != dst
     src, dst, local = src[keep], dst[keep], local[keep]
@@ -183,7 +183,7 @@ def confirm(index, q: np.ndarray, local: np.ndarray, rows: np.ndarray, dst: np.n
     near = np.flatnonzero(np.abs(dist - threshold) <= float32_margin(q.shape[1]))
     if len(near):
         a = q[local[near]].astype(np.float64)
-        b = index.reconstruct_batch(dst[near]).astype(np.float64)
+        b = lists.take(dst[near]).astype(np.float64)
         dots = np.einsum("ij,ij->i", a, b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
         dist[near] = 1.0 - dots
     keep = dist <= threshold
@@ -191,12 +191,104 @@ def confirm(index, q: np.ndarray, local: np.ndarray, rows: np.ndarray, dst: np.n
     return np.minimum(src, dst), np.maximum(src, dst), dist
 
 
-def list_rows(index, cell: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row ids, float32 vectors) of one IVF list (a copy)."""
-    from faiss.contrib.inspect_tools import get_invlist
+class IndexLists:
+    """The IVF lists of a FAISS IndexIVFFlat whose ids are row numbers, with a direct map (the queries'
+    vectors are read from it): what a process holding only the index (an actor) searches."""
 
-    ids, codes = get_invlist(index.invlists, int(cell))
-    return ids, codes.view(np.float32).reshape(len(ids), index.d)
+    def __init__(self, index):
+        self.index = index
+        self.ntotal, self.d = int(index.ntotal), int(index.d)
+
+    def size(self, cell: int) -> int:
+        return int(self.index.invlists.list_size(cell))
+
+    def list(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row numbers, float32 vectors) of one list (a copy out of the index)."""
+        from faiss.contrib.inspect_tools import get_invlist
+
+        ids, codes = get_invlist(self.index.invlists, int(cell))
+        return ids, codes.view(np.float32).reshape(len(ids), self.d)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The float32 vectors of these row numbers."""
+        return self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+
+
+class PartLists:
+    """IVF lists over row blocks each sorted by cell (a links folder's `vectors/` parts, mapped, then a
+    batch): list c is the concatenation of each block's run of cell c, so the old rows are never copied
+    wholesale (`link --add`: joining 1M × 256 mapped rows and filling an index cost ~2 s, and fresh memory
+    is slow to fault in on small VMs). A block not sorted by cell (a links folder written before the parts
+    were) is sorted here, a copy of that block.
+
+    Rows are numbered consecutively over the blocks, in the blocks' own order; `take` and indexing by an
+    array of row numbers gather vectors; `pieces` walks every row once (a brute-force pass)."""
+
+    def __init__(self, blocks: list[np.ndarray], assign: np.ndarray, nlist: int):
+        self.offsets = np.concatenate([[0], np.cumsum([len(b) for b in blocks])]).astype(np.int64)
+        self.d = int(blocks[0].shape[1])
+        self.vectors, self.rows, self.starts, self.inverse = [], [], [], []
+        cells = np.arange(nlist + 1)
+        for block, start in zip(blocks, self.offsets[:-1].tolist(), strict=True):
+            own = assign[start : start + len(block)]
+            if len(own) > 1 and (own[1:] < own[:-1]).any():
+                order = np.argsort(own, kind="stable")
+                inverse = np.empty_like(order)
+                inverse[order] = np.arange(len(order))
+                block, own = block[order], own[order]
+                self.rows.append(start + order)
+                self.inverse.append(inverse)
+            else:
+                self.rows.append(np.arange(start, start + len(block)))
+                self.inverse.append(None)
+            self.vectors.append(block)
+            self.starts.append(np.searchsorted(own, cells))
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.ntotal, self.d
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    def size(self, cell: int) -> int:
+        return int(sum(int(s[cell + 1] - s[cell]) for s in self.starts))
+
+    def list(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row numbers, float32 vectors) of one list: the blocks' runs of the cell, joined."""
+        runs = [(s[cell], s[cell + 1]) for s in self.starts]
+        ids = [r[a:b] for r, (a, b) in zip(self.rows, runs, strict=True) if b > a]
+        vectors = [v[a:b] for v, (a, b) in zip(self.vectors, runs, strict=True) if b > a]
+        if len(ids) == 1:
+            return ids[0], vectors[0]
+        if not ids:
+            return np.empty(0, np.int64), np.empty((0, self.d), np.float32)
+        return np.concatenate(ids), np.concatenate(vectors)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The float32 vectors of these row numbers (a copy)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        block = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.empty((len(rows), self.d), dtype=np.float32)
+        for p in np.unique(block).tolist():
+            here = np.flatnonzero(block == p)
+            local = rows[here] - self.offsets[p]
+            if self.inverse[p] is not None:
+                local = self.inverse[p][local]
+            out[here] = self.vectors[p][local]
+        return out
+
+    __getitem__ = take
+
+    def pieces(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every row once, as (row numbers, vectors) pieces of at most `rows` rows (views)."""
+        for numbers, vectors in zip(self.rows, self.vectors, strict=True):
+            for start in range(0, len(numbers), rows):
+                yield numbers[start : start + rows], vectors[start : start + rows]
 
 
 def cell_batches(sizes: np.ndarray, rows: int = BATCH_ROWS) -> list[tuple[int, int]]:
@@ -212,13 +304,14 @@ def cell_batches(sizes: np.ndarray, rows: int = BATCH_ROWS) -> list[tuple[int, i
     return batches
 
 
-def search_cells(index, probes: Probes, batches: list[tuple[int, int]], threshold: float,
-                 max_edges: int | None, progress: Callable[[int], None] | None = None, forest: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+def search_cells(lists: IndexLists | PartLists, probes: Probes, batches: list[tuple[int, int]], threshold: float,
+                 max_edges: int | None, progress: Callable[[int], None] | None = None, forest: bool = False,
+                 fold: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Range-search every query that probes the cells in `batches` against those cells' lists, folding the
     pairs within threshold into a minimum spanning forest as they come (`forest`: always end with one, as
-    an actor does before sending its edges back). The query vectors are read from the index (its direct
-    map): a process holding the index needs no other copy of the vectors.
+    an actor does before sending its edges back; `fold` False: keep every pair unless more than max_edges
+    come, for a caller that merges them into a larger forest itself). The query vectors are read from the
+    lists.
 
     Each cell's list is compared with all the queries probing it in one float32 GEMM. A pair met from both
     sides (each probes the other's cell) is kept from the side of its smaller row only, so every pair comes
@@ -228,19 +321,19 @@ def search_cells(index, probes: Probes, batches: list[tuple[int, int]], threshol
     t), to be recomputed in float64 by the caller for the edges kept; queries = querying rows whose own cell
     was in the batches. Memory O(n + max_edges) plus a batch's query vectors.
     """
-    buffer = ForestBuffer(index.ntotal, max_edges, unique=True)
-    min_sim = 1.0 - threshold - 2 * float32_margin(index.d)
+    buffer = ForestBuffer(lists.ntotal, max_edges, unique=True)
+    min_sim = 1.0 - threshold - 2 * float32_margin(lists.d)
     queries = 0
     for c0, c1 in batches:
         r0, r1 = int(probes.starts[c0]), int(probes.starts[c1])
         rows = probes.rows[r0:r1].astype(np.int64)
-        q = index.reconstruct_batch(rows) if len(rows) else np.empty((0, index.d), np.float32)
+        q = lists.take(rows) if len(rows) else np.empty((0, lists.d), np.float32)
         found = []
         for c in range(c0, c1):
             s0, s1 = int(probes.starts[c]) - r0, int(probes.starts[c + 1]) - r0
-            if s0 == s1 or not index.invlists.list_size(c):
+            if s0 == s1 or not lists.size(c):
                 continue
-            ids, vectors = list_rows(index, c)
+            ids, vectors = lists.list(c)
             sims = q[s0:s1] @ vectors.T
             i, j = np.nonzero(sims > min_sim)
             a, b = rows[s0:s1][i], ids[j]
@@ -249,10 +342,11 @@ def search_cells(index, probes: Probes, batches: list[tuple[int, int]], threshol
             mutual = (probes.cells[b[later]] == probes.cells[a[later], :1]).any(axis=1)
             keep = a < b
             keep[later[~mutual]] = True
-            found.append(confirm(index, q[s0:s1], i[keep], rows[s0:s1], b[keep], sims[i[keep], j[keep]],
+            found.append(confirm(lists, q[s0:s1], i[keep], rows[s0:s1], b[keep], sims[i[keep], j[keep]],
                                  threshold))
         if found:  # the batch's pairs (many per reprint group) leave as their spanning forest
-            buffer.add(*spanning_forest(*(np.concatenate(part) for part in zip(*found, strict=True))))
+            pairs = (np.concatenate(part) for part in zip(*found, strict=True))
+            buffer.add(*(spanning_forest(*pairs) if fold else pairs))
         done = int(probes.owners[c1] - probes.owners[c0])
         queries += done
         if progress is not None:

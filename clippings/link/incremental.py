@@ -6,10 +6,12 @@ new–new pair ≤ t). Only the m new rows are searched, against all n + m rows:
 links (a FAISS flat range search, O(m·(n + m)·d)), or in the links' own IVF cells at their calibrated nprobe
 for ivf links (the old rows are placed in their saved cells without a search; each new row probes its
 nprobe nearest cells, its own first, as in clippings.link.cells; recall measured on a sample of the new
-rows). The merged forest is exact up to min(old exact_up_to, t): only pairs ≤ t were searched.
+rows). The merged forest is exact up to min(old exact_up_to, t): only pairs ≤ t were searched. Only the
+old trees a new edge reaches are merged again; the rest of the forest is carried.
 
-Clusters keep the name of their smallest member, so a cluster no new row joined keeps its id; `changes`
-lists every cluster a new row joined (its old cluster ids, how many new clippings, its size).
+Clusters keep the name of their smallest member, so a cluster no new row joined keeps its id (read from
+clusters.parquet, not re-derived); `changes` lists every cluster a new row joined (its old cluster ids,
+how many new clippings, its size).
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clippings.archive import join, read_json
+from clippings.archive import join, read_json, read_part
 from clippings.embeddings import Embeddings
 from clippings.errors import BadInput
 from clippings.link.cells import (
+    PartLists,
     cell_batches,
     centroid_quantizer,
-    index_in_cells,
     invert_probes,
     probe_cells,
     search_cells,
@@ -43,8 +45,8 @@ from clippings.link.knn import (
 )
 from clippings.link.pipeline import LinkResult, diagnostics, read_mst
 from clippings.link.pruned import row_norms
-from clippings.link.slink import Mst, components, mst_from_graph, stable_cluster_ids
-from clippings.link.store import StoredVectors, VectorRows, read_vectors
+from clippings.link.slink import Mst, components, mst_from_graph
+from clippings.link.store import VECTORS, StoredVectors, VectorRows, read_vectors
 
 CHANGES_SCHEMA = pa.schema(
     [
@@ -59,22 +61,55 @@ new clippings only), how many new clippings joined, and its size now."""
 
 
 @dataclass
+class ClusterNames:
+    """Each stored row's cluster id as a code into `sorted` (the distinct ids, ascending), so that ordering
+    names is ordering integers."""
+
+    codes: np.ndarray
+    sorted: np.ndarray
+
+    def ids(self) -> np.ndarray:
+        """The cluster id of every row (object array)."""
+        return self.sorted[self.codes]
+
+
+@dataclass
 class Linking:
-    """A links folder in memory, as an add needs it: links.json, the vectors (linking order) and the MST as
-    row numbers into them."""
+    """A links folder in memory, as an add needs it: links.json, the vectors (stored order), the MST as row
+    numbers into them and each row's cluster id at the links' threshold (clusters.parquet)."""
 
     path: str
     info: dict
     stored: StoredVectors
     mst: Mst
+    names: ClusterNames
 
 
 def read_linking(links: str) -> Linking:
     """Read what `link --add` needs from a links folder; a folder without its vectors is refused (one line).
-    Memory: the vectors are mapped locally (read from S3: n·d·4 bytes), plus the MST."""
+    Memory: the vectors are mapped locally (read from S3: n·d·4 bytes), plus the MST and the cluster ids."""
     info = read_json(join(links, "links.json"))
     stored = read_vectors(links, int(info["counts"]["clippings"]))
-    return Linking(links, info, stored, read_mst(links, stored.ids))
+    return Linking(links, info, stored, read_mst(links, stored.ids), read_names(links, stored.ids))
+
+
+def read_names(links: str, ids: np.ndarray) -> ClusterNames:
+    """The cluster id of each of `ids` (stored order) from clusters.parquet (a hash join, O(n), and a sort of
+    the distinct cluster ids): the names an add keeps for the clusters it does not touch."""
+    table = read_part(join(links, "clusters.parquet"), "links", columns=["clipping_id", "cluster_id"])
+    found = pc.index_in(pa.array(ids, pa.string()), value_set=table.column("clipping_id"))
+    if found.null_count:
+        missing = ids[int(np.argmax(found.is_null().to_numpy(zero_copy_only=False)))]
+        raise BadInput(
+            f"links {links}: clusters.parquet lacks clipping_id {missing!r} that its {VECTORS}/ holds; the folder "
+            "is inconsistent: re-run 'clippings link'"
+        )
+    encoded = table.column("cluster_id").combine_chunks().dictionary_encode()
+    order = pc.array_sort_indices(encoded.dictionary).to_numpy().astype(np.int64)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    codes = rank[encoded.indices.to_numpy()[found.to_numpy()]]
+    return ClusterNames(codes, encoded.dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False))
 
 
 def check_batch(old: Linking, new: Embeddings, where: str, im_wt: float | None = None) -> None:
@@ -109,8 +144,8 @@ def check_batch(old: Linking, new: Embeddings, where: str, im_wt: float | None =
 
 
 def search_new_rows(
-    x: np.ndarray,
-    n_old: int,
+    old_blocks: list[np.ndarray],
+    new: np.ndarray,
     threshold: float,
     cells: IvfCells | None = None,
     nprobe: int | None = None,
@@ -118,51 +153,61 @@ def search_new_rows(
     seed: int = 0,
     batch: int = 4096,
     max_edges: int | None = None,
-) -> Graph:
-    """Every pair ≤ threshold with a row ≥ n_old in it (a minimum spanning forest of them when there are
-    more than `max_edges`, default max(2²⁰, 8·(n + m))), with float64 distances.
+) -> tuple[Graph, np.ndarray | PartLists]:
+    """Every pair ≤ threshold with a new row in it (a minimum spanning forest of them when there are more
+    than `max_edges`, default max(2²⁰, 8·(n + m))), rows numbered old rows first; and all the rows' vectors,
+    indexable by row number (for merge_batch and the diagnostics). Distances: float64 (flat), or float32
+    ones re-checked in float64 within the rounding margin of t (ivf: merge_batch recomputes those it keeps,
+    rather than all the pairs a reprint group gives).
 
-    x: (n + m, d) float32 unit rows, old rows first. cells: the IVF cells of the n old rows (None: exact flat
-    search). nprobe: cells probed per query (ivf): the new rows are placed in their nearest cell and each
-    probes its nprobe nearest cells (its own first), as the linking's own search did (clippings.link.cells).
-    recall_sample: new rows whose within-t pairs are also found by brute force to measure the recall (ivf).
-    Cost: flat O(m·(n + m)·d) time and a copy of x; ivf O(m·nprobe·256·d) + O(recall_sample·(n + m)·d)
-    time, memory a copy of x, (n + m)·nprobe int32 probes and max_edges edges.
+    old_blocks: the n old float32 unit rows as consecutive blocks (a links folder's mapped parts); new: the
+    m new rows. cells: the IVF cells of the n old rows (None: exact flat search). nprobe: cells
+    probed per query (ivf): the new rows are placed in their nearest cell and each probes its nprobe nearest
+    cells (its own first), as the linking's own search did (clippings.link.cells); the old rows keep their
+    cells and do not query. recall_sample: new rows whose within-t pairs are also found by brute force to
+    measure the recall (ivf). Cost: flat O(m·(n + m)·d) time and a copy of the rows; ivf: the old rows are
+    read in place (their parts are sorted by cell: clippings.link.cells.PartLists), O(m·nprobe·(n/nlist)·d)
+    for the search and O(recall_sample·(n + m)·d) for the recall, memory (n + m)·nprobe int32 probes and
+    max_edges edges.
     """
-    n, dim = x.shape
+    blocks = [*old_blocks, new]
+    n_old = sum(len(b) for b in old_blocks)
+    n, dim = n_old + len(new), new.shape[1]
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    norms = row_norms(x)
     max_edges = default_max_edges(n) if max_edges is None else max_edges
     recall, new_cells, used_nprobe = None, None, None
     if cells is None:
         import faiss
 
+        x = np.concatenate(blocks)
+        norms = row_norms(x)
         index = faiss.IndexFlatIP(dim)
         index.add(x)
         timings["index_s"] = time.perf_counter() - start
         t0 = time.perf_counter()
         src, dst, dist, compactions = range_search_forest(index, x, norms, n_old, threshold, batch, max_edges)
         timings["search_s"] = time.perf_counter() - t0
+        rows: np.ndarray | PartLists = x
     else:
-        quantizer = centroid_quantizer(cells.centroids)
-        used_nprobe = int(min(nprobe or 1, len(cells.centroids)))
+        nlist = len(cells.centroids)
+        used_nprobe = int(min(nprobe or 1, nlist))
         table = np.full((n, used_nprobe), -1, dtype=np.int32)  # old rows do not query
-        table[n_old:] = probe_cells(quantizer, x[n_old:], used_nprobe)
+        table[n_old:] = probe_cells(centroid_quantizer(cells.centroids), new, used_nprobe)
         assign = np.concatenate([cells.assign, table[n_old:, 0]]).astype(np.int64)
-        index = index_in_cells(cells.centroids, x, assign, quantizer)
-        probes = invert_probes(table, index.nlist)
+        rows = PartLists(blocks, assign, nlist)
+        probes = invert_probes(table, nlist)
         new_cells = IvfCells(cells.centroids, assign)
         timings["index_s"] = time.perf_counter() - start
         t0 = time.perf_counter()
-        src, dst, _, compactions, _ = search_cells(index, probes, cell_batches(probes.sizes()), threshold,
-                                                   max_edges)
-        dist = cosine_distances_of_pairs(x, norms, src, dst)
+        src, dst, dist, compactions, _ = search_cells(rows, probes, cell_batches(probes.sizes()), threshold,
+                                                      max_edges, fold=False)
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(np.arange(n_old, n), size=min(recall_sample, n - n_old), replace=False))
-        recall = probe_recall(None, x, _exact_pairs(x, norms, rows, threshold), used_nprobe, table, assign)
+        sample = np.sort(rng.choice(np.arange(n_old, n), size=min(recall_sample, n - n_old), replace=False))
+        truth = _exact_pairs(rows, None, sample, threshold)
+        recall = probe_recall(None, rows, truth, used_nprobe, table, assign)
         timings["recall_s"] = time.perf_counter() - t0
     stats = {
         "edges": int(len(src)),
@@ -170,39 +215,95 @@ def search_new_rows(
         "compactions": compactions,
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
-    return Graph(n, src, dst, dist, float(threshold), "flat" if cells is None else "ivf", recall, stats,
-                 new_cells)
+    graph = Graph(n, src, dst, dist, float(threshold), "flat" if cells is None else "ivf", recall, stats,
+                  new_cells)
+    return graph, rows
 
 
-def changes_table(
-    ids: np.ndarray, n_old: int, labels: np.ndarray, cluster_ids: np.ndarray, old_labels: np.ndarray
-) -> pa.Table:
-    """changes.parquet rows (CHANGES_SCHEMA), sorted by cluster_id, for the clusters holding a row ≥ n_old.
+def merge_batch(old: Mst, names: ClusterNames, new_ids: np.ndarray, graph: Graph, vectors: np.ndarray | PartLists,
+                threshold: float) -> tuple[Mst, np.ndarray, pa.Table]:
+    """The MST of old ∪ new, every row's cluster id at `threshold`, and changes.parquet's rows.
 
-    labels/cluster_ids: components and names after the add (n + m rows); old_labels: components before it
-    (n rows). Every old component lies inside one new component, so an old cluster's id is the smallest id
-    among its members in the touched clusters. Cost: O(n) plus a sort of the touched clusters' members.
+    old: the old rows' minimum spanning forest; names: their cluster ids; graph: the new rows' edges
+    (search_new_rows); vectors: every row's, for the float64 distances of the new edges the MST keeps.
+    A cycle of old ∪ new edges must use a new edge, so only the old forest's trees that a new edge reaches
+    can change: their edges and the new ones are merged (Kruskal over those rows only), the other trees and
+    their cluster ids are carried as they are. A merged cluster is named by the smallest of its old
+    clusters' names and its new ids, which is its smallest member id.
+    Cost: O(n) for the old trees, plus O(k log k) for the k rows and edges of the touched trees and the new
+    edges, and the float64 distances of the new edges kept.
     """
-    touched = np.zeros(labels.max() + 1, dtype=bool)
-    touched[labels[n_old:]] = True
-    old_rows = np.flatnonzero(touched[labels[:n_old]])
-    old_names = stable_cluster_ids(ids[old_rows], old_labels[old_rows]) if len(old_rows) else old_rows
-    olds: dict[int, set[str]] = {}
-    for label, name in zip(labels[old_rows].tolist(), old_names.tolist(), strict=True):
-        olds.setdefault(label, set()).add(name)
-    added = np.bincount(labels[n_old:], minlength=len(touched))
-    sizes = np.bincount(labels, minlength=len(touched))
-    name_of = dict(zip(labels[n_old:].tolist(), cluster_ids[n_old:].tolist(), strict=True))
-    rows = sorted((name, label) for label, name in name_of.items())
-    return pa.table(
+    n_old, m = old.n, len(new_ids)
+    # the old trees: its clusters when every old edge is within t (no re-cut to a lower t since the search)
+    tree = names.codes if not len(old.distance) or old.distance.max() <= threshold else components(old, np.inf)
+    touched = np.zeros(tree.max() + 1 if n_old else 0, dtype=bool)
+    ends = np.concatenate([graph.src, graph.dst])
+    touched[tree[ends[ends < n_old]]] = True
+    old_rows = np.flatnonzero(touched[tree])
+    nodes = np.concatenate([old_rows, np.arange(n_old, n_old + m)])
+    local = np.empty(n_old + m, dtype=np.int64)  # row → its number among `nodes`
+    local[nodes] = np.arange(len(nodes))
+    moved = touched[tree[old.src]]
+    sub = mst_from_graph(
+        len(nodes),
+        local[np.concatenate([old.src[moved], graph.src])],
+        local[np.concatenate([old.dst[moved], graph.dst])],
+        np.concatenate([old.distance[moved], graph.distance]),
+    )
+    a, b, d = nodes[sub.src], nodes[sub.dst], sub.distance.copy()
+    fresh = np.flatnonzero(b >= n_old)  # the new edges kept (a < b): their float64 distances
+    d[fresh] = cosine_distances_of_pairs(vectors, None, a[fresh], b[fresh], chunk=16384)
+    labels = components(Mst(len(nodes), sub.src, sub.dst, d), threshold)
+    a, b, d = np.concatenate([old.src[~moved], a]), np.concatenate([old.dst[~moved], b]), np.concatenate(
+        [old.distance[~moved], d])
+    order = np.lexsort((b, a, d))
+    mst = Mst(n_old + m, a[order], b[order], d[order])
+    return mst, *named_clusters(labels, names, old_rows, new_ids)
+
+
+def named_clusters(labels: np.ndarray, names: ClusterNames, old_rows: np.ndarray, new_ids: np.ndarray
+                   ) -> tuple[np.ndarray, pa.Table]:
+    """Every row's cluster id after an add, and changes.parquet's rows (CHANGES_SCHEMA, by cluster_id).
+
+    labels: the components at t of the rows merge_batch re-linked: the old rows `old_rows`, then the new
+    rows; every cluster holding a new row lies whole among them. A cluster's id is the smallest of its old
+    members' cluster ids and its new ids, found on integer keys that order like the strings (an old id's
+    code, a new id's place among them), so no string is sorted but the m new ids.
+    """
+    m, k = len(new_ids), len(old_rows)
+    order = np.argsort(new_ids.astype(str), kind="stable")
+    rank = np.empty(m, dtype=np.int64)
+    rank[order] = np.arange(m)
+    slot = np.searchsorted(names.sorted, new_ids[order])[rank] if m else rank  # new id just below this code
+    old_codes = names.codes[old_rows]
+    keys = np.concatenate([(2 * old_codes + 1) * (m + 1), 2 * slot * (m + 1) + 1 + rank])
+    smallest = np.full(labels.max() + 1 if len(labels) else 0, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(smallest, labels, keys)
+    low, high = smallest % (m + 1), smallest // (m + 1)
+    label_ids = np.where(low > 0, new_ids[order[np.maximum(low - 1, 0)]] if m else None,
+                         names.sorted[np.maximum(high - 1, 0) // 2])
+    cluster_ids = np.concatenate([names.ids(), new_ids]).astype(object)
+    cluster_ids[old_rows] = label_ids[labels[:k]]
+    cluster_ids[len(names.codes) :] = label_ids[labels[k:]]
+    # changes: the clusters holding a new row, with the distinct old ids they absorbed
+    touched = np.unique(labels[k:])
+    inside = np.isin(labels[:k], touched)
+    pairs = np.unique(labels[:k][inside].astype(np.int64) * len(names.sorted) + old_codes[inside])
+    pair_label, pair_code = pairs // len(names.sorted), pairs % len(names.sorted)
+    bounds = np.searchsorted(pair_label, touched, side="left"), np.searchsorted(pair_label, touched, side="right")
+    added = np.bincount(labels[k:], minlength=len(smallest))
+    sizes = np.bincount(labels, minlength=len(smallest))
+    rows = sorted(zip(label_ids[touched].tolist(), range(len(touched)), strict=True))
+    changes = pa.table(
         {
             "cluster_id": [name for name, _ in rows],
-            "old_cluster_ids": [sorted(olds.get(label, ())) for _, label in rows],
-            "added": [int(added[label]) for _, label in rows],
-            "cluster_size": [int(sizes[label]) for _, label in rows],
+            "old_cluster_ids": [names.sorted[pair_code[bounds[0][i] : bounds[1][i]]].tolist() for _, i in rows],
+            "added": [int(added[touched[i]]) for _, i in rows],
+            "cluster_size": [int(sizes[touched[i]]) for _, i in rows],
         },
         schema=CHANGES_SCHEMA,
     )
+    return cluster_ids, changes
 
 
 def add_batch(old: Linking, new: Embeddings, recall_sample: int = 100, seed: int = 0) -> LinkResult:
@@ -211,27 +312,20 @@ def add_batch(old: Linking, new: Embeddings, recall_sample: int = 100, seed: int
     old: read_linking's result; new: the batch (checked with check_batch first). recall_sample: see
     search_new_rows (ivf links). Returns the LinkResult to write (vectors: the new rows after the carried old
     ones; changes: the touched clusters); its links.json record appends this add to `adds`.
-    Cost: search_new_rows, then the MST of (n − 1) + E edges O((n + E) log n) and one sort of the ids.
+    Cost: search_new_rows, then merge_batch (O(n) plus the touched trees).
     """
     start = time.perf_counter()
     info = old.info
     threshold, im_wt = float(info["threshold"]), float(info["im_wt"])
     n_old, m = len(old.stored.ids), len(new.ids)
     pooled = new.pooled(im_wt)
-    x = np.concatenate([*old.stored.blocks, pooled])
     ids = np.concatenate([old.stored.ids, new.ids])
     nprobe = (info.get("graph") or {}).get("nprobe")
-    graph = search_new_rows(x, n_old, threshold, old.stored.cells, nprobe, recall_sample, seed)
+    graph, vectors = search_new_rows(old.stored.blocks, pooled, threshold, old.stored.cells, nprobe,
+                                     recall_sample, seed)
     t0 = time.perf_counter()
-    mst = mst_from_graph(
-        n_old + m,
-        np.concatenate([old.mst.src, graph.src]),
-        np.concatenate([old.mst.dst, graph.dst]),
-        np.concatenate([old.mst.distance, graph.distance]),
-    )
-    labels = components(mst, threshold)
-    cluster_ids = stable_cluster_ids(ids, labels)
-    changes = changes_table(ids, n_old, labels, cluster_ids, components(old.mst, threshold))
+    mst, cluster_ids, changes = merge_batch(old.mst, old.names, np.asarray(new.ids, dtype=object), graph,
+                                            vectors, threshold)
     merge_s = time.perf_counter() - t0
     exact_up_to = min(float(info["exact_up_to"]), threshold)
     record = {
@@ -249,10 +343,10 @@ def add_batch(old: Linking, new: Embeddings, recall_sample: int = 100, seed: int
     }
     new_info.update(
         exact_up_to=exact_up_to,
-        vectors={"rows": int(n_old + m), "dim": int(x.shape[1])},
+        vectors={"rows": int(n_old + m), "dim": int(pooled.shape[1])},
         adds=[*info.get("adds", []), record],
     )
-    new_info["diagnostics"] = diagnostics(x, cluster_ids, threshold)
+    new_info["diagnostics"] = diagnostics(vectors, cluster_ids, threshold)
     new_info["counts"] = {
         **info.get("counts", {}),
         "clippings": int(n_old + m),

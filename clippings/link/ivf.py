@@ -18,6 +18,8 @@ from collections.abc import Callable
 import numpy as np
 
 from clippings.link.cells import (
+    IndexLists,
+    PartLists,
     balanced_shards,
     cell_batches,
     centroid_quantizer,
@@ -43,7 +45,7 @@ SHARDS_PER_ACTOR = 8
 """Work units per actor: enough that a slow actor takes fewer, few enough that each carries its forest once."""
 
 
-def probe_recall(quantizer, x: np.ndarray, truth: np.ndarray, nprobe: int, table: np.ndarray | None = None,
+def probe_recall(quantizer, x: np.ndarray | PartLists, truth: np.ndarray, nprobe: int, table: np.ndarray | None = None,
                  assign: np.ndarray | None = None) -> float:
     """Fraction of the exact within-t pairs `truth` (keys a·n + b) that the search at `nprobe` examines, and
     so finds (clippings.link.cells.coverage); 1 when there are none. table/assign: the search's probe table
@@ -133,7 +135,8 @@ def ivf_cells_graph(
             src, dst, _, compactions, actors = search_with_actors(
                 path, n, probes, shards, threshold, search_actors, max_edges, progress)
         else:
-            src, dst, _, compactions, _ = search_cells(index, probes, batches, threshold, max_edges, progress)
+            src, dst, _, compactions, _ = search_cells(IndexLists(index), probes, batches, threshold, max_edges,
+                                                      progress)
         dist = cosine_distances_of_pairs(x, norms, src, dst)
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()

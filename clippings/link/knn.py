@@ -23,11 +23,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from clippings.link.pruned import BLOCK, float32_margin, pruned_range_graph, row_norms
 from clippings.link.slink import ForestBuffer
+
+if TYPE_CHECKING:
+    from clippings.link.cells import PartLists
 
 INDEXES = ("flat", "ivf", "pruned")
 
@@ -76,18 +80,23 @@ def ivf_cells(index) -> IvfCells:
 
 
 def cosine_distances_of_pairs(
-    x: np.ndarray, norms: np.ndarray, src: np.ndarray, dst: np.ndarray, chunk: int = 1024
+    x: np.ndarray | PartLists, norms: np.ndarray | None, src: np.ndarray, dst: np.ndarray, chunk: int = 1024
 ) -> np.ndarray:
     """float64 cosine distance 1 − x_i·x_j / (|x_i||x_j|) of each pair, clipped to [0, 2].
 
     The same formula as scipy's `cosine` and sklearn's `cosine_distances`, so cuts agree with them at the
-    boundary. Cost: O(E·d) time, O(chunk·d) extra memory.
+    boundary. norms: float64 row norms of x (None: computed from the pairs' rows, when few rows are paired).
+    Cost: O(E·d) time, O(chunk·d) extra memory.
     """
     out = np.empty(len(src), dtype=np.float64)
     for start in range(0, len(src), chunk):
         i, j = src[start : start + chunk], dst[start : start + chunk]
-        dots = np.einsum("ij,ij->i", x[i].astype(np.float64), x[j].astype(np.float64))
-        out[start : start + chunk] = 1.0 - dots / (norms[i] * norms[j])
+        a, b = x[i].astype(np.float64), x[j].astype(np.float64)
+        if norms is None:
+            scale = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        else:
+            scale = norms[i] * norms[j]
+        out[start : start + chunk] = 1.0 - np.einsum("ij,ij->i", a, b) / scale
     return np.clip(out, 0.0, 2.0, out=out)
 
 
@@ -318,7 +327,8 @@ def knn_graph(
 
 
 def _confirmed_pairs(
-    x: np.ndarray, norms: np.ndarray, src: np.ndarray, dst: np.ndarray, sims: np.ndarray, threshold: float
+    x: np.ndarray | PartLists, norms: np.ndarray | None, src: np.ndarray, dst: np.ndarray, sims: np.ndarray,
+    threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs with float32 similarities → (a < b, b, float64-safe distance) of those ≤ threshold.
 
@@ -368,17 +378,24 @@ def range_search_forest(index, x: np.ndarray, norms: np.ndarray, first: int, thr
     return src, dst, cosine_distances_of_pairs(x, norms, src, dst), buffer.compactions
 
 
-def _exact_pairs(x: np.ndarray, norms: np.ndarray, rows: np.ndarray, threshold: float) -> np.ndarray:
+def _exact_pairs(x: np.ndarray | PartLists, norms: np.ndarray | None, rows: np.ndarray, threshold: float
+                 ) -> np.ndarray:
     """Keys a·n + b (a < b) of every pair within threshold that involves x[rows], by brute force in float32
-    blocks (no copy of x) with the float64 check. Cost: O(len(rows)·n·d)."""
+    blocks (no copy of x) with the float64 check. x: an array, or row blocks (clippings.link.cells.PartLists,
+    walked piece by piece). Cost: O(len(rows)·n·d)."""
     n = len(x)
     min_sim = 1.0 - threshold - 2 * float32_margin(x.shape[1])
     step = max(1, BLOCK // max(1, len(rows)))
-    keys = []
-    for start in range(0, n, step):
-        sims = x[rows] @ x[start : start + step].T
+    queries = x[rows]
+    if isinstance(x, np.ndarray):
+        pieces = ((np.arange(s, min(n, s + step)), x[s : s + step]) for s in range(0, n, step))
+    else:
+        pieces = x.pieces(step)
+    keys = [np.empty(0, np.int64)]
+    for numbers, block in pieces:
+        sims = queries @ block.T
         i, j = np.nonzero(sims > min_sim)
-        a, b, _ = _confirmed_pairs(x, norms, rows[i], start + j, sims[i, j], threshold)
+        a, b, _ = _confirmed_pairs(x, norms, rows[i], numbers[j], sims[i, j], threshold)
         keys.append(a * n + b)
     return np.unique(np.concatenate(keys))
 

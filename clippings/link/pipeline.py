@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +34,9 @@ from clippings.errors import BadInput
 from clippings.link.knn import knn_graph
 from clippings.link.slink import Mst, cut_mst, mst_from_graph
 from clippings.link.store import VECTORS, VectorRows, staged_folder, write_vectors
+
+if TYPE_CHECKING:
+    from clippings.link.cells import PartLists
 
 CHAIN_FACTOR = 2.0
 """A cluster whose angular radius exceeds CHAIN_FACTOR × arccos(1 − t) was probably chained together."""
@@ -117,8 +121,10 @@ def link_embeddings(
     return LinkResult(emb.ids, mst, cluster_ids, info, VectorRows(emb.ids, vectors, graph.cells))
 
 
-def diagnostics(vectors: np.ndarray, cluster_ids: np.ndarray, threshold: float, largest: int = 10) -> dict:
+def diagnostics(vectors: np.ndarray | PartLists, cluster_ids: np.ndarray, threshold: float, largest: int = 10
+                ) -> dict:
     """Cluster-size histogram, the largest clusters with their angular radius, and chaining warnings.
+    vectors: the rows' vectors, indexable by an array of row numbers.
 
     Single linkage can chain distinct clippings through intermediates; a cluster whose members lie far
     from its centroid (radius > CHAIN_FACTOR × the angle of t) is flagged. Cost: O(n) plus the members of
@@ -136,7 +142,7 @@ def diagnostics(vectors: np.ndarray, cluster_ids: np.ndarray, threshold: float, 
     names = enc.dictionary.take(pa.array(big)).to_pylist()
     ranked = sorted(zip(names, big.tolist(), strict=True), key=lambda pair: (-sizes[pair[1]], pair[0]))
     for cid, c in ranked[:largest]:
-        members = vectors[inverse == c].astype(np.float64)
+        members = vectors[np.flatnonzero(inverse == c)].astype(np.float64)
         centroid = members.sum(axis=0)
         centroid /= max(np.linalg.norm(centroid), 1e-300)
         cos = members @ centroid / np.maximum(np.linalg.norm(members, axis=1), 1e-300)

@@ -3,8 +3,9 @@ links folder all at once.
 
 `vectors/part-*.arrow` holds, per clipping, the pooled float32 unit vector the linking searched
 (`clipping_id`, `vector`) and, for `ivf` links, its IVF cell (`cell`); `vectors/centroids.arrow` holds the
-IVF centroids. Rows keep the order in which they were linked and each add appends its own parts, so an add
-writes only the new rows and carries the old parts over (hard links locally, server-side copies on S3).
+IVF centroids. Each link or add writes its rows as parts of its own (ivf: sorted by cell, so an add reads
+every IVF list in place, one run per part; flat/pruned: in linking order) and carries the older parts over
+(hard links locally, server-side copies on S3), so an add writes only the new rows.
 The files are Arrow IPC, uncompressed: an add reads every old vector, and IPC is read by mapping the file
 (float vectors barely compress, and Parquet decodes a fixed-size list value by value, several times
 slower). Disk: 4·d bytes per clipping plus its id, ~2.06 GB per million at d = 512, ~1.04 GB at d = 256
@@ -54,9 +55,9 @@ class VectorRows:
 
 @dataclass
 class StoredVectors:
-    """The vectors folder of a links folder in memory: ids in linking order, the float32 vectors as one
-    (rows, d) block per part (joined by the caller, which copies them once anyway), the IVF cells (None
-    unless ivf)."""
+    """The vectors folder of a links folder in memory: ids in stored order, the float32 vectors as one
+    (rows, d) block per part (mapped when local; read in place by an ivf add, joined by a flat one), the IVF
+    cells (None unless ivf)."""
 
     ids: np.ndarray
     blocks: list[np.ndarray]
@@ -118,9 +119,11 @@ def _fixed_list(a: np.ndarray) -> pa.FixedSizeListArray:
 
 
 def _matrix(column: pa.ChunkedArray) -> np.ndarray:
-    """(rows, d) float32 from a fixed-size list column (one copy when it comes in several chunks)."""
+    """(rows, d) float32 from a fixed-size list column: a view of a single chunk, else one copy."""
     dim = column.type.list_size
-    return column.combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    # one chunk: its values in place (a mapped file stays mapped; combine_chunks would copy it)
+    values = column.chunks[0].flatten() if column.num_chunks == 1 else column.combine_chunks().flatten()
+    return values.to_numpy(zero_copy_only=False).reshape(-1, dim)
 
 
 def write_vectors(folder: str, rows: VectorRows, rows_per_part: int = ROWS_PER_PART) -> None:
@@ -131,14 +134,17 @@ def write_vectors(folder: str, rows: VectorRows, rows_per_part: int = ROWS_PER_P
     carried = read_vector_parts(rows.carry) if rows.carry else []
     for i, part in enumerate(carried):
         _carry_file(part, join(out, _part(i)))
+    # ivf rows are written in cell order, so an add reads each IVF list as one run per part, in place
+    order = None if rows.cells is None else np.argsort(rows.cells.assign, kind="stable")
+    ids = np.asarray(rows.ids, dtype=object)
     for start in range(0, len(rows.ids), rows_per_part):
-        stop = start + rows_per_part
+        at = slice(start, start + rows_per_part) if order is None else order[start : start + rows_per_part]
         columns = {
-            "clipping_id": pa.array(rows.ids[start:stop], pa.string()),
-            "vector": _fixed_list(rows.vectors[start:stop]),
+            "clipping_id": pa.array(ids[at], pa.string()),
+            "vector": _fixed_list(rows.vectors[at]),
         }
         if rows.cells is not None:
-            columns["cell"] = pa.array(rows.cells.assign[start:stop].astype(np.int32))
+            columns["cell"] = pa.array(rows.cells.assign[at].astype(np.int32))
         _write_ipc(pa.table(columns), join(out, _part(len(carried) + start // rows_per_part)))
     if rows.cells is not None:
         _write_ipc(pa.table({"centroid": _fixed_list(rows.cells.centroids)}), join(out, CENTROIDS))
@@ -163,7 +169,7 @@ def read_vector_parts(links: str) -> list[str]:
 
 
 def read_vectors(links: str, expected_rows: int) -> StoredVectors:
-    """Read `links/vectors/` (ids and float32 vectors in linking order, IVF cells) and check it holds
+    """Read `links/vectors/` (ids and float32 vectors in stored order, IVF cells) and check it holds
     `expected_rows` rows. Memory: local parts are mapped, not copied (read-only views); S3 parts n·d·4 bytes."""
     parts = read_vector_parts(links)
     table = pa.concat_tables([_read_ipc(p) for p in parts])
