@@ -39,11 +39,15 @@ DUPLICATE = -1
 """Role of a row dropped as an exact duplicate caption. Train rows have their lane (≥ 0); held-out row i
 has −(2 + i)."""
 PREPROCESS_ROWS = 64
-"""Rows per decode task batch: memory per task ≈ 64 decoded images."""
+"""Rows preprocessed at once: memory ≈ 64 decoded images."""
+DECODE_ROWS = 256
+"""Rows of a part one pretraining decode task reads and preprocesses (it reads the part up to them): small
+enough that a part's rows decode in parallel, large enough that re-reading a part costs little beside
+decoding (~7 ms a row at 224 px here)."""
 DATA_CPUS = 0.25
 """CPUs a decode task asks for beside training workers (fractional: on 2 CPUs whole ones deadlock)."""
 READ_SHARE = 8
-"""A read task asks for 1/READ_SHARE of a decode task's CPUs (see `rank_dataset`)."""
+"""A labelled set's read task asks for 1/READ_SHARE of a decode task's CPUs (see `labelled_store`)."""
 SHUFFLE_BUFFER = 256
 """Rows per lane in the shuffle buffer (the local shuffle window)."""
 
@@ -159,19 +163,25 @@ def lanes_for(workers: int, lanes: int) -> int:
 # ---------------------------------------------------------------- pretraining: a rank's stream (worker)
 
 
-def _read_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy, lanes: list[int],
-                    rank: int, world: int) -> Iterator[pa.Table]:
-    """The rows of one part this rank streams: its lanes' train rows and held-out rows i with i % world ==
-    rank, with `lane` (−1 for held-out), `val_index` (−1 for train) and `part` (index in the plan) columns."""
-    from clippings.embed import read_shard_tables
+def _decode_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy, lanes: list[int],
+                      rank: int, world: int, model) -> Iterator[dict[str, np.ndarray]]:
+    """Read rows first … first + len(roles) − 1 of one part and preprocess the ones this rank streams: its
+    lanes' train rows and held-out rows i with i % world == rank, with `lane` (−1 for held-out), `val_index`
+    (−1 for train) and `part` (index in the plan) columns; PREPROCESS_ROWS rows at a time."""
+    from clippings.embed import preprocess_rows, read_shard_tables
 
-    for path, name, roles_bytes, part in zip(batch["path"], batch["name"], batch["roles"], batch["part"],
-                                            strict=True):
+    for path, name, roles_bytes, part, first in zip(batch["path"], batch["name"], batch["roles"], batch["part"],
+                                                    batch["first"], strict=True):
         roles = np.frombuffer(roles_bytes, np.int32)
-        offset = 0
+        start, stop, offset = int(first), int(first) + len(roles), 0
         for table in read_shard_tables({"path": [path], "name": [name]}, archive, images):
-            role = roles[offset : offset + table.num_rows]
+            lo, hi = max(start, offset), min(stop, offset + table.num_rows)
             offset += table.num_rows
+            if lo >= hi:
+                if offset >= stop:
+                    break
+                continue
+            table, role = table.slice(lo - (offset - table.num_rows), hi - lo), roles[lo - start : hi - start]
             train = role >= 0
             val_index = np.where(role <= -2, -2 - role, -1)
             keep = (train & np.isin(role, lanes)) | ((val_index >= 0) & (val_index % world == rank))
@@ -180,7 +190,10 @@ def _read_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImagePol
             table = table.filter(pa.array(keep))
             table = table.append_column("lane", pa.array(np.where(train, role, -1)[keep], pa.int32()))
             table = table.append_column("part", pa.array(np.full(int(keep.sum()), part, np.int32)))
-            yield table.append_column("val_index", pa.array(val_index[keep], pa.int64()))
+            table = table.append_column("val_index", pa.array(val_index[keep], pa.int64()))
+            for at in range(0, table.num_rows, PREPROCESS_ROWS):
+                yield preprocess_rows(table.slice(at, PREPROCESS_ROWS), model=model, uint8=True,
+                                      carry=("lane", "val_index", "part"))
 
 
 def part_order(parts: int, seed: int, epoch: int) -> np.ndarray:
@@ -198,24 +211,25 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
     """
     import ray
 
-    from clippings.embed import preprocess_rows
     from clippings.raylocal import runtime_env
 
     per_rank = plan.lanes // world
     lanes = list(range(rank * per_rank, (rank + 1) * per_rank))
-    items = [{"path": plan.parts[i][0], "name": plan.parts[i][1], "roles": plan.parts[i][2], "part": int(i)}
-             for i in part_order(len(plan.parts), seed, epoch)]
+    items = []
+    for i in part_order(len(plan.parts), seed, epoch):
+        path, name, roles = plan.parts[i]
+        width = DECODE_ROWS * 4  # int32 roles
+        for first in range(0, len(roles), width):
+            items.append({"path": path, "name": name, "roles": roles[first : first + width], "part": int(i),
+                          "first": first // 4})
     env = runtime_env(cpus)
-    # Reading asks for an eighth of a decode task's CPUs: it is mostly I/O, must not keep decoders from their
-    # slots, and different arguments keep Ray Data from fusing it into the decoding. Ray Data gathers a read
-    # task's output into blocks of up to 128 MiB (a whole part of small images), so the rows are re-cut into
-    # blocks of PREPROCESS_ROWS (streaming, order kept): decoding then runs in parallel over a part's rows.
-    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        _read_rank_rows, batch_size=1, num_cpus=cpus / READ_SHARE, runtime_env=env,
-        fn_kwargs={"archive": plan.archive, "images": images, "lanes": lanes, "rank": rank, "world": world},
-    ).repartition(target_num_rows_per_block=PREPROCESS_ROWS).map_batches(  # see `decode_blocks`
-        preprocess_rows, batch_size=PREPROCESS_ROWS, batch_format="pyarrow", num_cpus=cpus, runtime_env=env,
-        fn_kwargs={"model": model, "uint8": True, "carry": ("lane", "val_index", "part")},
+    # One task reads a run of DECODE_ROWS rows of a part and decodes them: a part's rows decode in parallel,
+    # and no other operator holds a CPU (Ray Data's repartition, used before, takes a whole CPU per task and
+    # keeps it while its output waits, so 2 CPUs ran one decoder at a time).
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+        _decode_rank_rows, batch_size=1, num_cpus=cpus, runtime_env=env,
+        fn_kwargs={"archive": plan.archive, "images": images, "lanes": lanes, "rank": rank, "world": world,
+                   "model": model},
     )
 
 

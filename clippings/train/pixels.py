@@ -19,7 +19,9 @@ def uint8_pixels(processor: Any, images: list) -> np.ndarray:
     (n, 3, H, W) uint8. Cost: one resize per image; 3·H·W bytes per image out."""
     raw = processor.image_processor(images=images, do_rescale=False, do_normalize=False,
                                     return_tensors="np")["pixel_values"]
-    return np.clip(np.rint(raw), 0, 255).astype(np.uint8)
+    raw = np.asarray(raw, dtype=np.float32)
+    np.rint(raw, out=raw)  # in place: a batch of 224 px images is ~40 MB of float32 per temporary
+    return np.clip(raw, 0, 255, out=raw).astype(np.uint8)
 
 
 class PixelNormaliser:
