@@ -443,7 +443,9 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
     light = read_light(archive, labelled=True)
     plan = plan_shards(archive)
     dataset = read_shards(plan, plan.shards, images, cpus=cpus / READ_SHARE).repartition(
-        target_num_rows_per_block=PREPROCESS_ROWS).map_batches(  # see rank_dataset
+        # 64-row blocks, so a part's rows decode in parallel; Ray Data's repartition holds a whole CPU per task
+        # (on 2 CPUs one decoder then runs at a time: the pretraining stream avoids it, see rank_dataset)
+        target_num_rows_per_block=PREPROCESS_ROWS).map_batches(
         preprocess_rows, batch_size=PREPROCESS_ROWS, batch_format="pyarrow", num_cpus=cpus,
         runtime_env=runtime_env(cpus), fn_kwargs={"model": model, "uint8": True})
     refs = dataset.select_columns(["clipping_id", "pixels", "input_ids", "length", "reason"]).to_numpy_refs()
