@@ -43,7 +43,7 @@ from clippings.link.knn import (
     default_max_edges,
     range_search_forest,
 )
-from clippings.link.pipeline import LinkResult, diagnostics, read_mst
+from clippings.link.pipeline import LinkResult, diagnostics, positions, read_mst
 from clippings.link.pruned import row_norms
 from clippings.link.slink import Mst, components, mst_from_graph
 from clippings.link.store import VECTORS, StoredVectors, VectorRows, read_vectors
@@ -97,18 +97,13 @@ def read_names(links: str, ids: np.ndarray) -> ClusterNames:
     """The cluster id of each of `ids` (stored order) from clusters.parquet (a hash join, O(n), and a sort of
     the distinct cluster ids): the names an add keeps for the clusters it does not touch."""
     table = read_part(join(links, "clusters.parquet"), "links", columns=["clipping_id", "cluster_id"])
-    found = pc.index_in(pa.array(ids, pa.string()), value_set=table.column("clipping_id"))
-    if found.null_count:
-        missing = ids[int(np.argmax(found.is_null().to_numpy(zero_copy_only=False)))]
-        raise BadInput(
-            f"links {links}: clusters.parquet lacks clipping_id {missing!r} that its {VECTORS}/ holds; the folder "
-            "is inconsistent: re-run 'clippings link'"
-        )
+    found = positions(pa.array(ids, pa.string()), table.column("clipping_id"), links, f"{VECTORS}/",
+                      "clusters.parquet")
     encoded = table.column("cluster_id").combine_chunks().dictionary_encode()
     order = pc.array_sort_indices(encoded.dictionary).to_numpy().astype(np.int64)
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    codes = rank[encoded.indices.to_numpy()[found.to_numpy()]]
+    codes = rank[encoded.indices.to_numpy()[found]]
     return ClusterNames(codes, encoded.dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False))
 
 

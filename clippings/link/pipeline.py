@@ -207,13 +207,15 @@ def write_links(out: str, result: LinkResult, quarantine: pa.Table | None = None
         write_json(join(folder, "links.json"), result.info)
 
 
-def positions(names: pa.ChunkedArray, ids: pa.Array, links: str) -> np.ndarray:
-    """Row number in `ids` of each clipping id in `names` (a hash join: O(n)); an unknown id is BadInput."""
+def positions(names: pa.Array | pa.ChunkedArray, ids: pa.Array | pa.ChunkedArray, links: str,
+              names_from: str = "mst.parquet", ids_from: str = "the folder's clippings") -> np.ndarray:
+    """Row number in `ids` of each clipping id in `names` (a hash join: O(n)); an unknown id is BadInput,
+    naming the files the two lists come from."""
     found = pc.index_in(names, value_set=ids)
     if found.null_count:
         missing = names.filter(pc.is_null(found))[0].as_py()
         raise BadInput(
-            f"links {links}: mst.parquet names clipping_id {missing!r} that the folder's clippings lack; "
+            f"links {links}: {names_from} names clipping_id {missing!r}, absent from {ids_from}; "
             "the folder is inconsistent: re-run 'clippings link'"
         )
     return found.to_numpy().astype(np.int64)

@@ -173,15 +173,15 @@ def _decode_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImageP
     for path, name, roles_bytes, part, first in zip(batch["path"], batch["name"], batch["roles"], batch["part"],
                                                     batch["first"], strict=True):
         roles = np.frombuffer(roles_bytes, np.int32)
-        start, stop, offset = int(first), int(first) + len(roles), 0
+        start, stop, end = int(first), int(first) + len(roles), 0
         for table in read_shard_tables({"path": [path], "name": [name]}, archive, images):
-            lo, hi = max(start, offset), min(stop, offset + table.num_rows)
-            offset += table.num_rows
-            if lo >= hi:
-                if offset >= stop:
-                    break
+            begin, end = end, end + table.num_rows  # this table holds the part's rows begin … end − 1
+            if begin >= stop:
+                break
+            if end <= start:
                 continue
-            table, role = table.slice(lo - (offset - table.num_rows), hi - lo), roles[lo - start : hi - start]
+            lo, hi = max(start, begin), min(stop, end)
+            table, role = table.slice(lo - begin, hi - lo), roles[lo - start : hi - start]
             train = role >= 0
             val_index = np.where(role <= -2, -2 - role, -1)
             keep = (train & np.isin(role, lanes)) | ((val_index >= 0) & (val_index % world == rank))
@@ -217,11 +217,11 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
     lanes = list(range(rank * per_rank, (rank + 1) * per_rank))
     items = []
     for i in part_order(len(plan.parts), seed, epoch):
-        path, name, roles = plan.parts[i]
-        width = DECODE_ROWS * 4  # int32 roles
-        for first in range(0, len(roles), width):
-            items.append({"path": path, "name": name, "roles": roles[first : first + width], "part": int(i),
-                          "first": first // 4})
+        path, name, roles_bytes = plan.parts[i]
+        roles = np.frombuffer(roles_bytes, np.int32)
+        for first in range(0, len(roles), DECODE_ROWS):
+            items.append({"path": path, "name": name, "roles": roles[first : first + DECODE_ROWS].tobytes(),
+                          "part": int(i), "first": first})
     env = runtime_env(cpus)
     # One task reads a run of DECODE_ROWS rows of a part and decodes them: a part's rows decode in parallel,
     # and no other operator holds a CPU (Ray Data's repartition, used before, takes a whole CPU per task and
