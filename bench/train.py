@@ -9,8 +9,9 @@ float32 and `ray.put`s it), checked out with `git archive` into a temp folder (s
    imports and the model load (Ray's own processes are not the driver).
 2. Pretraining samples/s (train loop; wall time apart) of the tiny model on the built-in unlabelled split:
    streaming vs today (goal ≥ 0.9).
-3. Decode + preprocess throughput (read, decode, resize/crop to uint8 224 px, tokenise: the stream's CPU
-   tasks, no training) with 1 and 2 CPUs for decoding (goal ≥ 1.6×).
+3. Decode + preprocess throughput (read, decode, resize/crop to uint8 224 px, tokenise; no training) with 1
+   and 2 CPUs for decoding (goal ≥ 1.6×): the pretraining stream's tasks, and SupCon's labelled store
+   (the same JPEGs with labels).
 
 Default: CLIP pretraining samples/s of the tiny model with 1 and 2 Ray Train CPU workers (gloo), side by
 side in one run on the same built-in archive (unlabelled split), printed as a table with the 2-vs-1 ratio (train loop time only; Ray
@@ -263,33 +264,59 @@ def bench_ingest(quick: bool) -> None:
         for name, r in rows:
             print(f"{name:>10} {r['rate']:>10.1f} {r['rate'] / base:>9.2f} {r['wall']:>7.1f} {r['load']:>5.2f}")
         print(f"\ndecode + preprocess to uint8 224 px ({4 * n} JPEGs of 256 px), Ray Data CPU tasks")
-        print(f"{'CPUs':>5} {'pairs/s':>8} {'vs 1':>6} {'load':>5}")
-        rates = []
-        for cpus in (1, 2):
-            out = subprocess.run([sys.executable, "-m", "bench.train", "--decode-child", os.path.join(tmp, f"jpeg{4 * n}"),
-                                  model, str(cpus)], capture_output=True, text=True, check=True, cwd=root,
-                                 env={**os.environ, "PYTHONPATH": root})
-            rate, load = (float(v) for v in out.stdout.split()[-2:])
-            rates.append(rate)
-            print(f"{cpus:>5} {rate:>8.1f} {rate / rates[0]:>6.2f} {load:>5.2f}")
+        print(f"{'what':>16} {'CPUs':>5} {'pairs/s':>8} {'vs 1':>6} {'load':>5}")
+        labelled = labelled_copy(os.path.join(tmp, f"jpeg{4 * n}"), os.path.join(tmp, f"labelled{4 * n}"))
+        for what, archive in (("pretrain stream", os.path.join(tmp, f"jpeg{4 * n}")), ("labelled store", labelled)):
+            rates = []
+            for cpus in (1, 2):
+                out = subprocess.run([sys.executable, "-m", "bench.train", "--decode-child", what, archive, model,
+                                      str(cpus)], capture_output=True, text=True, check=True, cwd=root,
+                                     env={**os.environ, "PYTHONPATH": root})
+                rate, load = (float(v) for v in out.stdout.split()[-2:])
+                rates.append(rate)
+                print(f"{what:>16} {cpus:>5} {rate:>8.1f} {rate / rates[0]:>6.2f} {load:>5.2f}")
 
 
-def decode_child(archive: str, model: str, cpus: int) -> None:
-    """Stream every pair of `archive` through the pretraining stream's CPU tasks with `cpus` CPUs; print
-    pairs/s from the first batch on (the start-up of Ray Data and its workers is not decoding) and the load
-    average."""
+def labelled_copy(archive: str, folder: str) -> str:
+    """`archive` with a `label` column (groups of 4 rows): the labelled store's input, same image bytes; and
+    its first 512 rows in `folder`-warm (two decode tasks' worth, to start the decoders before the clock)."""
+    import pyarrow as pa
+
+    from clippings.archive import list_parts, read_part, write_table_atomic
+
+    for p, part in enumerate(list_parts(archive, "archive")):
+        table = read_part(part, "archive")
+        labels = [f"g{int(c[1:]) // 4}" for c in table.column("clipping_id").to_pylist()]
+        table = table.append_column("label", pa.array(labels, pa.string()))
+        write_table_atomic(table, os.path.join(folder, os.path.basename(part)))
+        if p == 0:
+            write_table_atomic(table.slice(0, 512), os.path.join(folder + "-warm", os.path.basename(part)))
+    return folder
+
+
+def decode_child(what: str, archive: str, model: str, cpus: int) -> None:
+    """Decode every pair of `archive` in Ray Data CPU tasks with `cpus` CPUs (0.85 CPU per task: `cpus`
+    decoders fit) and print pairs/s and the load average. "pretrain stream": the stream's tasks, clocked
+    from the first batch (the start-up of Ray Data and its workers is not decoding); "labelled store":
+    SupCon's one-time store, clocked over the whole call after a small store has started the decoders."""
     from ray.data import DataContext
 
     from clippings.archive import ARCHIVE_ONLY
     from clippings.embed import describe_model
     from clippings.raylocal import init_ray
-    from clippings.train.pairs import pretraining_plan, rank_dataset
+    from clippings.train.pairs import labelled_store, pretraining_plan, rank_dataset
 
     init_ray(num_cpus=cpus)
+    described = describe_model(model)
+    if what == "labelled store":
+        labelled_store(archive + "-warm", described, ARCHIVE_ONLY, cpus=0.85)  # start the decoders
+        began = time.perf_counter()
+        store = labelled_store(archive, described, ARCHIVE_ONLY, cpus=0.85)
+        print(len(store) / (time.perf_counter() - began), os.getloadavg()[0])
+        return
     DataContext.get_current().execution_options.preserve_order = True
     plan = pretraining_plan(archive, lanes=1, seed=0, val_fraction=0.0, max_val=0)
-    # 0.85 CPU per decode task: `cpus` decoders and the light read task fit in `cpus` CPUs together
-    dataset = rank_dataset(plan, describe_model(model), ARCHIVE_ONLY, rank=0, world=1, seed=0, epoch=1, cpus=0.85)
+    dataset = rank_dataset(plan, described, ARCHIVE_ONLY, rank=0, world=1, seed=0, epoch=1, cpus=0.85)
     began, rows = None, 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         if began is None:  # the clock starts at the first batch: Ray Data's start-up is not decoding
@@ -305,10 +332,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--gpu-vitb32", action="store_true", help="ViT-B/32 bf16 samples/s on CUDA, no Ray")
     parser.add_argument("--contention", action="store_true", help="only the busy-machine row")
     parser.add_argument("--ingest", action="store_true", help="only the ingestion rows (driver RSS, stream, decode)")
-    parser.add_argument("--decode-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--decode-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.decode_child:
-        decode_child(args.decode_child[0], args.decode_child[1], int(args.decode_child[2]))
+        decode_child(*args.decode_child[:3], int(args.decode_child[3]))
     elif args.gpu_vitb32:
         bench_vitb32(args.quick)
     elif args.ingest:

@@ -160,31 +160,58 @@ def describe_loaded(spec: str, loaded) -> EmbedModel:
 
 
 def read_shard_tables(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy) -> Iterator[pa.Table]:
-    """Stream one part (a one-row batch naming it) as normalised archive rows plus `shard` and `reason`.
-
-    `image_path` is resolved here (to a canonical absolute path or URI) so the stage needs no knowledge of
-    the archive's folder; a path that `images` does not allow is nulled and its row carries the refusal as
-    `reason` (empty for a good row), which the stage turns into a quarantine row.
-    """
+    """Stream one part (a one-row batch naming it) as normalised archive rows plus `shard` and `reason`
+    (`read_part_rows` of the whole part)."""
     for path, name in zip(batch["path"], batch["name"], strict=True):
-        fs, inner = filesystem(str(path))
-        with fs.open(inner, "rb") as f:
-            for record_batch in pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS):
-                table = normalise_archive(pa.Table.from_batches([record_batch]))
-                table = table.select(["clipping_id", "image", "image_path", "caption"])
-                paths, reasons = [], []
-                for image, p in zip(table.column("image").to_pylist(), table.column("image_path").to_pylist(),
-                                    strict=True):
-                    try:  # inline bytes win over a path, so only a path that will be read is checked
-                        paths.append(None if p is None or image is not None
-                                     else resolve_image_path(archive, p, images))
-                        reasons.append("")
-                    except ValueError as e:
-                        paths.append(None)
-                        reasons.append(str(e))
-                table = table.set_column(2, "image_path", pa.array(paths, pa.string()))
-                table = table.append_column("shard", pa.array([str(name)] * table.num_rows, pa.string()))
-                yield table.append_column("reason", pa.array(reasons, pa.string()))
+        yield from read_part_rows(str(path), str(name), archive, images)
+
+
+def read_part_rows(path: str, name: str, archive: str, images: ImagePolicy, start: int = 0,
+                   stop: int | None = None) -> Iterator[pa.Table]:
+    """Rows start … stop − 1 (None: to the end) of one part, READ_ROWS at a time, as normalised archive rows
+    plus `shard` and `reason`.
+
+    Only the row groups holding those rows are read, so a task that decodes one run of a large part does not
+    read the part up to it. `image_path` is resolved here (to a canonical absolute path or URI) so the stage
+    needs no knowledge of the archive's folder; a path that `images` does not allow is nulled and its row
+    carries the refusal as `reason` (empty for a good row), which the stage turns into a quarantine row.
+    """
+    fs, inner = filesystem(path)
+    with fs.open(inner, "rb") as f:
+        part = pq.ParquetFile(f)
+        stop = part.metadata.num_rows if stop is None else stop
+        groups, first, at = [], None, 0  # the row groups overlapping the rows, and the first one's first row
+        for g in range(part.metadata.num_row_groups):
+            rows = part.metadata.row_group(g).num_rows
+            if at < stop and at + rows > start:
+                groups.append(g)
+                first = at if first is None else first
+            at += rows
+        end = first or 0
+        for record_batch in part.iter_batches(batch_size=READ_ROWS, row_groups=groups) if groups else ():
+            begin, end = end, end + record_batch.num_rows  # this batch holds the part's rows begin … end − 1
+            if begin >= stop:
+                break
+            lo, hi = max(start, begin), min(stop, end)
+            if lo < hi:
+                yield _normalised_rows(pa.Table.from_batches([record_batch]).slice(lo - begin, hi - lo), name,
+                                       archive, images)
+
+
+def _normalised_rows(table: pa.Table, name: str, archive: str, images: ImagePolicy) -> pa.Table:
+    """Archive rows with `image_path` resolved (or refused into `reason`) and the part's `shard` name."""
+    table = normalise_archive(table).select(["clipping_id", "image", "image_path", "caption"])
+    paths, reasons = [], []
+    for image, p in zip(table.column("image").to_pylist(), table.column("image_path").to_pylist(), strict=True):
+        try:  # inline bytes win over a path, so only a path that will be read is checked
+            paths.append(None if p is None or image is not None else resolve_image_path(archive, p, images))
+            reasons.append("")
+        except ValueError as e:
+            paths.append(None)
+            reasons.append(str(e))
+    table = table.set_column(2, "image_path", pa.array(paths, pa.string()))
+    table = table.append_column("shard", pa.array([name] * table.num_rows, pa.string()))
+    return table.append_column("reason", pa.array(reasons, pa.string()))
 
 
 def read_shards(plan: Plan, shards: list[Shard], images: ImagePolicy = ARCHIVE_ONLY, cpus: float = 1.0):

@@ -181,3 +181,23 @@ def test_bad_parameters(tmp_path, capsys, flag, value, message):
     argv = ["embed", "--archive", str(tmp_path), "--model", "tiny", "--out", str(tmp_path / "o"), flag, value]
     assert cli.main(argv) == 2
     assert capsys.readouterr().err == f"clippings embed: error: {message}\n"
+
+
+@pytest.mark.parametrize("start,stop", [(0, None), (15, 37), (20, 30), (29, 31), (45, None), (50, None)])
+def test_read_part_rows_reads_exactly_a_run(tmp_path, start, stop):
+    """A decode task's run of a part (read from the row groups that hold it): rows start … stop − 1, across
+    row-group boundaries, each with its own image."""
+    from clippings.archive import ARCHIVE_ONLY
+    from clippings.embed import read_part_rows
+
+    n = 50
+    path = str(tmp_path / part_name(0))
+    table = pa.table({"clipping_id": [f"c{i:03d}" for i in range(n)], "image": pa.array([png(i) for i in range(n)]),
+                      "caption": [f"story {i}" for i in range(n)]})
+    pq.write_table(table, path, row_group_size=10)
+    got = [t for t in read_part_rows(path, "p0", str(tmp_path), ARCHIVE_ONLY, start, stop)]
+    ids = [i for t in got for i in t.column("clipping_id").to_pylist()]
+    assert ids == table.column("clipping_id").to_pylist()[start:stop]
+    assert all(t.column("shard").to_pylist() == ["p0"] * t.num_rows for t in got)
+    assert all(t.column("image").to_pylist() == [png(int(i[1:])) for i in t.column("clipping_id").to_pylist()]
+               for t in got)

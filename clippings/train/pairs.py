@@ -3,7 +3,7 @@
 The driver never holds pixels. It reads the archive's light columns once (`clipping_id`, `caption`,
 `label`: ≈100 bytes per row plus an 8-byte caption hash and a 4-byte role) to check ids, drop exact
 duplicate captions and choose the held-out rows; images are read, decoded, resized and cropped in Ray Data
-CPU tasks with the `embed` reader (`clippings.embed.read_shard_tables`, `preprocess_rows`), and travel as
+CPU tasks with the `embed` reader (`clippings.embed.read_part_rows`, `preprocess_rows`), and travel as
 uint8 (`clippings.train.pixels`) until the worker's device.
 
 Pretraining streams (`pretraining_plan`, `RankStream`). Each train row belongs to one of `lanes` lanes
@@ -41,13 +41,10 @@ has −(2 + i)."""
 PREPROCESS_ROWS = 64
 """Rows preprocessed at once: memory ≈ 64 decoded images."""
 DECODE_ROWS = 256
-"""Rows of a part one pretraining decode task reads and preprocesses (it reads the part up to them): small
-enough that a part's rows decode in parallel, large enough that re-reading a part costs little beside
-decoding (~7 ms a row at 224 px here)."""
+"""Rows of a part one decode task (pretraining stream, labelled store) reads and preprocesses: a part's rows
+decode in parallel; the task reads only the row groups holding its rows (`read_part_rows`)."""
 DATA_CPUS = 0.25
 """CPUs a decode task asks for beside training workers (fractional: on 2 CPUs whole ones deadlock)."""
-READ_SHARE = 8
-"""A labelled set's read task asks for 1/READ_SHARE of a decode task's CPUs (see `labelled_store`)."""
 SHUFFLE_BUFFER = 256
 """Rows per lane in the shuffle buffer (the local shuffle window)."""
 
@@ -168,20 +165,14 @@ def _decode_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImageP
     """Read rows first … first + len(roles) − 1 of one part and preprocess the ones this rank streams: its
     lanes' train rows and held-out rows i with i % world == rank, with `lane` (−1 for held-out), `val_index`
     (−1 for train) and `part` (index in the plan) columns; PREPROCESS_ROWS rows at a time."""
-    from clippings.embed import preprocess_rows, read_shard_tables
+    from clippings.embed import preprocess_rows, read_part_rows
 
     for path, name, roles_bytes, part, first in zip(batch["path"], batch["name"], batch["roles"], batch["part"],
                                                     batch["first"], strict=True):
         roles = np.frombuffer(roles_bytes, np.int32)
-        start, stop, end = int(first), int(first) + len(roles), 0
-        for table in read_shard_tables({"path": [path], "name": [name]}, archive, images):
-            begin, end = end, end + table.num_rows  # this table holds the part's rows begin … end − 1
-            if begin >= stop:
-                break
-            if end <= start:
-                continue
-            lo, hi = max(start, begin), min(stop, end)
-            table, role = table.slice(lo - begin, hi - lo), roles[lo - start : hi - start]
+        done = 0
+        for table in read_part_rows(str(path), str(name), archive, images, int(first), int(first) + len(roles)):
+            role, done = roles[done : done + table.num_rows], done + table.num_rows
             train = role >= 0
             val_index = np.where(role <= -2, -2 - role, -1)
             keep = (train & np.isin(role, lanes)) | ((val_index >= 0) & (val_index % world == rank))
@@ -194,6 +185,17 @@ def _decode_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImageP
             for at in range(0, table.num_rows, PREPROCESS_ROWS):
                 yield preprocess_rows(table.slice(at, PREPROCESS_ROWS), model=model, uint8=True,
                                       carry=("lane", "val_index", "part"))
+
+
+def _decode_run(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy,
+                model) -> Iterator[dict[str, np.ndarray]]:
+    """Read rows first … first + count − 1 of one part and preprocess them all, PREPROCESS_ROWS at a time."""
+    from clippings.embed import preprocess_rows, read_part_rows
+
+    for path, name, first, count in zip(batch["path"], batch["name"], batch["first"], batch["count"], strict=True):
+        for table in read_part_rows(str(path), str(name), archive, images, int(first), int(first) + int(count)):
+            for at in range(0, table.num_rows, PREPROCESS_ROWS):
+                yield preprocess_rows(table.slice(at, PREPROCESS_ROWS), model=model, uint8=True)
 
 
 def part_order(parts: int, seed: int, epoch: int) -> np.ndarray:
@@ -393,7 +395,8 @@ class RankStream:
 class LabelledStore:
     """A labelled set preprocessed once into object-store blocks (uint8 pixels, tokens), read by row index.
 
-    refs: one ObjectRef per block (a dict of numpy arrays). block, offset: where row i (archive order) lives.
+    refs: one ObjectRef per block (an Arrow table: `clipping_id`, `pixels`, `input_ids`, `length`, `reason`,
+    `shard`). block, offset: where row i (archive order) lives.
     labels: int class codes (archive order). The driver holds refs and 12 bytes per row, never pixels; a
     worker fetches the blocks a batch needs (zero-copy on the node that holds them) and keeps the last
     `cache` ones.
@@ -417,7 +420,7 @@ class LabelledStore:
         blocks, offsets = self.block[idx], self.offset[idx]
         need = [b for b in dict.fromkeys(blocks.tolist()) if b not in cached]
         for b, value in zip(need, ray.get([self.refs[b] for b in need]), strict=True):
-            cached[b] = value
+            cached[b] = _block_arrays(value)
         out = {k: np.stack([cached[b][k][o] for b, o in zip(blocks, offsets, strict=True)])
                for k in ("pixels", "input_ids", "length")}
         for b in list(cached)[: max(0, len(cached) - self.cache)]:
@@ -437,19 +440,21 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
     """
     import ray
 
-    from clippings.embed import plan_shards, preprocess_rows, read_shards
     from clippings.raylocal import runtime_env
 
     light = read_light(archive, labelled=True)
-    plan = plan_shards(archive)
-    dataset = read_shards(plan, plan.shards, images, cpus=cpus / READ_SHARE).repartition(
-        # 64-row blocks, so a part's rows decode in parallel; Ray Data's repartition holds a whole CPU per task
-        # (on 2 CPUs one decoder then runs at a time: the pretraining stream avoids it, see rank_dataset)
-        target_num_rows_per_block=PREPROCESS_ROWS).map_batches(
-        preprocess_rows, batch_size=PREPROCESS_ROWS, batch_format="pyarrow", num_cpus=cpus,
-        runtime_env=runtime_env(cpus), fn_kwargs={"model": model, "uint8": True})
-    refs = dataset.select_columns(["clipping_id", "pixels", "input_ids", "length", "reason"]).to_numpy_refs()
-    meta_task = ray.remote(_block_meta).options(num_cpus=0.1)
+    items = [{"path": path, "name": name, "first": first, "count": min(DECODE_ROWS, rows - first)}
+             for path, name, rows in light.parts for first in range(0, rows, DECODE_ROWS)]
+    # one task reads and decodes a run of a part's rows, as the pretraining stream's (see rank_dataset)
+    dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+        _decode_run, batch_size=1, num_cpus=cpus, runtime_env=runtime_env(cpus),
+        fn_kwargs={"archive": archive, "images": images, "model": model})
+    # the blocks as they are (Arrow tables), held by ref: Ray Data's to_numpy_refs converts them in tasks of
+    # its own, which took 6× the decoding here; a worker converts the few it reads (`LabelledStore.rows`)
+    refs = [ref for bundle in dataset.iter_internal_ref_bundles() for ref in bundle.block_refs]
+    # the decoders' runtime env, so their idle workers run these: a task in another env made Ray start a worker
+    # for it and retire an idle decoder (2.5 s here, and the next store's decoders started again: 8 s)
+    meta_task = ray.remote(_block_meta).options(num_cpus=0.1, runtime_env=runtime_env(cpus))
     meta = ray.get([meta_task.remote(r) for r in refs])
     position = {cid: i for i, cid in enumerate(light.ids)}
     block = np.full(len(light.ids), -1, np.int32)
@@ -468,7 +473,14 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
                          {**light.provenance(), "rows_used": len(light.ids)})
 
 
-def _block_meta(block: dict[str, np.ndarray]) -> tuple[list[str], list[str]]:
+def _block_meta(block) -> tuple[list[str], list[str]]:
     """A block's ids and reasons (a small task, so the driver never fetches pixels)."""
-    return [str(c) for c in block["clipping_id"]], [str(r) for r in block["reason"]]
+    return block.column("clipping_id").to_pylist(), block.column("reason").to_pylist()
 
+
+def _block_arrays(block) -> dict[str, np.ndarray]:
+    """The training columns of a store block (an Arrow table of Ray Data tensors) as numpy arrays, without
+    copying the pixels."""
+    from ray.data.block import BlockAccessor
+
+    return BlockAccessor.for_block(block.select(["pixels", "input_ids", "length"])).to_numpy()
