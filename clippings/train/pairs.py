@@ -187,17 +187,6 @@ def _decode_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImageP
                                       carry=("lane", "val_index", "part"))
 
 
-def _decode_run(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy,
-                model) -> Iterator[dict[str, np.ndarray]]:
-    """Read rows first … first + count − 1 of one part and preprocess them all, PREPROCESS_ROWS at a time."""
-    from clippings.embed import preprocess_rows, read_part_rows
-
-    for path, name, first, count in zip(batch["path"], batch["name"], batch["first"], batch["count"], strict=True):
-        for table in read_part_rows(str(path), str(name), archive, images, int(first), int(first) + int(count)):
-            for at in range(0, table.num_rows, PREPROCESS_ROWS):
-                yield preprocess_rows(table.slice(at, PREPROCESS_ROWS), model=model, uint8=True)
-
-
 def part_order(parts: int, seed: int, epoch: int) -> np.ndarray:
     """The order in which every rank reads the parts in `epoch` (seeded by (seed, epoch))."""
     return np.random.default_rng([seed, epoch, 7]).permutation(parts)
@@ -395,8 +384,7 @@ class RankStream:
 class LabelledStore:
     """A labelled set preprocessed once into object-store blocks (uint8 pixels, tokens), read by row index.
 
-    refs: one ObjectRef per block (an Arrow table: `clipping_id`, `pixels`, `input_ids`, `length`, `reason`,
-    `shard`). block, offset: where row i (archive order) lives.
+    refs: one ObjectRef per block (a dict of numpy arrays: `pixels`, `input_ids`, `length`). block, offset: where row i (archive order) lives.
     labels: int class codes (archive order). The driver holds refs and 12 bytes per row, never pixels; a
     worker fetches the blocks a batch needs (zero-copy on the node that holds them) and keeps the last
     `cache` ones.
@@ -420,7 +408,7 @@ class LabelledStore:
         blocks, offsets = self.block[idx], self.offset[idx]
         need = [b for b in dict.fromkeys(blocks.tolist()) if b not in cached]
         for b, value in zip(need, ray.get([self.refs[b] for b in need]), strict=True):
-            cached[b] = _block_arrays(value)
+            cached[b] = value
         out = {k: np.stack([cached[b][k][o] for b, o in zip(blocks, offsets, strict=True)])
                for k in ("pixels", "input_ids", "length")}
         for b in list(cached)[: max(0, len(cached) - self.cache)]:
@@ -432,30 +420,31 @@ class LabelledStore:
 
 
 def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus: float = 0.5) -> LabelledStore:
-    """Preprocess a labelled archive into a `LabelledStore` with Ray Data CPU tasks.
+    """Preprocess a labelled archive into a `LabelledStore` with Ray CPU tasks.
 
     model: an `EmbedModel`. An undecodable, missing or refused image is a BadInput naming the archive and the
     first such clipping id (labels must be clean: fix or remove the row). cpus: per decode task (fractional,
-    as the embed actors: reads always find a slot). Cost: one decode per row in parallel tasks; object store 3·H·W + ~8·L bytes per row; driver ~120 bytes per row.
+    as the embed actors). Cost: one decode per row in parallel tasks; object store 3·H·W + ~8·L bytes per
+    row; driver ~120 bytes per row.
     """
     import ray
 
+    from clippings.progress import Progress
     from clippings.raylocal import runtime_env
 
     light = read_light(archive, labelled=True)
-    items = [{"path": path, "name": name, "first": first, "count": min(DECODE_ROWS, rows - first)}
-             for path, name, rows in light.parts for first in range(0, rows, DECODE_ROWS)]
-    # one task reads and decodes a run of a part's rows, as the pretraining stream's (see rank_dataset)
-    dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-        _decode_run, batch_size=1, num_cpus=cpus, runtime_env=runtime_env(cpus),
-        fn_kwargs={"archive": archive, "images": images, "model": model})
-    # the blocks as they are (Arrow tables), held by ref: Ray Data's to_numpy_refs converts them in tasks of
-    # its own, which took 6× the decoding here; a worker converts the few it reads (`LabelledStore.rows`)
-    refs = [ref for bundle in dataset.iter_internal_ref_bundles() for ref in bundle.block_refs]
-    # the decoders' runtime env, so their idle workers run these: a task in another env made Ray start a worker
-    # for it and retire an idle decoder (2.5 s here, and the next store's decoders started again: 8 s)
-    meta_task = ray.remote(_block_meta).options(num_cpus=0.1, runtime_env=runtime_env(cpus))
-    meta = ray.get([meta_task.remote(r) for r in refs])
+    # Plain tasks, one per run of DECODE_ROWS rows of a part, each returning its block and its ids and reasons
+    # apart: the driver owns every block without fetching pixels. Through Ray Data (a map, then the blocks'
+    # refs) 2 CPUs decoded no faster than 1 here, and converting or inspecting its blocks took tasks of their own.
+    decode = ray.remote(_store_block).options(num_cpus=cpus, runtime_env=runtime_env(cpus), num_returns=2)
+    runs = [decode.remote(path, name, first, min(DECODE_ROWS, rows - first), archive, images, model)
+            for path, name, rows in light.parts for first in range(0, rows, DECODE_ROWS)]
+    refs, pending = [block for block, _ in runs], [meta for _, meta in runs]
+    with Progress(f"train: decode {archive}", total=len(light.ids), unit="clipping") as bar:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            bar.update(len(ray.get(ready[0])[0]))
+    meta = ray.get([meta for _, meta in runs])
     position = {cid: i for i, cid in enumerate(light.ids)}
     block = np.full(len(light.ids), -1, np.int32)
     offset = np.full(len(light.ids), -1, np.int32)
@@ -473,14 +462,14 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
                          {**light.provenance(), "rows_used": len(light.ids)})
 
 
-def _block_meta(block) -> tuple[list[str], list[str]]:
-    """A block's ids and reasons (a small task, so the driver never fetches pixels)."""
-    return block.column("clipping_id").to_pylist(), block.column("reason").to_pylist()
+def _store_block(path: str, name: str, first: int, count: int, archive: str, images: ImagePolicy,
+                 model) -> tuple[dict[str, np.ndarray], tuple[list[str], list[str]]]:
+    """Rows first … first + count − 1 of one part, preprocessed: the block (`pixels`, `input_ids`, `length`)
+    and its (ids, reasons)."""
+    from clippings.embed import preprocess_rows, read_part_rows
 
-
-def _block_arrays(block) -> dict[str, np.ndarray]:
-    """The training columns of a store block (an Arrow table of Ray Data tensors) as numpy arrays, without
-    copying the pixels."""
-    from ray.data.block import BlockAccessor
-
-    return BlockAccessor.for_block(block.select(["pixels", "input_ids", "length"])).to_numpy()
+    pieces = [preprocess_rows(table.slice(at, PREPROCESS_ROWS), model=model, uint8=True)
+              for table in read_part_rows(path, name, archive, images, first, first + count)
+              for at in range(0, table.num_rows, PREPROCESS_ROWS)]
+    block = {k: np.concatenate([p[k] for p in pieces]) for k in ("pixels", "input_ids", "length")}
+    return block, ([str(c) for p in pieces for c in p["clipping_id"]], [str(r) for p in pieces for r in p["reason"]])
