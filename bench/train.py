@@ -263,7 +263,7 @@ def bench_ingest(quick: bool) -> None:
         base = rows[-1][1]["rate"]
         for name, r in rows:
             print(f"{name:>10} {r['rate']:>10.1f} {r['rate'] / base:>9.2f} {r['wall']:>7.1f} {r['load']:>5.2f}")
-        print(f"\ndecode + preprocess to uint8 224 px ({4 * n} JPEGs of 256 px), Ray Data CPU tasks")
+        print(f"\ndecode + preprocess to uint8 224 px ({4 * n} JPEGs of 256 px), Ray CPU tasks")
         print(f"{'what':>16} {'CPUs':>5} {'pairs/s':>8} {'vs 1':>6} {'load':>5}")
         labelled = labelled_copy(os.path.join(tmp, f"jpeg{4 * n}"), os.path.join(tmp, f"labelled{4 * n}"))
         for what, archive in (("pretrain stream", os.path.join(tmp, f"jpeg{4 * n}")), ("labelled store", labelled)):
@@ -295,7 +295,7 @@ def labelled_copy(archive: str, folder: str) -> str:
 
 
 def decode_child(what: str, archive: str, model: str, cpus: int) -> None:
-    """Decode every pair of `archive` in Ray Data CPU tasks with `cpus` CPUs (0.85 CPU per task: `cpus`
+    """Decode every pair of `archive` in Ray CPU tasks with `cpus` CPUs (0.85 CPU per task: `cpus`
     decoders fit) and print pairs/s and the load average. "pretrain stream": the stream's tasks, clocked
     from the first batch (the start-up of Ray Data and its workers is not decoding); "labelled store":
     SupCon's one-time store, clocked over the whole call after a small store has started the decoders."""

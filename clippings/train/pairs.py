@@ -165,7 +165,7 @@ def _decode_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImageP
     """Read rows first … first + len(roles) − 1 of one part and preprocess the ones this rank streams: its
     lanes' train rows and held-out rows i with i % world == rank, with `lane` (−1 for held-out), `val_index`
     (−1 for train) and `part` (index in the plan) columns; PREPROCESS_ROWS rows at a time."""
-    from clippings.embed import preprocess_rows, read_part_rows
+    from clippings.embed import read_part_rows
 
     for path, name, roles_bytes, part, first in zip(batch["path"], batch["name"], batch["roles"], batch["part"],
                                                     batch["first"], strict=True):
@@ -182,9 +182,15 @@ def _decode_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImageP
             table = table.append_column("lane", pa.array(np.where(train, role, -1)[keep], pa.int32()))
             table = table.append_column("part", pa.array(np.full(int(keep.sum()), part, np.int32)))
             table = table.append_column("val_index", pa.array(val_index[keep], pa.int64()))
-            for at in range(0, table.num_rows, PREPROCESS_ROWS):
-                yield preprocess_rows(table.slice(at, PREPROCESS_ROWS), model=model, uint8=True,
-                                      carry=("lane", "val_index", "part"))
+            yield from _preprocessed(table, model, carry=("lane", "val_index", "part"))
+
+
+def _preprocessed(table: pa.Table, model, carry: tuple[str, ...] = ()) -> Iterator[dict[str, np.ndarray]]:
+    """`preprocess_rows` (uint8 pixels) of `table`, PREPROCESS_ROWS rows at a time: memory ≈ that many images."""
+    from clippings.embed import preprocess_rows
+
+    for at in range(0, table.num_rows, PREPROCESS_ROWS):
+        yield preprocess_rows(table.slice(at, PREPROCESS_ROWS), model=model, uint8=True, carry=carry)
 
 
 def part_order(parts: int, seed: int, epoch: int) -> np.ndarray:
@@ -384,10 +390,10 @@ class RankStream:
 class LabelledStore:
     """A labelled set preprocessed once into object-store blocks (uint8 pixels, tokens), read by row index.
 
-    refs: one ObjectRef per block (a dict of numpy arrays: `pixels`, `input_ids`, `length`). block, offset: where row i (archive order) lives.
-    labels: int class codes (archive order). The driver holds refs and 12 bytes per row, never pixels; a
-    worker fetches the blocks a batch needs (zero-copy on the node that holds them) and keeps the last
-    `cache` ones.
+    refs: one ObjectRef per block (a dict of numpy arrays: `pixels`, `input_ids`, `length`). block, offset:
+    where row i (archive order) lives. labels: int class codes (archive order). The driver holds refs and 12
+    bytes per row, never pixels; a worker fetches the blocks a batch needs (zero-copy on the node that holds
+    them) and keeps the last `cache` ones.
     """
 
     refs: list[Any]
@@ -440,11 +446,13 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
     runs = [decode.remote(path, name, first, min(DECODE_ROWS, rows - first), archive, images, model)
             for path, name, rows in light.parts for first in range(0, rows, DECODE_ROWS)]
     refs, pending = [block for block, _ in runs], [meta for _, meta in runs]
+    done: dict[Any, tuple[list[str], list[str]]] = {}  # each run's (ids, reasons), fetched once as it ends
     with Progress(f"train: decode {archive}", total=len(light.ids), unit="clipping") as bar:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            bar.update(len(ray.get(ready[0])[0]))
-    meta = ray.get([meta for _, meta in runs])
+            done[ready[0]] = ray.get(ready[0])
+            bar.update(len(done[ready[0]][0]))
+    meta = [done[ref] for _, ref in runs]
     position = {cid: i for i, cid in enumerate(light.ids)}
     block = np.full(len(light.ids), -1, np.int32)
     offset = np.full(len(light.ids), -1, np.int32)
@@ -466,10 +474,9 @@ def _store_block(path: str, name: str, first: int, count: int, archive: str, ima
                  model) -> tuple[dict[str, np.ndarray], tuple[list[str], list[str]]]:
     """Rows first … first + count − 1 of one part, preprocessed: the block (`pixels`, `input_ids`, `length`)
     and its (ids, reasons)."""
-    from clippings.embed import preprocess_rows, read_part_rows
+    from clippings.embed import read_part_rows
 
-    pieces = [preprocess_rows(table.slice(at, PREPROCESS_ROWS), model=model, uint8=True)
-              for table in read_part_rows(path, name, archive, images, first, first + count)
-              for at in range(0, table.num_rows, PREPROCESS_ROWS)]
+    pieces = [piece for table in read_part_rows(path, name, archive, images, first, first + count)
+              for piece in _preprocessed(table, model)]
     block = {k: np.concatenate([p[k] for p in pieces]) for k in ("pixels", "input_ids", "length")}
     return block, ([str(c) for p in pieces for c in p["clipping_id"]], [str(r) for p in pieces for r in p["reason"]])
