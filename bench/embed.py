@@ -142,7 +142,7 @@ def pipeline(archive: str, model_dir: str, batch_size: int, gpu: bool, parts: in
     """(steady-state pairs/s, end-to-end pairs/s) of the Ray Data stage.
 
     Steady state = the slope between a run over a quarter of the parts and a run over all of them, which
-    cancels the fixed cost of starting the actor pool and loading the model (~10 s here).
+    cancels the fixed cost of starting the workers and loading the model.
     """
     from clippings.embed import describe_model
 

@@ -1,9 +1,11 @@
 """The Ray Data embedding pipeline: archive parts in, one embeddings part (both towers) per input part out.
 
 Stages (design.md §2, §8, §9):
-  read (CPU tasks, one per input part, streamed by row group) → decode + preprocess images, tokenise captions
-  (CPU tasks, `map_batches` with a function) → embed both towers (a pool of model actors) → the driver gathers
-  each part's rows and writes `out/part-N.parquet`, its quarantine rows and, last, `out/_done/part-N.json`.
+  read (CPU tasks, one per run of READ_ROWS rows of a part) → decode + preprocess images, tokenise captions
+  (`map_batches` with a function) → embed both towers: on GPUs a pool of model actors; on CPUs the same
+  tasks, each worker process keeping its model replica between tasks (`_cached_embedder`) → the driver
+  gathers each part's rows, puts them back in the part's order and writes `out/part-N.parquet`, its
+  quarantine rows and, last, `out/_done/part-N.json`.
 `embed()` is the pure stage (dataset in, dataset out); `embed_archive()` plans, reads, calls it, writes and
 resumes. A re-run skips every part with a completion marker; at most the parts in flight are redone.
 """
@@ -50,7 +52,8 @@ STAGE = "embed"
 DONE_DIR = "_done"
 SKIPPED_FILES = "skipped-files.json"
 READ_ROWS = 256
-"""Rows per block read from a part: bounds a read task's memory to READ_ROWS images."""
+"""Rows per read task and per block read from a part: a part's rows decode in parallel, and a task's memory
+is bounded by READ_ROWS images plus the row groups it overlaps."""
 
 log = logging.getLogger("clippings.embed")
 
@@ -160,10 +163,13 @@ def describe_loaded(spec: str, loaded) -> EmbedModel:
 
 
 def read_shard_tables(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy) -> Iterator[pa.Table]:
-    """Stream one part (a one-row batch naming it) as normalised archive rows plus `shard` and `reason`
-    (`read_part_rows` of the whole part)."""
-    for path, name in zip(batch["path"], batch["name"], strict=True):
-        yield from read_part_rows(str(path), str(name), archive, images)
+    """Stream the runs a batch names (`path`, `name`, `start`, `stop` of a part) as normalised archive rows
+    plus `shard`, `reason` and `row` (the row's position in its part, so the writer can restore the order)."""
+    for path, name, start, stop in zip(batch["path"], batch["name"], batch["start"], batch["stop"], strict=True):
+        at = int(start)
+        for table in read_part_rows(str(path), str(name), archive, images, at, int(stop)):
+            yield table.append_column("row", pa.array(np.arange(at, at + table.num_rows), pa.int64()))
+            at += table.num_rows
 
 
 def read_part_rows(path: str, name: str, archive: str, images: ImagePolicy, start: int = 0,
@@ -215,19 +221,21 @@ def _normalised_rows(table: pa.Table, name: str, archive: str, images: ImagePoli
 
 
 def read_shards(plan: Plan, shards: list[Shard], images: ImagePolicy = ARCHIVE_ONLY, cpus: float = 1.0):
-    """A Ray Dataset of archive rows (`clipping_id`, `image`, `image_path`, `caption`, `shard`, `reason`) of
-    `shards`; `images` says which image paths outside the archive folder may be read (default: none).
+    """A Ray Dataset of archive rows (`clipping_id`, `image`, `image_path`, `caption`, `shard`, `reason`, `row`)
+    of `shards`; `images` says which image paths outside the archive folder may be read (default: none).
 
-    One read task per part, streaming READ_ROWS rows at a time: memory per task is one row group's images.
-    cpus: the CPUs each read task asks for (fractional beside training workers, design.md §9).
+    One read task per run of READ_ROWS rows of a part, so a large part decodes on every CPU; each task reads
+    only the row groups its run overlaps (parts written with row groups of a few thousand rows at most keep
+    that cheap). cpus: the CPUs each read task asks for (fractional beside training workers, design.md §9).
     """
     import ray
 
     from clippings.raylocal import runtime_env
 
-    items = [{"path": s.path, "name": s.name} for s in shards]
-    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        read_shard_tables, batch_size=None, fn_kwargs={"archive": plan.archive, "images": images}, num_cpus=cpus,
+    items = [{"path": s.path, "name": s.name, "start": start, "stop": min(start + READ_ROWS, s.rows)}
+             for s in shards for start in range(0, s.rows, READ_ROWS)]
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+        read_shard_tables, batch_size=1, fn_kwargs={"archive": plan.archive, "images": images}, num_cpus=cpus,
         runtime_env=runtime_env(cpus),
     )
 
@@ -285,10 +293,11 @@ def preprocess_rows(batch: pa.Table, model: EmbedModel, uint8: bool = False,
     }
 
 
-class _EmbedActor:
+class _Embedder:
     """A model replica: builds its LoadedModel once, then embeds both towers of each batch.
 
-    threads: threads of every pool in the actor's process (torch, OpenMP, MKL, OpenBLAS, tokenizers).
+    Called as a Ray Data actor on GPUs and through `_cached_embedder` in CPU tasks. threads: threads of every
+    pool in its process (torch, OpenMP, MKL, OpenBLAS, tokenizers).
     """
 
     def __init__(self, model: EmbedModel, device: str, half: bool, threads: int) -> None:
@@ -326,41 +335,70 @@ class _EmbedActor:
             mask = torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]
             ids = ids.masked_fill(~mask, self.pad)
             text[ok] = self.loaded.embed_tokens(ids, mask.long())
-        return {"clipping_id": batch["clipping_id"], "shard": batch["shard"], "image_emb": image,
-                "text_emb": text, "reason": batch["reason"]}
+        return {"clipping_id": batch["clipping_id"], "shard": batch["shard"], "row": batch["row"],
+                "image_emb": image, "text_emb": text, "reason": batch["reason"]}
 
 
-def embed(dataset, model: EmbedModel, *, batch_size: int = 64, concurrency: int = 1, gpu: bool = False,
+_replica: tuple[tuple, _Embedder] | None = None
+"""This process's last model replica and its key (CPU tasks: one model per worker process, not per task)."""
+
+
+def _cached_embedder(model: EmbedModel, threads: int) -> _Embedder:
+    """The replica of `model` this worker process holds, built on first use and kept for the tasks after it.
+
+    A Ray worker process runs many tasks; loading the model per task, or starting an actor per run (a new
+    process importing torch and transformers: ~8 s here), would cost more than embedding a small archive.
+    One replica per process: a new model (another spec or fingerprint) replaces the last.
+    """
+    global _replica
+    key = (model.spec, model.fingerprint, threads)
+    if _replica is None or _replica[0] != key:
+        _replica = None  # free the old model before loading the next
+        _replica = (key, _Embedder(model, "cpu", False, threads))
+    return _replica[1]
+
+
+def _preprocess_and_embed(batch: pa.Table, model: EmbedModel, threads: int) -> dict[str, np.ndarray]:
+    """CPU path: `preprocess_rows` then this process's cached replica, in one task (no float pixels travel)."""
+    return _cached_embedder(model, threads)(preprocess_rows(batch, model, carry=("row",)))
+
+
+def embed(dataset, model: EmbedModel, *, batch_size: int = 64, concurrency: int | None = None, gpu: bool = False,
           half: bool = False, threads: int | None = None):
-    """The embed stage: archive rows in, (`clipping_id`, `shard`, `image_emb`, `text_emb`, `reason`) out.
+    """The embed stage: archive rows in, (`clipping_id`, `shard`, `row`, `image_emb`, `text_emb`, `reason`) out.
 
     dataset: Ray Dataset with `clipping_id`, `image` (bytes or null), `image_path` (absolute/URI or null),
-    `caption` (null = empty: the text tower sees ""), `shard`, `reason` (non-empty: the row was refused when
-    read, e.g. an image_path outside the archive; it is passed through to the quarantine). model: from
-    `describe_model`. batch_size: rows per model call. concurrency: model actors. gpu: one GPU per actor.
-    half: fp16 on GPU. threads: threads per pool in a CPU actor (default: the CPUs it is granted, at least 1;
-    more than that slows it badly whenever other work shares the cores). A row
-    that cannot be embedded keeps zero vectors and a non-empty `reason`. CPU actors ask for 0.5 CPU so read
-    and preprocess tasks always find a slot (design.md §9). Memory: a batch of preprocessed pixels
-    (batch_size·3·H·W·4 bytes) per task and actor, plus one model per actor.
+    `caption` (null = empty: the text tower sees ""), `shard`, `row` (passed through), `reason` (non-empty:
+    the row was refused when read, e.g. an image_path outside the archive; it is passed through to the
+    quarantine). model: from `describe_model`. batch_size: rows per model call. half: fp16 on GPU.
+    A row that cannot be embedded keeps zero vectors and a non-empty `reason`.
+
+    GPU: preprocessing in CPU tasks, then a pool of `concurrency` model actors (default 1), one GPU each.
+    CPU: each task preprocesses and embeds its batch with its process's cached replica, `threads` threads
+    per pool (default 1) and as many CPUs; `concurrency` caps the tasks at once (default: as many as the
+    CPUs allow). Memory: one model per worker process that embeds, plus a batch of float32 pixels
+    (batch_size·3·H·W·4 bytes) per task.
     """
     from ray.data import ActorPoolStrategy
 
-    from clippings.raylocal import runtime_env, threads_for
+    from clippings.raylocal import runtime_env
 
+    if not gpu:
+        threads = threads or 1
+        return dataset.map_batches(_preprocess_and_embed, batch_size=batch_size, batch_format="pyarrow",
+                                   fn_kwargs={"model": model, "threads": threads}, num_cpus=threads,
+                                   concurrency=concurrency, runtime_env=runtime_env(threads))
     pre = dataset.map_batches(preprocess_rows, batch_size=batch_size, batch_format="pyarrow",
-                              fn_kwargs={"model": model}, num_cpus=1, runtime_env=runtime_env(1))
-    resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 0.5}
-    threads = 1 if gpu else threads or threads_for(resources["num_cpus"])
+                              fn_kwargs={"model": model, "carry": ("row",)}, num_cpus=1, runtime_env=runtime_env(1))
     return pre.map_batches(
-        _EmbedActor,
+        _Embedder,
         batch_size=batch_size,
         batch_format="numpy",
-        compute=ActorPoolStrategy(size=concurrency),
-        fn_constructor_kwargs={"model": model, "device": "cuda" if gpu else "cpu", "half": half and gpu,
-                               "threads": threads},
-        runtime_env=runtime_env(threads),
-        **resources,
+        compute=ActorPoolStrategy(size=concurrency or 1),
+        fn_constructor_kwargs={"model": model, "device": "cuda", "half": half, "threads": 1},
+        runtime_env=runtime_env(1),
+        num_gpus=1,
+        num_cpus=1,
     )
 
 
@@ -421,7 +459,8 @@ def finished_shards(out: str, plan: Plan, fingerprint: str) -> set[str]:
 
 
 class _ShardWriter:
-    """Gathers the stage's output rows per part; writes a part when all its rows are in, marker last."""
+    """Gathers the stage's output rows per part; writes a part in its input order when all its rows are in,
+    marker last (runs of a part finish in any order)."""
 
     def __init__(self, out: str, model: EmbedModel, shards: list[Shard], dtype: str, summary: EmbedSummary):
         self.out, self.model, self.dtype, self.summary = out, model, dtype, summary
@@ -444,12 +483,13 @@ class _ShardWriter:
     def _write(self, name: str) -> None:
         from clippings.embeddings import embeddings_table
 
-        chunks = self.pending.pop(name)
-        ids = np.concatenate([c["clipping_id"] for c in chunks]) if chunks else np.zeros(0, object)
         dim = self.model.dim
-        image = np.concatenate([c["image_emb"] for c in chunks]) if chunks else np.zeros((0, dim), np.float32)
-        text = np.concatenate([c["text_emb"] for c in chunks]) if chunks else np.zeros((0, dim), np.float32)
-        reason = np.concatenate([c["reason"] for c in chunks]) if chunks else np.zeros(0, object)
+        empty = {"row": np.zeros(0, np.int64), "clipping_id": np.zeros(0, object), "reason": np.zeros(0, object),
+                 "image_emb": np.zeros((0, dim), np.float32), "text_emb": np.zeros((0, dim), np.float32)}
+        chunks = self.pending.pop(name) or [empty]
+        order = np.argsort(np.concatenate([c["row"] for c in chunks]), kind="stable")
+        ids, image, text, reason = (np.concatenate([c[k] for c in chunks])[order]
+                                    for k in ("clipping_id", "image_emb", "text_emb", "reason"))
         good = reason == ""
         bad = ~good
         write_quarantine(self.out, quarantine_table(ids[bad].tolist(), STAGE, reason[bad].tolist()), name)
@@ -503,8 +543,8 @@ def embed_archive(archive: str, model_spec: str, out: str, *, batch_size: int = 
     summary.rows_resumed = sum(s.rows for s in plan.shards if s.name in done)
     if done:
         log.info("resuming: %d of %d parts already embedded", summary.shards_resumed, len(plan.shards))
-    if concurrency is None:
-        concurrency = max(1, int(ray.cluster_resources().get("GPU", 1))) if gpu else 1
+    if concurrency is None and gpu:
+        concurrency = max(1, int(ray.cluster_resources().get("GPU", 1)))
     writer = _ShardWriter(out, model, todo, dtype, summary)
     nonempty = [s for s in todo if s.rows]
     if progress is not None:

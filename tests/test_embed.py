@@ -201,3 +201,25 @@ def test_read_part_rows_reads_exactly_a_run(tmp_path, start, stop):
     assert all(t.column("shard").to_pylist() == ["p0"] * t.num_rows for t in got)
     assert all(t.column("image").to_pylist() == [png(int(i[1:])) for i in t.column("clipping_id").to_pylist()]
                for t in got)
+
+
+def test_a_large_part_embeds_in_runs_and_keeps_its_order(ray_local, tmp_path, tiny_model_dir):
+    """A part of several READ_ROWS runs (row groups crossing the runs' bounds) decodes in parallel tasks whose
+    runs end in any order; the output part still lists the rows in the input's order, each equal to the
+    plain loop's embedding."""
+    from clippings.embed import READ_ROWS
+
+    archive, out = tmp_path / "archive", str(tmp_path / "emb")
+    archive.mkdir()
+    n = READ_ROWS + 37
+    ids = [f"c{n - i:04d}" for i in range(n)]  # not sorted: the order kept must be the part's, not the ids'
+    pq.write_table(pa.table({"clipping_id": ids, "image": pa.array([png(i) for i in range(n)]),
+                             "caption": [f"story {i % 7} page {i}" for i in range(n)]}),
+                   str(archive / part_name(0)), row_group_size=100)
+    assert cli.main(["embed", "--archive", str(archive), "--model", str(tiny_model_dir), "--out", out]) == 0
+    written = pq.read_table(os.path.join(out, part_name(0)))
+    assert written.column("clipping_id").to_pylist() == ids
+    emb, ref = read_embeddings(out), _reference(str(archive), str(tiny_model_dir))
+    for i, cid in enumerate(emb.ids):
+        np.testing.assert_allclose(emb.image[i], ref[cid][0], atol=1e-5)
+        np.testing.assert_allclose(emb.text[i], ref[cid][1], atol=1e-5)

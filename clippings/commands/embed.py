@@ -29,11 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output embeddings folder (local or s3://)")
     parser.add_argument("--batch-size", type=int, default=64, help="rows per model call (default: 64)")
     parser.add_argument("--concurrency", type=int, default=None,
-                        help="model actors (default: 1 on CPU, the cluster's GPU count with --gpu)")
+                        help="model replicas at once: GPU actors with --gpu (default: the cluster's GPU count), "
+                             "else CPU tasks (default: as many as the CPUs allow; one model per worker process)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per model actor, fp16")
     parser.add_argument("--dtype", default="float32", help="stored embedding dtype: float32 or float16")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads per CPU actor, every pool (default: the CPUs Ray grants it, at least 1)")
+                        help="threads (and CPUs) per CPU embedding task, every pool (default: 1)")
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="skip unreadable part files (listed in _quarantine/skipped-files.json)")
     add_image_arguments(parser)

@@ -430,7 +430,7 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
 
     model: an `EmbedModel`. An undecodable, missing or refused image is a BadInput naming the archive and the
     first such clipping id (labels must be clean: fix or remove the row). cpus: per decode task (fractional,
-    as the embed actors). Cost: one decode per row in parallel tasks; object store 3·H·W + ~8·L bytes per
+    beside the training workers). Cost: one decode per row in parallel tasks; object store 3·H·W + ~8·L bytes per
     row; driver ~120 bytes per row.
     """
     import ray
