@@ -379,7 +379,7 @@ def embed(dataset, model: EmbedModel, *, batch_size: int = 64, concurrency: int 
     CPUs allow). Memory: one model per worker process that embeds, plus a batch of float32 pixels
     (batch_size·3·H·W·4 bytes) per task.
     """
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
     from clippings.raylocal import runtime_env
 
@@ -387,7 +387,7 @@ def embed(dataset, model: EmbedModel, *, batch_size: int = 64, concurrency: int 
         threads = threads or 1
         return dataset.map_batches(_preprocess_and_embed, batch_size=batch_size, batch_format="pyarrow",
                                    fn_kwargs={"model": model, "threads": threads}, num_cpus=threads,
-                                   concurrency=concurrency, runtime_env=runtime_env(threads))
+                                   compute=TaskPoolStrategy(size=concurrency), runtime_env=runtime_env(threads))
     pre = dataset.map_batches(preprocess_rows, batch_size=batch_size, batch_format="pyarrow",
                               fn_kwargs={"model": model, "carry": ("row",)}, num_cpus=1, runtime_env=runtime_env(1))
     return pre.map_batches(
