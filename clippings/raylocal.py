@@ -31,9 +31,6 @@ AWS_VARS = (
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
 )
-TRAIN_ACTORS = 4
-"""Ray Train's long-lived processes in a local fit (controller, workers and helpers), beyond one idle task
-worker per CPU: the room added to Ray's idle-worker soft limit in local mode."""
 THREAD_VARS = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -164,12 +161,7 @@ def init_ray(num_cpus: int | None = None, object_store_gb: float = 2.0) -> None:
             logging_level="INFO",
             # Ray starts workers at niceness 15: beside any ordinary process they got ~1/30 of a core
             # (pretraining ~1% of its rate alone). At 0 they get their fair share of a shared machine.
-            # Ray retires idle workers beyond a soft limit of one per CPU, and Ray Train's controller and
-            # workers count against it: after each training stage the next embed started its workers again
-            # (importing torch and transformers: 11.6 s against 3.2 s warm for 1,101 rows). Room for those
-            # actors keeps the task workers (and their cached model) for the next stage.
-            _system_config={"worker_niceness": 0,
-                            "num_workers_soft_limit": (num_cpus or os.cpu_count() or 1) + TRAIN_ACTORS},
+            _system_config={"worker_niceness": 0},
         )
     if not verbose():
         _route_ray_output()
