@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         with PeakMemory() as mem:
             steady, end_to_end = pipeline(archive, model_dir, batch_size, args.gpu, -(-rows // part_rows))
     kind = "ViT-B/32 fp16 GPU" if args.gpu else ("4x256 CLIP CPU" if args.quick else "ViT-B/32 CPU fp32")
-    print(f"\nembed benchmark: {kind}, {rows} pairs, batch {batch_size}, {os.cpu_count()} CPUs")
+    print(f"\nembed benchmark: {kind}, {rows} pairs, batch {batch_size}, {os.cpu_count()} CPUs; "
+          f"load {os.getloadavg()[0]:.2f}")
     print(f"{'measure':<34}{'pairs/s':>10}{'ratio':>8}")
     print(f"{'bare model (pre-decoded tensors)':<34}{bare:>10.1f}{1.0:>8.2f}")
     print(f"{'pipeline, steady state':<34}{steady:>10.1f}{steady / bare:>8.2f}")

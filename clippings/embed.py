@@ -172,6 +172,11 @@ def read_shard_tables(batch: dict[str, np.ndarray], archive: str, images: ImageP
             at += table.num_rows
 
 
+def part_runs(rows: int, size: int = READ_ROWS) -> list[tuple[int, int]]:
+    """A part of `rows` rows cut into runs of `size` rows, (start, stop) each: one decode task per run."""
+    return [(start, min(start + size, rows)) for start in range(0, rows, size)]
+
+
 def read_part_rows(path: str, name: str, archive: str, images: ImagePolicy, start: int = 0,
                    stop: int | None = None) -> Iterator[pa.Table]:
     """Rows start … stop − 1 (None: to the end) of one part, READ_ROWS at a time, as normalised archive rows
@@ -232,8 +237,8 @@ def read_shards(plan: Plan, shards: list[Shard], images: ImagePolicy = ARCHIVE_O
 
     from clippings.raylocal import runtime_env
 
-    items = [{"path": s.path, "name": s.name, "start": start, "stop": min(start + READ_ROWS, s.rows)}
-             for s in shards for start in range(0, s.rows, READ_ROWS)]
+    items = [{"path": s.path, "name": s.name, "start": start, "stop": stop}
+             for s in shards for start, stop in part_runs(s.rows)]
     return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
         read_shard_tables, batch_size=1, fn_kwargs={"archive": plan.archive, "images": images}, num_cpus=cpus,
         runtime_env=runtime_env(cpus),

@@ -208,6 +208,7 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
     """
     import ray
 
+    from clippings.embed import part_runs
     from clippings.raylocal import runtime_env
 
     per_rank = plan.lanes // world
@@ -216,8 +217,8 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
     for i in part_order(len(plan.parts), seed, epoch):
         path, name, roles_bytes = plan.parts[i]
         roles = np.frombuffer(roles_bytes, np.int32)
-        for first in range(0, len(roles), DECODE_ROWS):
-            items.append({"path": path, "name": name, "roles": roles[first : first + DECODE_ROWS].tobytes(),
+        for first, stop in part_runs(len(roles), DECODE_ROWS):
+            items.append({"path": path, "name": name, "roles": roles[first:stop].tobytes(),
                           "part": int(i), "first": first})
     env = runtime_env(cpus)
     # One task reads a run of DECODE_ROWS rows of a part and decodes them: a part's rows decode in parallel,
@@ -435,6 +436,7 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
     """
     import ray
 
+    from clippings.embed import part_runs
     from clippings.progress import Progress
     from clippings.raylocal import runtime_env
 
@@ -443,8 +445,8 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
     # apart: the driver owns every block without fetching pixels. Through Ray Data (a map, then the blocks'
     # refs) 2 CPUs decoded no faster than 1 here, and converting or inspecting its blocks took tasks of their own.
     decode = ray.remote(_store_block).options(num_cpus=cpus, runtime_env=runtime_env(cpus), num_returns=2)
-    runs = [decode.remote(path, name, first, min(DECODE_ROWS, rows - first), archive, images, model)
-            for path, name, rows in light.parts for first in range(0, rows, DECODE_ROWS)]
+    runs = [decode.remote(path, name, first, stop - first, archive, images, model)
+            for path, name, rows in light.parts for first, stop in part_runs(rows, DECODE_ROWS)]
     refs, pending = [block for block, _ in runs], [meta for _, meta in runs]
     done: dict[Any, tuple[list[str], list[str]]] = {}  # each run's (ids, reasons), fetched once as it ends
     with Progress(f"train: decode {archive}", total=len(light.ids), unit="clipping") as bar:
