@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from clippings.archive import write_dataset
 from clippings.cli import main
@@ -163,3 +164,42 @@ def test_link_on_actors_prints_clean_lines_and_ray_goes_to_the_log(tmp_path):
     assert len(lines) < 10, proc.stdout
     info = json.loads((tmp_path / "links" / "links.json").read_text())
     assert info["search"]["actors"] == 2
+
+
+def test_dropping_shortcut_pairs_keeps_single_linkage_exact():
+    """Groups of up to 300 near-copies give ~g²/2 pairs within t each; the cell search drops the pairs that
+    close a triangle of nearer pairs. With every cell probed the search is exact, so its forest must have
+    the exact forest's weight and cuts at every t up to the threshold (and DBSCAN's clusters at t)."""
+    from clippings.link.cells import shortcut_pairs
+    from tests.link_helpers import reference_clusters
+
+    rng = np.random.default_rng(5)
+    sizes = np.array([300, 200, 150, 100, 80, 60, 40, 25, 15, 10, 5, 3, 2] + [1] * 100)  # ≥ 1,024 rows: cells
+    centres = rng.standard_normal((len(sizes), 24)).astype(np.float32)
+    x = np.repeat(centres / np.linalg.norm(centres, axis=1, keepdims=True), sizes, axis=0)
+    x += np.float32(0.3 / np.sqrt(24)) * rng.standard_normal(x.shape, np.float32)
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    t = 0.12  # some group pairs lie beyond t: the groups hold chains, not cliques
+    exact = knn_graph(x, threshold=t, index="pruned", max_edges=None)
+    ivf = knn_graph(x, threshold=t, index="ivf", nlist=8, nprobe=8)
+    assert ivf.stats["search"]["scheme"] == "cells" and ivf.recall == 1.0
+    cuts = (0.02, 0.05, 0.08, 0.1, t)
+    want, got = (mst_from_graph(len(x), g.src, g.dst, g.distance) for g in (exact, ivf))
+    assert float(got.distance.sum()) == pytest.approx(float(want.distance.sum()), abs=1e-12)
+    for s in cuts:
+        assert same_partition(components(got, s), components(want, s)), s
+    dbscan, scipy_labels = reference_clusters(x, t)
+    assert same_partition(dbscan, components(got, t)) and same_partition(scipy_labels, components(got, t))
+
+    # directly: in one block (every row queries the one list), the dropped pairs are each the farthest of a
+    # triangle whose two other pairs are kept or dropped in favour of nearer ones
+    rows = np.arange(300)
+    block = (x[rows] @ x[rows].T).ravel()
+    hits = np.flatnonzero(block > 1 - t)
+    j, i = np.divmod(hits, 300)
+    drop = shortcut_pairs(block, rows, rows, i, j, block[hits], 1e-4)
+    assert 0.5 < drop.mean() < 1.0 and not drop[i == j].any()
+    s64 = x[rows].astype(np.float64) @ x[rows].T.astype(np.float64)
+    a, b = i[drop], j[drop]
+    nearer = np.minimum(s64[a], s64[b]).max(axis=1)  # the best third vertex of each dropped pair's triangles
+    assert np.all(nearer > s64[a, b])

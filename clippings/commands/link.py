@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--nprobe",
         type=int,
         default=None,
-        help="ivf cells probed per query (default: the smallest power of two reaching recall 0.995 on "
+        help="ivf cells probed per query (default: the smallest of 1, 2, 3, 4, 6, 8, 12, … reaching recall 0.995 on "
         "a sample)",
     )
     parser.add_argument(

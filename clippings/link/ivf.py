@@ -2,8 +2,8 @@
 Ray actors, with nprobe calibrated to a recall target and the recall measured (design.md §7).
 
 Steps: train the centroids (nlist = 2·√n by default: clippings.link.cells), calibrate nprobe on one sample
-of rows (the smallest power of two whose probes examine `recall_target` of the sample's exact within-t
-pairs), probe every row (which places it in its cell), fill the index, search every list
+of rows (the smallest of 1, 2, 3, 4, 6, 8, 12, … whose probes examine `recall_target` of the sample's
+exact within-t pairs), probe every row (which places it in its cell), fill the index, search every list
 (clippings.link.cells.search_cells, or clippings.link.actors), recompute the kept edges' distances in
 float64, and measure the recall on a second sample with the search's own probe table.
 """
@@ -63,13 +63,22 @@ def probe_recall(quantizer, x: np.ndarray | PartLists, truth: np.ndarray, nprobe
     return float(coverage(table[a], assign[a], table[b], assign[b]).mean())
 
 
+def nprobe_ladder(limit: int) -> list[int]:
+    """The nprobe values calibration tries, up to `limit`: 1, 2, 3, 4, 6, 8, 12, 16, … (steps of 1.5 and 4/3,
+    not 2: the search's time is proportional to nprobe, and at 5M rows a power-of-two step meant 16 where
+    12 reached the target)."""
+    powers = [2**k for k in range(max(1, limit).bit_length())]
+    return sorted({v for p in powers for v in (p, 3 * p // 2) if v < limit} | {max(1, limit)})
+
+
 def calibrate_nprobe(quantizer, x: np.ndarray, truth: np.ndarray, target: float, nlist: int) -> int:
-    """The smallest power-of-two nprobe whose search examines `target` of the exact within-t pairs `truth`
-    (up to nlist and MAX_NPROBE)."""
-    nprobe = 1
-    while nprobe < min(nlist, MAX_NPROBE) and probe_recall(quantizer, x, truth, nprobe) < target:
-        nprobe *= 2
-    return int(min(nprobe, nlist))
+    """The smallest nprobe of `nprobe_ladder` whose search examines `target` of the exact within-t pairs
+    `truth` (up to nlist and MAX_NPROBE)."""
+    ladder = nprobe_ladder(min(nlist, MAX_NPROBE))
+    for nprobe in ladder:
+        if probe_recall(quantizer, x, truth, nprobe) >= target:
+            return nprobe
+    return ladder[-1]
 
 
 def ivf_cells_graph(

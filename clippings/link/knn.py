@@ -220,7 +220,7 @@ def knn_graph(
     vectors: (n, d) float32, unit norm. k: neighbours per point (flat). threshold: the cut to be made
     exact; None gives the plain kNN graph (exact up to the smallest k-th-neighbour distance). index: "flat"
     (exact kNN + re-queries), "pruned" (exact ε-graph, needs threshold) or "ivf" (approximate; with a
-    threshold a range search whose nprobe, unless given, is the smallest power of two reaching
+    threshold a range search whose nprobe, unless given, is the smallest of 1, 2, 3, 4, 6, 8, 12, … reaching
     `recall_target` on `recall_sample` points; the recall of within-t pairs is then measured on another
     sample against exact search). nlist: ivf cells (default 2·√n). gpu: a CUDA torch matmul top-k for the
     flat kNN step (None: when CUDA is present). max_edges: edges the ε-graph searches hold before
