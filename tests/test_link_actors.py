@@ -53,10 +53,12 @@ def test_cell_search_finds_the_pairs_within_t_and_reports_its_recall():
     assert len(set(zip(found.tolist(), exact.tolist(), strict=True))) == len(set(found.tolist()))
 
 
-def test_part_lists_hold_the_lists_of_the_faiss_index_in_place():
+def test_part_lists_hold_each_cells_rows_in_place(tmp_path):
     """An add reads the old rows' IVF lists from the links folder's parts (sorted by cell, read in place; an
-    unsorted part is sorted): the same rows and vectors per list as a FAISS index over the same cells."""
-    from clippings.link.cells import IndexLists, PartLists, centroid_quantizer, index_in_cells, probe_cells
+    unsorted part is sorted); a link reads them from one file of the rows in cell order, mapped. Both give
+    each cell exactly its rows and their vectors."""
+    from clippings.link.cellfile import open_lists, write_lists
+    from clippings.link.cells import PartLists, centroid_quantizer, probe_cells
     from clippings.link.knn import _exact_pairs
 
     x = reprint_groups(3_000, 16, seed=2)
@@ -65,22 +67,26 @@ def test_part_lists_hold_the_lists_of_the_faiss_index_in_place():
     order = np.argsort(assign[:2_000], kind="stable")  # rows 0..1999 stored sorted by cell, as link writes them
     x[:2_000], assign[:2_000] = x[order], assign[order]
     blocks = [x[:1_000], x[1_000:2_000], x[2_000:]]  # the last block (a batch) is not sorted
-    parts, faiss_lists = PartLists(blocks, assign, 24), IndexLists(index_in_cells(centroids, x, assign))
+    parts = PartLists(blocks, assign, 24)
     assert parts.inverse[0] is None and parts.inverse[1] is None and parts.inverse[2] is not None
     assert np.shares_memory(parts.vectors[0], x)  # a sorted part is read in place, not copied
-    for cell in range(24):
-        rows, vectors = parts.list(cell)
-        want_rows, want = faiss_lists.list(cell)
-        assert parts.size(cell) == faiss_lists.size(cell) == len(rows)
-        assert sorted(rows.tolist()) == sorted(want_rows.tolist())
-        assert np.array_equal(vectors[np.argsort(rows)], want[np.argsort(want_rows)])
-    rows = np.array([2_999, 0, 1_500, 2_001, 7])
-    assert np.array_equal(parts.take(rows), x[rows])
-    seen = np.concatenate([numbers for numbers, _ in parts.pieces(700)])
-    assert np.array_equal(np.sort(seen), np.arange(3_000))
-    sample = np.arange(0, 3_000, 50)
-    pairs = _exact_pairs(parts, None, sample, T)
-    assert len(pairs) > len(sample) and np.array_equal(pairs, _exact_pairs(x, None, sample, T))
+    folder = write_lists(x, assign, 24, str(tmp_path / "cells"))
+    mapped = open_lists(folder)
+    assert isinstance(mapped.vectors[0], np.memmap)
+    for lists in (parts, mapped):
+        for cell in range(24):
+            rows, vectors = lists.list(cell)
+            want = np.flatnonzero(assign == cell)
+            assert lists.size(cell) == len(rows) == len(want)
+            assert sorted(rows.tolist()) == want.tolist()
+            assert np.array_equal(vectors, x[rows])
+        rows = np.array([2_999, 0, 1_500, 2_001, 7])
+        assert np.array_equal(lists.take(rows), x[rows])
+        seen = np.concatenate([numbers for numbers, _ in lists.pieces(700)])
+        assert np.array_equal(np.sort(seen), np.arange(3_000))
+        sample = np.arange(0, 3_000, 50)
+        pairs = _exact_pairs(lists, None, sample, T)
+        assert len(pairs) > len(sample) and np.array_equal(pairs, _exact_pairs(x, None, sample, T))
 
 
 def _brute(x: np.ndarray):
@@ -112,21 +118,22 @@ def test_search_actors_link_exactly_as_one_process(tmp_path, ray_local):
     assert info["search"]["actors"] == 2 and info["search"]["backend"] == "faiss-cpu"
     assert info["search"]["nlist"] == round(2 * np.sqrt(200_000)) and info["search"]["nprobe"] == 8
     assert 0.0 < info["recall"] <= 1.0  # measured and reported (calibrating nprobe is tested at 20k)
-    assert not os.path.exists(tmp_path / "index" / "ivf.faiss")  # the actors' index file is removed
+    assert not os.listdir(tmp_path / "index")  # the actors' lists files are removed
 
 
-def test_actors_load_the_index_from_its_path_and_run_this_tree(tmp_path, ray_local):
+def test_actors_load_the_lists_from_their_folder_and_run_this_tree(tmp_path, ray_local):
     import ray
 
-    from clippings.link.actors import CellSearcher, load_index, save_index
-    from clippings.link.cells import centroid_quantizer, index_in_cells, probe_cells, train_centroids
+    from clippings.link.actors import CellSearcher
+    from clippings.link.cellfile import open_lists, write_lists
+    from clippings.link.cells import centroid_quantizer, probe_cells, train_centroids
 
     x = reprint_groups(5_000, 16, seed=1)
     centroids = train_centroids(x, 20)
     assign = probe_cells(centroid_quantizer(centroids), x, 1)[:, 0]
-    path = save_index(index_in_cells(centroids, x, assign), str(tmp_path))
-    assert load_index(path).ntotal == 5_000
-    actor = ray.remote(num_cpus=0.5)(CellSearcher).remote(path, 0.5)
+    folder = write_lists(x, assign, 20, str(tmp_path))
+    assert open_lists(folder).ntotal == 5_000
+    actor = ray.remote(num_cpus=0.5)(CellSearcher).remote(folder)
     import clippings
 
     assert ray.get(actor.where.remote()) == clippings.__file__

@@ -61,8 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index-dir",
         default=None,
-        help="with --search-actors: folder (local or s3://) the actors load the IVF index from; on a cluster "
-        "whose machines share no disk give an s3:// folder (default: a local temporary folder)",
+        help="with --search-actors: folder (local or s3://) the actors load the IVF lists (the rows in cell "
+        "order) from; on a cluster whose machines share no disk give an s3:// folder (default: a local "
+        "temporary folder)",
     )
     parser.add_argument(
         "--model", default=None, help="model folder whose clippings.json gives threshold and im_wt"

@@ -1,9 +1,9 @@
 """The cell-by-cell IVF range search spread over Ray actors (`clippings link --search-actors N`).
 
-The driver trains and fills the index once and writes it to a file (`save_index`: a local folder, or
-`s3://` for a cluster whose machines share no disk); each actor loads it from that path (memory-mapped
-where the file is local, so actors on one machine share its pages) — never through the object store — and
-searches the batches of cells it is sent. Each batch's pairs come back folded into a minimum spanning forest
+The driver trains the cells once and writes the lists to a folder (clippings.link.cellfile: a local folder,
+or `s3://` for a cluster whose machines share no disk); each actor loads them from that folder
+(memory-mapped where local, so actors on one machine share their pages) — never through the object store —
+and searches the batches of cells it is sent. Each batch's pairs come back folded into a minimum spanning forest
 (≤ n − 1 edges however many pairs), and the driver folds those into its own forest: the same single linkage
 as one process, because each query's search does not depend on who runs it (tested: identical clusters).
 
@@ -13,63 +13,20 @@ platform.md's deadlock trap) and size their thread pools to it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 
 import numpy as np
 
-from clippings.link.cells import IndexLists, Probes, search_cells
+from clippings.link.cellfile import open_lists
+from clippings.link.cells import Probes, search_cells
 from clippings.link.slink import ForestBuffer
-
-INDEX_FILE = "ivf.faiss"
-
-
-def save_index(index, folder: str) -> str:
-    """Write a FAISS index to `folder`/ivf.faiss (local or s3://); returns its path. Local: written in
-    place; S3: through a local temporary file (FAISS writes files, not streams). Cost: the index's size."""
-    import faiss
-
-    from clippings.archive import filesystem, is_remote, join
-
-    path = join(folder, INDEX_FILE)
-    if not is_remote(path):
-        os.makedirs(folder, exist_ok=True)
-        faiss.write_index(index, path)
-        return path
-    fs, inner = filesystem(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = os.path.join(tmp, INDEX_FILE)
-        faiss.write_index(index, local)
-        fs.put_file(local, inner)
-    return path
-
-
-def load_index(path: str):
-    """A FAISS index from `path`: memory-mapped when local (pages shared by the processes of one machine
-    and left in the page cache), downloaded to a local temporary file first when on S3."""
-    import faiss
-
-    from clippings.archive import filesystem, is_remote
-
-    if is_remote(path):
-        fs, inner = filesystem(path)
-        local = os.path.join(tempfile.mkdtemp(prefix="clippings-index-"), INDEX_FILE)
-        fs.get_file(inner, local)
-        path = local
-    return faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
 
 
 class CellSearcher:
-    """A Ray actor holding the IVF index (loaded from its path) that searches batches of cells."""
+    """A Ray actor holding the IVF lists (mapped from their folder) that searches batches of cells."""
 
-    def __init__(self, index_path: str, cpus: float):
-        import faiss
-
-        from clippings.raylocal import threads_for
-
-        faiss.omp_set_num_threads(threads_for(cpus))
-        self.lists = IndexLists(load_index(index_path))
+    def __init__(self, lists_folder: str):
+        self.lists = open_lists(lists_folder)  # BLAS sizes its threads from the actor's runtime env
 
     def search(self, probes: Probes, batches: list[tuple[int, int]], threshold: float, max_edges: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
@@ -95,15 +52,15 @@ def actor_cpus(actors: int) -> float:
     return float(int(share)) if share >= 1 else max(0.25, round(share, 2))
 
 
-def search_with_actors(index_path: str, n: int, probes: Probes, shards: list[list[tuple[int, int]]],
+def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[list[tuple[int, int]]],
                        threshold: float, actors: int, max_edges: int,
                        progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, ...]:
-    """Search `shards` (lists of cell batches) on `actors` Ray actors, each loading the index from
-    `index_path`; fold their forests into one: (src, dst, distance, compactions, actors used).
+    """Search `shards` (lists of cell batches) on `actors` Ray actors, each loading the lists from
+    `lists_folder`; fold their forests into one: (src, dst, distance, compactions, actors used).
 
     Shards are handed out as actors free up (ray.wait), so a slower machine takes fewer. The probe table
     (2·n·(nprobe + 1) int32) travels once through the object store (read in place by the actors of one
-    machine); the index does not.
+    machine); the lists do not.
     Memory in the driver: O(n + max_edges) for the merged forest.
     """
     import ray
@@ -113,7 +70,7 @@ def search_with_actors(index_path: str, n: int, probes: Probes, shards: list[lis
     init_ray()
     cpus = actor_cpus(actors)
     remote = ray.remote(num_cpus=cpus, runtime_env=runtime_env(cpus))(CellSearcher)
-    pool = [remote.remote(index_path, cpus) for _ in range(actors)]
+    pool = [remote.remote(lists_folder) for _ in range(actors)]
     probes_ref = ray.put(probes)
     buffer = ForestBuffer(n, max_edges, unique=True)  # each pair comes from one shard only (cells.query)
     pending: dict = {}

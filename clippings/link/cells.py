@@ -19,10 +19,11 @@ A reprint group of g rows gives g²/2 pairs within t; single linkage needs a spa
 each batch's pairs leave as their minimum spanning forest (the cycle property: the MST of the union is the
 MST of the parts' forests), which keeps the edge buffer from compacting again and again.
 
-The lists are read through a small interface (`IndexLists`: a FAISS IndexIVFFlat with a direct map, whose
-float32 rows are also the queries', so a process holding the index — a Ray actor of clippings.link.actors —
-needs no other copy of the vectors; `PartLists`: row blocks sorted by cell, for `link --add`). Pairs whose
-float32 distance lies within the rounding margin of t are re-checked in float64 from the lists.
+The lists are row blocks sorted by cell (`PartLists`): one file of every row in cell order for a link
+(clippings.link.cellfile: mapped, so a process holding it — a Ray actor of clippings.link.actors — needs no
+other copy of the vectors; the queries' rows are read from it too), a links folder's parts and a batch for
+`link --add`. Pairs whose float32 distance lies within the rounding margin of t are re-checked in float64
+from the lists.
 """
 
 from __future__ import annotations
@@ -98,26 +99,6 @@ def centroid_quantizer(centroids: np.ndarray):
     return quantizer
 
 
-def index_in_cells(centroids: np.ndarray, x: np.ndarray, assign: np.ndarray, quantizer=None,
-                   chunk: int = 1 << 18):
-    """An IndexIVFFlat over x (ids = row numbers, with a direct map) whose rows go to the given cells
-    (`assign`, no search: the probe pass found them, or an existing linking's old rows keep theirs).
-    quantizer: centroid_quantizer(centroids) if None. Cost: O(n·d) copied. Memory: n·(4·d + 16) bytes."""
-    import faiss
-    from faiss.contrib.ivf_tools import add_preassigned
-
-    nlist, dim = centroids.shape
-    quantizer = centroid_quantizer(centroids) if quantizer is None else quantizer
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    for start in range(0, len(x), chunk):
-        stop = min(len(x), start + chunk)
-        # no explicit ids: FAISS numbers rows from ntotal, which its direct map requires
-        add_preassigned(index, np.ascontiguousarray(x[start:stop], dtype=np.float32),
-                        np.ascontiguousarray(assign[start:stop], dtype=np.int64))
-    index.make_direct_map()
-    return index
-
-
 @dataclass
 class Probes:
     """The cells each row's query probes: `cells` (n, nprobe) int32, the cells of its nprobe nearest
@@ -171,7 +152,7 @@ def coverage(cells_a: np.ndarray, own_a: np.ndarray, cells_b: np.ndarray, own_b:
     return (cells_a == own_b[:, None]).any(axis=1) | (cells_b == own_a[:, None]).any(axis=1)
 
 
-def confirm(lists: IndexLists | PartLists, q: np.ndarray, local: np.ndarray, rows: np.ndarray, dst: np.ndarray, sims: np.ndarray,
+def confirm(lists: PartLists, q: np.ndarray, local: np.ndarray, rows: np.ndarray, dst: np.ndarray, sims: np.ndarray,
             threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Range-search hits (query q[local] = row rows[local], neighbour dst, float32 similarity) → the pairs
     (a < b, b, distance) within threshold, self pairs dropped. Hits within the float32 margin of t are
@@ -189,29 +170,6 @@ def confirm(lists: IndexLists | PartLists, q: np.ndarray, local: np.ndarray, row
     keep = dist <= threshold
     src, dst, dist = src[keep], dst[keep], np.clip(dist[keep], 0.0, 2.0)
     return np.minimum(src, dst), np.maximum(src, dst), dist
-
-
-class IndexLists:
-    """The IVF lists of a FAISS IndexIVFFlat whose ids are row numbers, with a direct map (the queries'
-    vectors are read from it): what a process holding only the index (an actor) searches."""
-
-    def __init__(self, index):
-        self.index = index
-        self.ntotal, self.d = int(index.ntotal), int(index.d)
-
-    def size(self, cell: int) -> int:
-        return int(self.index.invlists.list_size(cell))
-
-    def list(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
-        """(row numbers, float32 vectors) of one list (a copy out of the index)."""
-        from faiss.contrib.inspect_tools import get_invlist
-
-        ids, codes = get_invlist(self.index.invlists, int(cell))
-        return ids, codes.view(np.float32).reshape(len(ids), self.d)
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """The float32 vectors of these row numbers."""
-        return self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
 
 
 class PartLists:
@@ -243,6 +201,18 @@ class PartLists:
                 self.inverse.append(None)
             self.vectors.append(block)
             self.starts.append(np.searchsorted(own, cells))
+
+    @classmethod
+    def cell_sorted(cls, vectors: np.ndarray, order: np.ndarray, starts: np.ndarray) -> PartLists:
+        """One block already in cell order (clippings.link.cellfile: a mapped file, read in place):
+        vectors[k] is row order[k], and list c is vectors[starts[c]:starts[c + 1]]."""
+        lists = cls.__new__(cls)
+        inverse = np.empty(len(order), dtype=np.int64)
+        inverse[order] = np.arange(len(order))
+        lists.offsets = np.array([0, len(order)], dtype=np.int64)
+        lists.d = int(vectors.shape[1])
+        lists.vectors, lists.rows, lists.starts, lists.inverse = [vectors], [order], [starts], [inverse]
+        return lists
 
     @property
     def ntotal(self) -> int:
@@ -341,7 +311,7 @@ def cell_batches(sizes: np.ndarray, rows: int = BATCH_ROWS) -> list[tuple[int, i
     return batches
 
 
-def search_cells(lists: IndexLists | PartLists, probes: Probes, batches: list[tuple[int, int]], threshold: float,
+def search_cells(lists: PartLists, probes: Probes, batches: list[tuple[int, int]], threshold: float,
                  max_edges: int | None, progress: Callable[[int], None] | None = None, forest: bool = False,
                  fold: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Range-search every query that probes the cells in `batches` against those cells' lists, folding the

@@ -10,21 +10,19 @@ float64, and measure the recall on a second sample with the search's own probe t
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from clippings.link.cellfile import in_memory_lists, open_lists, remove_lists, write_lists
 from clippings.link.cells import (
-    IndexLists,
     PartLists,
     balanced_shards,
     cell_batches,
     centroid_quantizer,
     coverage,
-    index_in_cells,
     invert_probes,
     nlist_for,
     probe_cells,
@@ -40,7 +38,8 @@ CALIBRATION_PAIRS = 20_000
 """Within-t pairs of the calibration sample whose rows are probed at each step (a random subset: the
 pairs' rows each cost a quantizer search; the recall's standard error stays ≤ 0.004)."""
 SPILL_ROWS = 2_000_000
-"""From this many rows the index is written to a temporary file and memory-mapped (page cache, not heap)."""
+"""From this many rows the lists are written to a temporary file in cell order and memory-mapped (page cache,
+not heap: clippings.link.cellfile)."""
 SHARDS_PER_ACTOR = 8
 """Work units per actor: enough that a slow actor takes fewer, few enough that each carries its forest once."""
 
@@ -95,8 +94,9 @@ def ivf_cells_graph(
     progress: Callable[[int], None] | None = None,
 ) -> Graph:
     """The ivf Graph of unit rows x (n, d) float32 at `threshold` (see clippings.link.knn.knn_graph for the
-    parameters). Memory: x, the index (n·(4·d + 24) bytes) and O(n + max_edges) edges; with actors each
-    holds the index memory-mapped (shared pages on one machine), and n·nprobe·4 bytes of probes (twice).
+    parameters). Memory: x; the lists (a sorted copy of x, n·(4·d + 16) bytes: in the heap below SPILL_ROWS,
+    else a memory-mapped file, which actors map too: shared pages on one machine); O(n + max_edges) edges;
+    n·nprobe·4 bytes of probes (twice).
     Time: O(n·nprobe·(n/nlist)·d) for the search, O(n·nlist·d) for the probes (one BLAS GEMM each; HNSW from
     HNSW_NLIST cells: O(n·log nlist·d)), O(recall_sample·n·d) for each sample's exact pairs."""
     n = len(x)
@@ -121,31 +121,28 @@ def ivf_cells_graph(
     assign = probes.cells[:, 0].astype(np.int64)
     timings["probes_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    index = index_in_cells(centroids, x, assign, quantizer)
+    nlist = len(centroids)
     batches = cell_batches(probes.sizes())
-    timings["index_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    nlist = int(index.nlist)
     actors = 0
     spilled = bool(search_actors) or n >= SPILL_ROWS
     folder = (index_dir if search_actors else None) or tempfile.mkdtemp(prefix="clippings-ivf-")
+    lists = None
     try:
-        if spilled:  # the index leaves the heap: memory-mapped from its file, pages shared with the actors
-            from clippings.link.actors import load_index, save_index
-
-            path = save_index(index, folder)
-            del index
-            index = load_index(path)
-            timings["spill_s"] = time.perf_counter() - t0
+        if spilled:  # the lists as a mapped file in cell order (pages shared with the actors), no heap copy
+            write_lists(x, assign, nlist, folder)
+            lists = None if search_actors else open_lists(folder)
+        else:
+            lists = in_memory_lists(x, assign, nlist)
+        timings["index_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         if search_actors:
             from clippings.link.actors import search_with_actors
 
             shards = balanced_shards(batches, SHARDS_PER_ACTOR * search_actors)
             src, dst, _, compactions, actors = search_with_actors(
-                path, n, probes, shards, threshold, search_actors, max_edges, progress)
+                folder, n, probes, shards, threshold, search_actors, max_edges, progress)
         else:
-            src, dst, _, compactions, _ = search_cells(IndexLists(index), probes, batches, threshold, max_edges,
-                                                      progress)
+            src, dst, _, compactions, _ = search_cells(lists, probes, batches, threshold, max_edges, progress)
         dist = cosine_distances_of_pairs(x, norms, src, dst)
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -153,8 +150,8 @@ def ivf_cells_graph(
         recall = probe_recall(None, x, truth, probes.nprobe, probes.cells, assign)
         timings["recall_s"] = time.perf_counter() - t0
     finally:
-        index = None  # unmap before the file goes
-        _remove_index(folder, index_dir if search_actors else None)
+        lists = None  # unmap before the files go
+        remove_lists(folder, given=bool(search_actors and index_dir))
     stats = {
         "edges": int(len(src)),
         "nlist": nlist,
@@ -166,17 +163,3 @@ def ivf_cells_graph(
     }
     cells = IvfCells(centroids, assign)
     return Graph(n, src, dst, dist, float(threshold), "ivf", recall, stats, cells)
-
-
-def _remove_index(folder: str, given: str | None) -> None:
-    """Remove the index file written for the actors (the whole folder when it was a temporary one)."""
-    from clippings.archive import filesystem, join
-    from clippings.link.actors import INDEX_FILE
-
-    if given is None:
-        shutil.rmtree(folder, ignore_errors=True)
-        return
-    fs, inner = filesystem(join(folder, INDEX_FILE))
-    if fs.exists(inner):
-        fs.rm(inner)
-
