@@ -29,8 +29,8 @@ CHUNK_ROWS = 1 << 16
 def cell_layout(assign: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
     """(order, starts) of rows assigned to cells: the row numbers sorted by cell (stable) and where each
     cell's run starts in that order."""
-    order = np.argsort(assign, kind="stable").astype(np.int64)
-    starts = np.searchsorted(assign[order], np.arange(nlist + 1)).astype(np.int64)
+    order = np.argsort(assign, kind="stable").astype(np.int64, copy=False)
+    starts = np.searchsorted(assign[order], np.arange(nlist + 1)).astype(np.int64, copy=False)
     return order, starts
 
 

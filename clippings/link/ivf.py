@@ -64,8 +64,8 @@ def probe_recall(quantizer, x: np.ndarray | PartLists, truth: np.ndarray, nprobe
 
 def nprobe_ladder(limit: int) -> list[int]:
     """The nprobe values calibration tries, up to `limit`: 1, 2, 3, 4, 6, 8, 12, 16, … (steps of 1.5 and 4/3,
-    not 2: the search's time is proportional to nprobe, and at 5M rows a power-of-two step meant 16 where
-    12 reached the target)."""
+    not 2: the search's time is proportional to nprobe; at 10M rows calibration chose 12, where powers of
+    two would have meant 16)."""
     powers = [2**k for k in range(max(1, limit).bit_length())]
     return sorted({v for p in powers for v in (p, 3 * p // 2) if v < limit} | {max(1, limit)})
 
