@@ -220,7 +220,7 @@ def _scale_worker(method: str, data: str, out: str) -> None:
 
 def _memory(pid: int | str) -> tuple[int, int]:
     """(RssAnon, RssFile + RssShmem) of a process in bytes: its own heap vs. mapped file pages (page cache,
-    reclaimable: the mapped pooled rows, the actors' memory-mapped index)."""
+    reclaimable: the mapped pooled rows, the actors' memory-mapped lists)."""
     anon = file = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -229,6 +229,18 @@ def _memory(pid: int | str) -> tuple[int, int]:
             elif line.startswith(("RssFile:", "RssShmem:")):
                 file += int(line.split()[1]) * 1024
     return anon, file
+
+
+def _pss_file(pid: int | str) -> int:
+    """Pss_File + Pss_Shmem of a process in bytes: its mapped file pages, each page shared by k processes
+    counted 1/k, so the sum over the driver and its actors counts the lists file once, not once per actor.
+    Read every 2 s only: the kernel walks every mapped page to compute it."""
+    pss = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Pss_File:", "Pss_Shmem:")):
+                pss += int(line.split()[1]) * 1024
+    return pss
 
 
 def _actor_pids() -> list[str]:
@@ -245,10 +257,10 @@ def _actor_pids() -> list[str]:
     return pids
 
 
-def _sampled_memory(proc: subprocess.Popen, base_file: str, timeout: float) -> tuple[float, float]:
-    """Peak (anon, file) MB of `proc` plus its search actors, anon above the baseline it writes to
-    base_file. Sampled every 20 ms (actors looked up every 2 s)."""
-    peak_anon = peak_file = base = 0
+def _sampled_memory(proc: subprocess.Popen, base_file: str, timeout: float) -> tuple[float, float, float]:
+    """Peak (anon, file, file PSS) MB of `proc` plus its search actors, anon above the baseline it writes to
+    base_file. Anon and file sampled every 20 ms, file PSS and the actors every 2 s."""
+    peak_anon = peak_file = peak_pss = base = 0
     actors: list[str] = []
     deadline, next_scan = time.monotonic() + timeout, 0.0
     while proc.poll() is None:
@@ -258,55 +270,62 @@ def _sampled_memory(proc: subprocess.Popen, base_file: str, timeout: float) -> t
         if os.path.exists(base_file):
             if not base:
                 base = _memory(proc.pid)[0]
-            if time.monotonic() > next_scan:
+            scan = time.monotonic() > next_scan
+            if scan:
                 actors, next_scan = _actor_pids(), time.monotonic() + 2.0
-            anon = file = 0
+            anon = file = pss = 0
             for pid in [proc.pid, *actors]:
                 try:
                     a, f = _memory(pid)
+                    pss += _pss_file(pid) if scan else 0
                 except (OSError, ValueError):
                     continue
                 anon, file = anon + a, file + f
             peak_anon, peak_file = max(peak_anon, anon - base), max(peak_file, file)
+            peak_pss = max(peak_pss, pss)
         time.sleep(0.02)
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, proc.args)
-    return peak_anon / 2**20, peak_file / 2**20
+    return peak_anon / 2**20, peak_file / 2**20, peak_pss / 2**20
 
 
-def _scale_rows(sizes: list[int], old_max: int, actors: int, tmp: str) -> None:
+def _scale_rows(sizes: list[int], old_max: int, cells_max: int, actors: int, tmp: str) -> None:
     """For each n: write the data to disk in chunks, then link it with today's method (n ≤ old_max), the
-    cell-by-cell search, and (actors > 0) the same on Ray actors; print one table."""
+    cell-by-cell search in one process (n ≤ cells_max, 0: any n), and (actors > 0) the same on Ray actors;
+    print one table."""
     import shutil
 
     rows = []
     for n in sizes:
         data = write_scale_embeddings(os.path.join(tmp, f"scale{n}"), n)
-        methods = (["scale-rows"] if n <= old_max else []) + ["scale-cells"]
+        methods = ["scale-rows"] if n <= old_max else []
+        methods += ["scale-cells"] if not cells_max or n <= cells_max else []
         methods += [f"scale-actors{actors}"] if actors else []
         for method in methods:
             out = os.path.join(tmp, f"{method}-{n}")
             proc = subprocess.Popen([sys.executable, "-m", "bench.link", "--worker", method, "--data", data,
                                      "--out", out])
-            anon, file = _sampled_memory(proc, out + ".base", 4 * 3600)
+            memory = _sampled_memory(proc, out + ".base", 4 * 3600)
             with open(out + ".json") as f:
                 rec = json.load(f)
-            rows.append((n, method, rec, anon, file))
+            rows.append((n, method, rec, *memory))
             _print_scale(rows[-1])
             shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(data, ignore_errors=True)
     print(f"\nivf linking at scale, d=256, t={THRESHOLD}; load average now {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs. anon MB = the method's own heap (RssAnon above its baseline, actors included); "
-          "file MB = mapped file pages (page cache: reclaimable, shared)")
+          "file MB = mapped file pages (page cache: reclaimable), summed over processes; PSS = the same with each "
+          "shared page counted once")
     for row in rows:
         _print_scale(row)
 
 
 def _print_scale(row: tuple) -> None:
-    n, method, rec, anon, file = row
+    n, method, rec, anon, file, pss = row
     search = rec["search"]
     print(f"{n:>11,} {method:<14} {rec['seconds']:>8.1f} s (e2e {rec['total_s']:>7.1f} s, read "
-          f"{rec['read_s']:>6.1f} s) anon {anon:>7.0f} MB file {file:>7.0f} MB recall {rec['recall']:.4f} "
+          f"{rec['read_s']:>6.1f} s) anon {anon:>7.0f} MB file {file:>7.0f} MB (PSS {pss:>7.0f}) "
+          f"recall {rec['recall']:.4f} "
           f"nlist {search.get('nlist')} nprobe {search.get('nprobe')} actors {search.get('actors')} "
           f"load {rec['load']:.1f}", flush=True)
     print(f"      timings {rec['timings']}", flush=True)
@@ -424,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         "chunks, today's method beside the cell-by-cell search ('': none)",
     )
     parser.add_argument("--old-max", type=int, default=5_000_000, help="largest n for today's method")
+    parser.add_argument("--cells-max", type=int, default=0,
+                        help="largest n for the cell-by-cell search in one process (0: every n)")
     parser.add_argument("--search-actors", type=int, default=0, help="also run the scale rows on N actors")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -439,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         scale = [int(v) for v in args.scale.split(",") if v]
         if scale:
-            _scale_rows(scale, args.old_max, args.search_actors, tmp)
+            _scale_rows(scale, args.old_max, args.cells_max, args.search_actors, tmp)
         for n in sizes:
             x, group = make_data(n, 512, seed=n)
             data = os.path.join(tmp, f"x{n}.npy")
