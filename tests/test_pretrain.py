@@ -71,3 +71,40 @@ def test_bad_parameters_are_one_line_exit_2(capsys, train_archives, tmp_path):
     assert capsys.readouterr().err.strip() == (
         "clippings pretrain: error: The 'lr' parameter of pretrain must be a float in the range (0.0, 1.0]. "
         "Got 0.0 instead.")
+
+
+def test_reprint_views_are_seeded_rescans_of_the_image():
+    """A view keeps the picture (shifted, cropped, toned, grained: still far nearer its own image than another
+    image), and the generator's seed alone decides it (a resumed epoch draws the same views)."""
+    from clippings.train.views import reprint_view
+
+    gen = torch.Generator().manual_seed(0)
+    pixels = torch.nn.functional.interpolate(torch.randn(8, 3, 4, 4, generator=gen), size=32, mode="bilinear")
+    a = reprint_view(pixels, torch.Generator().manual_seed(5))
+    assert a.shape == pixels.shape
+    assert torch.equal(a, reprint_view(pixels, torch.Generator().manual_seed(5)))
+    assert not torch.allclose(a, reprint_view(pixels, torch.Generator().manual_seed(6)))
+    assert not torch.allclose(a, pixels)
+    flat = lambda t: torch.nn.functional.normalize((t - t.mean((1, 2, 3), keepdim=True)).flatten(1), dim=1)  # noqa: E731
+    sims = flat(a) @ flat(pixels).T
+    own = sims.diagonal()
+    assert float(own.min()) > 0.85
+    assert bool((own > sims.masked_fill(torch.eye(8, dtype=torch.bool), -1).max(dim=1).values + 0.5).all())
+
+
+@pytest.mark.slow
+def test_view_term_adds_to_the_loss_and_is_learnt(train_archives, ray_local, tmp_path):
+    """With --view-weight the validation loss is the CLIP loss plus λ × the image-view loss (both reported),
+    the view loss falls as the image tower learns to tell prints from each other, and the weight is recorded
+    in the model's clippings.json."""
+    rc = cli.main(["pretrain", "--archive", train_archives["unlabelled"], "--out", str(tmp_path / "m"),
+                   "--epochs", "3", "--batch-size", "32", "--seed", "3", "--view-weight", "0.5"])
+    assert rc == 0
+    with open(tmp_path / "m" / "clippings.json") as f:
+        meta = json.load(f)
+    assert meta["view_weight"] == 0.5
+    rows = _metrics(meta["run"])
+    for r in rows:
+        assert float(r["val_loss"]) == pytest.approx(float(r["val_clip_loss"]) + 0.5 * float(r["val_view_loss"]),
+                                                     rel=1e-5)
+    assert float(rows[-1]["val_view_loss"]) < float(rows[0]["val_view_loss"])

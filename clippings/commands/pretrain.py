@@ -16,6 +16,7 @@ CONSTRAINTS = {
     "lr": Interval(float, 0.0, 1.0, open_low=True),
     "vision_lr": Interval(float, 0.0, 1.0),
     "text_lr": Interval(float, 0.0, 1.0),
+    "view_weight": Interval(float, 0.0, None),
     "seed": Interval(int, 0, None),
 }
 
@@ -28,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="global batch, split across workers (64)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
     parser.add_argument("--seed", type=int, default=0, help="data order and held-out slice seed (default: 0)")
+    parser.add_argument("--view-weight", type=float, default=0.0,
+                        help="weight of an image-image term: each image against a re-scanned view of it, which "
+                        "keeps the image tower telling prints apart, not only repeating captions (default: 0)")
     add_encoder_lr_arguments(parser)
     add_ray_train_arguments(parser)
     add_image_arguments(parser)
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     state = pretrain(args.archive, args.out, model=args.model, workers=args.workers, gpu=args.gpu,
                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     vision_lr=args.vision_lr, text_lr=args.text_lr, seed=args.seed,
+                     vision_lr=args.vision_lr, text_lr=args.text_lr, view_weight=args.view_weight, seed=args.seed,
                      run_dir=args.run_dir, images=images)
     best, last = state["best"], state["history"][-1]
     finish(f"{state['epoch']} epochs, best epoch {best['epoch']} (val loss {best['val_loss']:.4f}), "

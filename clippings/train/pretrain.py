@@ -5,7 +5,11 @@ the archive through Ray Data (`clippings.train.pairs`): the driver never holds p
 workers the global batch is split across ranks and every rank's embeddings are gathered (with gradient
 back to their own rank), so each rank sees all B negatives and the update equals one worker's on the same
 global batch (up to float summation order; batches are the same for every worker count dividing LANES).
-A held-out slice gives a validation loss each epoch; the checkpoint with the lowest one is written out.
+With a view weight λ > 0 the loss adds λ × an image-image InfoNCE between each image and a re-scanned view
+of it (clippings.train.views), which keeps the image tower telling prints apart rather than only repeating
+their captions.
+A held-out slice gives a validation loss each epoch (the same sum, fixed views); the checkpoint with the
+lowest one is written out.
 Rows whose image cannot be read or decoded are quarantined (`OUT/_quarantine/`, counted in clippings.json).
 """
 
@@ -29,6 +33,7 @@ from clippings.train.pairs import (
     lanes_for,
     pretraining_plan,
 )
+from clippings.train.views import VIEW_TEMPERATURE, reprint_view
 
 VAL_FRACTION = 0.1
 QUARANTINE_PART = "part-00000.parquet"
@@ -90,6 +95,9 @@ class PretrainTask(Task):
             dataset = rank_dataset(self.plan, self.model, config["images"], rank=worker.rank, world=worker.world,
                                    seed=seed, epoch=epoch, cpus=float(config["data_cpus"]))
             entries = self.cache.record(stream_rows(dataset))
+        # the views of an epoch depend on (seed, epoch, rank) only: a resumed run draws the same ones
+        self.views = torch.Generator(device=worker.device).manual_seed(
+            _view_seed(seed, epoch, worker.rank))
         self.stream = RankStream(entries, self.lanes, int(config["shuffle_buffer"]), seed, epoch)
         for rows in self.stream.steps(self.per_lane, worker.agree):
             yield stack(rows)
@@ -98,30 +106,55 @@ class PretrainTask(Task):
         return len(batch["length"])
 
     def loss(self, worker: Worker, model, batch: dict[str, np.ndarray]) -> torch.Tensor:
-        img, txt, scale = model(**worker.inputs(batch))
-        return clip_loss(all_gather_with_grad(img, worker), all_gather_with_grad(txt, worker), scale)
+        inputs = worker.inputs(batch)
+        weight = float(worker.config.get("view_weight") or 0.0)
+        if weight:  # one forward over the images and their views (DDP hooks a single forward per step)
+            pixels = inputs["pixel_values"]
+            inputs["pixel_values"] = torch.cat([pixels, reprint_view(pixels, self.views)])
+        img, txt, scale = model(**inputs)
+        b = len(txt)
+        images = all_gather_with_grad(img[:b], worker)
+        loss = clip_loss(images, all_gather_with_grad(txt, worker), scale)
+        if weight:
+            loss = loss + weight * view_loss(images, all_gather_with_grad(img[b:], worker))
+        return loss
 
     def validate(self, worker: Worker, raw: TwoTower) -> dict[str, float]:
-        """Validation loss over all held-out pairs in index order (batches of B), whatever rank held them;
-        the epoch's quarantined rows are gathered and written by rank 0."""
+        """Validation loss over all held-out pairs in index order (batches of B), whatever rank held them,
+        with views drawn from the run's seed alone; the epoch's quarantined rows are gathered and written
+        by rank 0."""
         from clippings.model import embedding_dim
         from clippings.train.pairs import stack
 
         batch = int(worker.config["batch_size"])
+        weight = float(worker.config.get("view_weight") or 0.0)
+        views = torch.Generator(device=worker.device).manual_seed(int(worker.config["seed"]))
         keys = sorted(self.stream.val)
-        width = 2 * embedding_dim(raw.clip)
+        dim = embedding_dim(raw.clip)
+        width = (3 if weight else 2) * dim
         parts = []
         for i in range(0, len(keys), batch):
-            img, txt, _ = raw(**worker.inputs(stack([self.stream.val[k] for k in keys[i : i + batch]])))
-            parts.append(torch.cat([img, txt], dim=1))
+            inputs = worker.inputs(stack([self.stream.val[k] for k in keys[i : i + batch]]))
+            img, txt, _ = raw(**inputs)
+            if weight:
+                img = torch.cat([img, raw(pixel_values=reprint_view(inputs["pixel_values"], views))[0]], dim=1)
+            parts.append(torch.cat([img[:, :dim], txt, img[:, dim:]], dim=1))
         local = torch.cat(parts) if parts else torch.zeros(0, width, device=worker.device)
         emb = gather_indexed(worker, np.asarray(keys, np.int64), local, width).cpu()
-        half = width // 2
         scale = raw.clip.logit_scale.exp().detach().cpu()
-        losses = [float(clip_loss(emb[i : i + batch, :half], emb[i : i + batch, half:], scale)) * len(emb[i : i + batch])
-                  for i in range(0, len(emb), batch)]
+        clip_sum = view_sum = 0.0
+        for i in range(0, len(emb), batch):
+            part = emb[i : i + batch]
+            clip_sum += float(clip_loss(part[:, :dim], part[:, dim : 2 * dim], scale)) * len(part)
+            if weight:
+                view_sum += float(view_loss(part[:, :dim], part[:, 2 * dim :])) * len(part)
+        rows = max(1, len(emb))
         bad = self._gather_bad(worker)
-        return {"val_loss": sum(losses) / max(1, len(emb)), "logit_scale": float(scale), "quarantined": len(bad)}
+        metrics = {"val_loss": (clip_sum + weight * view_sum) / rows, "logit_scale": float(scale),
+                   "quarantined": len(bad)}
+        if weight:
+            metrics.update(val_clip_loss=clip_sum / rows, val_view_loss=view_sum / rows)
+        return metrics
 
     def _gather_bad(self, worker: Worker) -> list[tuple[str, str]]:
         from clippings.archive import quarantine_table, write_quarantine
@@ -138,6 +171,15 @@ class PretrainTask(Task):
         return bad
 
 
+def view_loss(img: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE between unit image embeddings and their views' (B, d), at 1/VIEW_TEMPERATURE."""
+    return clip_loss(img, view, torch.tensor(1.0 / VIEW_TEMPERATURE, device=img.device))
+
+
+def _view_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch) * 1_009 + rank
+
+
 def pretrain_loop(config: dict[str, Any]) -> None:
     """Ray Train worker entry (module level, so Ray can pickle it)."""
     from clippings.train.loop import run_worker
@@ -147,14 +189,15 @@ def pretrain_loop(config: dict[str, Any]) -> None:
 
 def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, gpu: bool = False, epochs: int = 8,
              batch_size: int = 64, lr: float = 1e-3, vision_lr: float | None = None,
-             text_lr: float | None = None, seed: int = 0, run_dir: str | None = None,
-             images: ImagePolicy = ARCHIVE_ONLY) -> dict[str, Any]:
+             text_lr: float | None = None, view_weight: float = 0.0, seed: int = 0,
+             run_dir: str | None = None, images: ImagePolicy = ARCHIVE_ONLY) -> dict[str, Any]:
     """Continue CLIP pretraining of `model` on `archive`'s pairs and write the best model to `out`.
 
     archive: archive folder (labels ignored). batch_size: global batch (split across workers; capped at the
     number of training pairs and rounded down to a multiple of the lane count, `lanes_for(workers, LANES)`). vision_lr, text_lr: the encoders'
     peak rates (None: `lr`; 0 locks that tower and its head, e.g. `text_lr=0` for LiT-style pretraining of a
-    pretrained text tower). run_dir: checkpoint storage
+    pretrained text tower). view_weight: λ of the image-image view term (0: plain CLIP loss; see the module
+    docstring). run_dir: checkpoint storage
     (default `out + '_runs'`); re-running resumes there. images: which `image_path` locations outside the
     archive folder may be read (default: none). Returns the final checkpoint state.
     Cost: the archive's light columns on the driver (~110 bytes per row), ~15 s Ray Train start-up, then per
@@ -174,10 +217,10 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
                        f"{max(20, 2 * workers + 2)}: give a larger archive")
     batch = max(lanes, min(batch_size, plan.n_train)) // lanes * lanes
     config = {"model": model, "epochs": epochs, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
-              "text_lr": text_lr, "seed": seed, "plan": plan, "images": images, "data_cpus": DATA_CPUS,
-              "shuffle_buffer": SHUFFLE_BUFFER, "cache_bytes": CACHE_BYTES}
+              "text_lr": text_lr, "view_weight": view_weight, "seed": seed, "plan": plan, "images": images,
+              "data_cpus": DATA_CPUS, "shuffle_buffer": SHUFFLE_BUFFER, "cache_bytes": CACHE_BYTES}
     meta = {"stage": "pretrain", "base_model": model, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
-            "text_lr": text_lr, "seed": seed, "lanes": lanes,
+            "text_lr": text_lr, "view_weight": view_weight, "seed": seed, "lanes": lanes,
             "workers": workers, "data": {"archive": plan.provenance, "val_rows": plan.n_val},
             "code": code_provenance()}
     run_dir = run_dir or out.rstrip("/") + "_runs"
