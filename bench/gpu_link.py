@@ -1,6 +1,11 @@
 """Device check (not run yet: no GPU was lent to issue 15): the within-t graph of 10M × 256 on one GPU.
 
     python -m bench.gpu_link [--n 10000000] [--dim 256] [--block 8192]
+    python -m bench.gpu_link --cells [--n 10000000]   # clippings' own ivf search, float16 products on the GPU
+
+`--cells` runs the product path of `clippings link --index ivf` (clippings.link.ivf.ivf_cells_graph with
+device "cuda": FAISS k-means and probes on the CPU, each list's float16 product and float32 re-check on the
+GPU) and prints its timings and recall; it needs faiss-cpu and numpy there (carry the wheel).
 
 Needs only torch with CUDA and numpy (the device machine has no FAISS or Ray; faiss-gpu wheels need CUDA 12
 and exceed what can be carried there). Same data model as bench.link's scale rows (Zipf(1.8) groups ≤ 400,
@@ -45,9 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--block", type=int, default=8192)  # 8192 × 2²¹ fp16 sims: 32 GiB
     parser.add_argument("--threshold", type=float, default=0.3)
+    parser.add_argument("--cells", action="store_true", help="clippings' ivf search, products on the GPU")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     x = make_groups(args.n, args.dim)
+    if args.cells:
+        return _cells(x.cpu().numpy(), args.threshold)
     torch.cuda.synchronize()
     print(f"data {args.n:,} × {args.dim} on {torch.cuda.get_device_name()} in {time.perf_counter() - t0:.1f} s")
     xh = x.half()
@@ -71,6 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
     print(f"within-t pairs {pairs:,} ({candidates:,} candidates) in {seconds:.1f} s; "
           f"GPU memory peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    return 0
+
+
+def _cells(x, threshold: float) -> int:
+    """clippings' ivf search with the products on the GPU: timings, recall, pairs."""
+    import torch
+
+    from clippings.link.ivf import ivf_cells_graph
+
+    t0 = time.perf_counter()
+    graph = ivf_cells_graph(x, threshold, None, None, 1000, 0.995, 0, max(1 << 20, 8 * len(x)), device="cuda")
+    print(f"ivf cells on {torch.cuda.get_device_name()}: {time.perf_counter() - t0:.1f} s, recall "
+          f"{graph.recall:.4f}, {len(graph.src):,} forest edges, search {graph.stats['search']}, timings "
+          f"{graph.stats['timings']}; GPU memory peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     return 0
 
 

@@ -204,9 +204,73 @@ def test_dropping_shortcut_pairs_keeps_single_linkage_exact():
     block = (x[rows] @ x[rows].T).ravel()
     hits = np.flatnonzero(block > 1 - t)
     j, i = np.divmod(hits, 300)
-    drop = shortcut_pairs(block, rows, rows, i, j, block[hits], 1e-4)
+    drop = shortcut_pairs(lambda jj, kk: block[jj * 300 + kk], rows, rows, i, j, block[hits], 1e-4)
     assert 0.5 < drop.mean() < 1.0 and not drop[i == j].any()
     s64 = x[rows].astype(np.float64) @ x[rows].T.astype(np.float64)
     a, b = i[drop], j[drop]
     nearer = np.minimum(s64[a], s64[b]).max(axis=1)  # the best third vertex of each dropped pair's triangles
     assert np.all(nearer > s64[a, b])
+
+
+def test_float16_products_rechecked_in_float32_keep_the_float32_search():
+    """The GPU's products (clippings.link.devicecells; run here by torch on the CPU): float16 candidates, each
+    re-checked in float32, give the float32 GEMM's hits and similarities up to float32 rounding, although
+    the float16 products alone are off by far more; the whole search with every cell probed then links as
+    the float32 one and DBSCAN do."""
+    import torch
+
+    from clippings.link.cells import BlasProduct
+    from clippings.link.devicecells import TorchProduct
+    from clippings.link.ivf import ivf_cells_graph
+    from clippings.link.pruned import float32_margin
+    from tests.link_helpers import reference_clusters
+
+    x = reprint_groups(3000, 32, seed=4)
+    min_sim = 1 - T - 2 * float32_margin(32)
+    want_i, want_j, want_s, want_sim = BlasProduct().hits(x[:800], x, min_sim)
+    half = TorchProduct("cpu")
+    i, j, s, sim = half.hits(x[:800], half.queries(x), min_sim)
+    got = dict(zip(zip(i.tolist(), j.tolist(), strict=True), s.tolist(), strict=True))
+    want = dict(zip(zip(want_i.tolist(), want_j.tolist(), strict=True), want_s.tolist(), strict=True))
+    assert len(want) > 1000
+    assert all(abs(want.get(key, got.get(key)) - min_sim) < 1e-5 for key in got.keys() ^ want.keys())
+    assert max(abs(got[key] - want[key]) for key in got.keys() & want.keys()) < 1e-5
+    fp16 = (torch.from_numpy(x[want_j]).half() * torch.from_numpy(x[want_i]).half()).float().sum(1).numpy()
+    assert np.abs(fp16 - want_s).max() > 10 * float32_margin(32)  # what the float32 re-check corrects
+    np.testing.assert_allclose(sim(want_j[:200], want_i[:200]), want_sim(want_j[:200], want_i[:200]), atol=1e-5)
+
+    graphs = [ivf_cells_graph(x, T, 8, 8, 500, 0.995, 0, 1 << 20, device=device) for device in (None, "cpu")]
+    assert [g.stats["search"]["product"] for g in graphs] == ["cpu-float32", "torch-cpu-float16"]
+    labels = [components(mst_from_graph(len(x), g.src, g.dst, g.distance), T) for g in graphs]
+    dbscan, _ = reference_clusters(x, T)
+    assert same_partition(labels[0], labels[1]) and same_partition(dbscan, labels[1])
+
+
+def test_probes_with_a_calibrated_margin_reach_the_target_with_fewer_cells():
+    """A row probes a cell beyond its own only when that centroid is within the margin of its nearest.
+    Calibration picks, over nprobe × margin, the probes that reach the recall target with the fewest cells
+    per row: never more than the smallest plain nprobe reaching it (margin ∞, a point of the grid). The
+    linking reports the margin and its mean probes per row."""
+    from clippings.link.cells import centroid_quantizer, nearest_centroids, probe_table, train_centroids
+    from clippings.link.ivf import PROBE_MARGINS, calibrate_probes, nprobe_ladder, probe_recall
+    from clippings.link.knn import _exact_pairs
+
+    table = probe_table(np.array([[0.9, 0.895, 0.8], [0.5, 0.2, 0.1]], np.float32),
+                        np.array([[4, 7, 2], [3, 5, 6]], np.int32), 3, margin=0.01)
+    assert table.tolist() == [[4, 7, -1], [3, -1, -1]]
+
+    x = reprint_groups(20_000, 32, seed=6)
+    quantizer = centroid_quantizer(train_centroids(x, 283, 0))
+    rows = np.sort(np.random.default_rng(0).choice(len(x), 500, replace=False))
+    truth = _exact_pairs(x, None, rows, T)
+    nprobe, margin = calibrate_probes(quantizer, x, truth, rows, 0.995, 283)
+    sims, cells = nearest_centroids(quantizer, x, 64)
+    chosen = probe_table(sims, cells, nprobe, margin)
+    assert probe_recall(len(x), truth, chosen, cells[:, 0]) >= 0.995
+    plain = next(p for p in nprobe_ladder(64) if probe_recall(len(x), truth, cells[:, :p], cells[:, 0]) >= 0.995)
+    assert (chosen[rows] >= 0).sum(axis=1).mean() <= plain
+
+    graph = knn_graph(x, threshold=T, index="ivf", recall_sample=500)
+    stats = graph.stats
+    assert graph.recall >= 0.99 and stats["mean_probes"] <= stats["nprobe"]
+    assert stats["probe_margin"] is None or stats["probe_margin"] in PROBE_MARGINS

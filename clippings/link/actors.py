@@ -25,13 +25,16 @@ from clippings.link.slink import ForestBuffer
 class CellSearcher:
     """A Ray actor holding the IVF lists (mapped from their folder) that searches batches of cells."""
 
-    def __init__(self, lists_folder: str):
+    def __init__(self, lists_folder: str, device: str | None = None):
+        from clippings.link.ivf import products
+
         self.lists = open_lists(lists_folder)  # BLAS sizes its threads from the actor's runtime env
+        self.product = products(device)
 
     def search(self, probes: Probes, batches: list[tuple[int, int]], threshold: float, max_edges: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
         """search_cells over `batches`: (src, dst, distance, compactions, queries)."""
-        return search_cells(self.lists, probes, batches, threshold, max_edges, forest=True)
+        return search_cells(self.lists, probes, batches, threshold, max_edges, forest=True, product=self.product)
 
     def where(self) -> str:
         """The file clippings was imported from (a check that actors run this tree's code)."""
@@ -54,9 +57,11 @@ def actor_cpus(actors: int) -> float:
 
 def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[list[tuple[int, int]]],
                        threshold: float, actors: int, max_edges: int,
-                       progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, ...]:
+                       progress: Callable[[int], None] | None = None, device: str | None = None
+                       ) -> tuple[np.ndarray, ...]:
     """Search `shards` (lists of cell batches) on `actors` Ray actors, each loading the lists from
-    `lists_folder`; fold their forests into one: (src, dst, distance, compactions, actors used).
+    `lists_folder`; fold their forests into one: (src, dst, distance, compactions, actors used). device
+    "cuda": each actor takes one GPU and multiplies there (clippings.link.devicecells).
 
     Shards are handed out as actors free up (ray.wait), so a slower machine takes fewer. The probe table
     (2·n·(nprobe + 1) int32) travels once through the object store (read in place by the actors of one
@@ -69,8 +74,9 @@ def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[l
 
     init_ray()
     cpus = actor_cpus(actors)
-    remote = ray.remote(num_cpus=cpus, runtime_env=runtime_env(cpus))(CellSearcher)
-    pool = [remote.remote(lists_folder) for _ in range(actors)]
+    gpus = 1 if device is not None and device.startswith("cuda") else 0
+    remote = ray.remote(num_cpus=cpus, num_gpus=gpus, runtime_env=runtime_env(cpus))(CellSearcher)
+    pool = [remote.remote(lists_folder, "cuda" if gpus else device) for _ in range(actors)]
     probes_ref = ray.put(probes)
     buffer = ForestBuffer(n, max_edges, unique=True)  # each pair comes from one shard only (cells.query)
     pending: dict = {}

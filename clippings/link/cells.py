@@ -121,14 +121,36 @@ class Probes:
         return np.diff(self.starts)
 
 
-def probe_cells(quantizer, x: np.ndarray, nprobe: int, chunk: int = 1 << 16) -> np.ndarray:
-    """(len(x), nprobe) int32: the cells of each row's nprobe nearest centroids, nearest first (the
-    quantizer's search, as FAISS probes); column 0 is the row's own cell. Cost: a quantizer search per row
-    (flat: O(nlist·d); HNSW: O(log nlist·d))."""
+def nearest_centroids(quantizer, x: np.ndarray, k: int, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, cells), each (len(x), k), of every row's k nearest centroids, nearest first (the
+    quantizer's search, as FAISS probes). Cost: a quantizer search per row (flat: O(nlist·d); HNSW:
+    O(log nlist·d))."""
+    sims = np.empty((len(x), k), dtype=np.float32)
+    cells = np.empty((len(x), k), dtype=np.int32)
+    for start in range(0, len(x), chunk):
+        s, near = quantizer.search(np.ascontiguousarray(x[start : start + chunk], dtype=np.float32), k)
+        sims[start : start + len(near)], cells[start : start + len(near)] = s, near
+    return sims, cells
+
+
+def probe_table(sims: np.ndarray, cells: np.ndarray, nprobe: int, margin: float = math.inf) -> np.ndarray:
+    """The probe table of nearest_centroids' output: each row's first nprobe cells, where a cell after the
+    first is probed only when its centroid's similarity is within `margin` of the nearest's (else −1)."""
+    table = np.array(cells[:, :nprobe], dtype=np.int32)
+    if margin < math.inf:
+        table[sims[:, :nprobe] < sims[:, :1] - np.float32(margin)] = -1
+    return table
+
+
+def probe_cells(quantizer, x: np.ndarray, nprobe: int, chunk: int = 1 << 16, margin: float = math.inf
+                ) -> np.ndarray:
+    """(len(x), nprobe) int32: the cells each row probes (probe_table of its nprobe nearest centroids);
+    column 0 is the row's own cell. margin: see probe_table (a row deep inside its cell, whose next
+    centroids are far less similar than its own, probes fewer cells; calibrated in clippings.link.ivf)."""
     out = np.empty((len(x), nprobe), dtype=np.int32)
     for start in range(0, len(x), chunk):
-        _, near = quantizer.search(np.ascontiguousarray(x[start : start + chunk], dtype=np.float32), nprobe)
-        out[start : start + len(near)] = near
+        sims, near = nearest_centroids(quantizer, x[start : start + chunk], nprobe, chunk)
+        out[start : start + len(near)] = probe_table(sims, near, nprobe, margin)
     return out
 
 
@@ -267,8 +289,8 @@ nearer for `shortcut_pairs` to drop a pair: each float32 similarity lies within 
 cosine, so the order it relies on holds exactly."""
 
 
-def shortcut_pairs(block: np.ndarray, queries: np.ndarray, members: np.ndarray, i: np.ndarray, j: np.ndarray,
-                   sims: np.ndarray, margin: float) -> np.ndarray:
+def shortcut_pairs(similarity: Callable[[np.ndarray, np.ndarray], np.ndarray], queries: np.ndarray,
+                   members: np.ndarray, i: np.ndarray, j: np.ndarray, sims: np.ndarray, margin: float) -> np.ndarray:
     """Which hits (query i, list member j) single linkage can do without: a pair (a, b) whose query a has a
     nearer neighbour k in the same list (its pivot: its most similar hit) that is also nearer b. The pair is
     then the farthest of the triangle a–k–b, whose two other pairs the search also finds (a probes k's
@@ -277,10 +299,11 @@ def shortcut_pairs(block: np.ndarray, queries: np.ndarray, members: np.ndarray, 
     nearer pairs. A reprint group of g rows inside one cell gives ~g²/2 pairs, most of them such shortcuts;
     the spanning forests after the search then sort far fewer pairs.
 
-    block: the (members × queries) similarities, raveled; queries: the query rows (ascending); members: the
-    list's rows; i, j: the hits' query and member positions, sims their similarities; margin: how much
-    nearer (in similarity) both other pairs must be. A member that does not query the list (an old row in
-    `link --add`) is never a pivot: its pairs with the list are not searched."""
+    similarity(jj, kk): the float32 similarities of list members jj with queries kk (positions); queries:
+    the query rows (ascending); members: the list's rows; i, j: the hits' query and member positions, sims
+    their similarities; margin: how much nearer (in similarity) both other pairs must be. A member that does
+    not query the list (an old row in `link --add`) is never a pivot: its pairs with the list are not
+    searched."""
     m = len(queries)
     column = np.searchsorted(queries, members)
     column[column == m] = 0
@@ -294,8 +317,33 @@ def shortcut_pairs(block: np.ndarray, queries: np.ndarray, members: np.ndarray, 
     k = pivot[i]
     drop = (k >= 0) & (best[i] > sims + margin)
     candidates = np.flatnonzero(drop)
-    drop[candidates] = block[j[candidates] * m + k[candidates]] > sims[candidates] + margin
+    drop[candidates] = similarity(j[candidates], k[candidates]) > sims[candidates] + margin
     return drop
+
+
+class BlasProduct:
+    """The lists' products on the CPU: one float32 BLAS GEMM of a list with all its queries.
+
+    Float32, not float16 or int8, on CPUs: on the AVX2 machine this was measured on (no AVX-512, VNNI or
+    AMX) a 12,600 × 256 × 1,581 product ran at 64.7 GF/s in float32, 7.8 in float16 and bfloat16, and 3.3
+    GOP/s in int8, and the search is bound by these products (README, linking at scale)."""
+
+    name = "cpu-float32"
+
+    def queries(self, q: np.ndarray) -> np.ndarray:
+        """A batch's query vectors as this product reads them."""
+        return q
+
+    def hits(self, vectors: np.ndarray, q: np.ndarray, min_sim: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+        """(query positions i, member positions j, float32 similarities) of the pairs above min_sim between
+        a list's vectors and queries q, and the lookup of any (member, query) similarity (shortcut_pairs)."""
+        m = len(q)
+        # (list × queries), the hits read as flat indices: a 2-D np.nonzero of the block cost ~7× more
+        block = (vectors @ q.T).ravel()
+        hits = np.flatnonzero(block > min_sim)
+        j, i = np.divmod(hits, m)
+        return i, j, block[hits], lambda jj, kk: block[jj * m + kk]
 
 
 def cell_batches(sizes: np.ndarray, rows: int = BATCH_ROWS) -> list[tuple[int, int]]:
@@ -313,14 +361,16 @@ def cell_batches(sizes: np.ndarray, rows: int = BATCH_ROWS) -> list[tuple[int, i
 
 def search_cells(lists: PartLists, probes: Probes, batches: list[tuple[int, int]], threshold: float,
                  max_edges: int | None, progress: Callable[[int], None] | None = None, forest: bool = False,
-                 fold: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+                 fold: bool = True, product: BlasProduct | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Range-search every query that probes the cells in `batches` against those cells' lists, folding the
     pairs within threshold into a minimum spanning forest as they come (`forest`: always end with one, as
     an actor does before sending its edges back; `fold` False: keep every pair unless more than max_edges
     come, for a caller that merges them into a larger forest itself). The query vectors are read from the
     lists.
 
-    Each cell's list is compared with all the queries probing it in one float32 GEMM. A pair met from both
+    Each cell's list is compared with all the queries probing it in one product (`product`: a float32 BLAS
+    GEMM by default; clippings.link.devicecells on a GPU). A pair met from both
     sides (each probes the other's cell) is kept from the side of its smaller row only, so every pair comes
     out once over the whole search (no deduplication sort).
 
@@ -329,25 +379,24 @@ def search_cells(lists: PartLists, probes: Probes, batches: list[tuple[int, int]
     was in the batches. Memory O(n + max_edges) plus a batch's query vectors.
     """
     buffer = ForestBuffer(lists.ntotal, max_edges, unique=True)
+    product = product or BlasProduct()
     min_sim = 1.0 - threshold - 2 * float32_margin(lists.d)
+    margin = CYCLE_MARGIN * float32_margin(lists.d)
     queries = 0
     for c0, c1 in batches:
         r0, r1 = int(probes.starts[c0]), int(probes.starts[c1])
         rows = probes.rows[r0:r1].astype(np.int64)
         q = lists.take(rows) if len(rows) else np.empty((0, lists.d), np.float32)
+        held = product.queries(q)
         found = []
         for c in range(c0, c1):
             s0, s1 = int(probes.starts[c]) - r0, int(probes.starts[c + 1]) - r0
             if s0 == s1 or not lists.size(c):
                 continue
             ids, vectors = lists.list(c)
-            # (list × queries), the hits read as flat indices: a 2-D np.nonzero of the block cost ~7× more
-            block = (vectors @ q[s0:s1].T).ravel()
-            hits = np.flatnonzero(block > min_sim)
-            j, i = np.divmod(hits, s1 - s0)
-            sims = block[hits]
+            i, j, sims, similarity = product.hits(vectors, held[s0:s1], min_sim)
             # pairs that close a triangle of nearer pairs add nothing to single linkage (reprint groups)
-            useful = ~shortcut_pairs(block, rows[s0:s1], ids, i, j, sims, CYCLE_MARGIN * float32_margin(lists.d))
+            useful = ~shortcut_pairs(similarity, rows[s0:s1], ids, i, j, sims, margin)
             i, j, sims = i[useful], j[useful], sims[useful]
             a, b = rows[s0:s1][i], ids[j]
             # b also meets a when b probes a's own cell: the pair is then kept from its smaller row's side

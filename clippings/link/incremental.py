@@ -202,7 +202,7 @@ def search_new_rows(
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(np.arange(n_old, n), size=min(recall_sample, n - n_old), replace=False))
         truth = _exact_pairs(rows, None, sample, threshold)
-        recall = probe_recall(None, rows, truth, used_nprobe, table, assign)
+        recall = probe_recall(n, truth, table, assign)
         timings["recall_s"] = time.perf_counter() - t0
     stats = {
         "edges": int(len(src)),

@@ -1,15 +1,17 @@
 """The `ivf` linking: every pair within t that a cell-by-cell IVF range search finds, in this process or on
 Ray actors, with nprobe calibrated to a recall target and the recall measured (design.md §7).
 
-Steps: train the centroids (nlist = 2·√n by default: clippings.link.cells), calibrate nprobe on one sample
-of rows (the smallest of 1, 2, 3, 4, 6, 8, 12, … whose probes examine `recall_target` of the sample's
-exact within-t pairs), probe every row (which places it in its cell), fill the index, search every list
+Steps: train the centroids (nlist = 2·√n by default: clippings.link.cells), calibrate the probes on one
+sample of rows (nprobe, the smallest of 1, 2, 3, 4, 6, 8, 12, … whose probes examine `recall_target` of the
+sample's exact within-t pairs, with a margin: a cell beyond a row's own is probed only when its centroid is
+about as near as the own one; the pair with the fewest probes per row wins), probe every row (which places it in its cell), fill the index, search every list
 (clippings.link.cells.search_cells, or clippings.link.actors), recompute the kept edges' distances in
 float64, and measure the recall on a second sample with the search's own probe table.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,14 +20,16 @@ import numpy as np
 
 from clippings.link.cellfile import in_memory_lists, open_lists, remove_lists, write_lists
 from clippings.link.cells import (
-    PartLists,
+    BlasProduct,
     balanced_shards,
     cell_batches,
     centroid_quantizer,
     coverage,
     invert_probes,
+    nearest_centroids,
     nlist_for,
     probe_cells,
+    probe_table,
     search_cells,
     train_centroids,
 )
@@ -33,7 +37,11 @@ from clippings.link.knn import Graph, IvfCells, _exact_pairs, cosine_distances_o
 from clippings.link.pruned import row_norms
 
 MAX_NPROBE = 256
-"""Calibration stops doubling nprobe here (the recall it reached is then what is reported)."""
+"""Calibration stops widening nprobe here (the recall it reached is then what is reported)."""
+PROBE_MARGINS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, math.inf)
+"""Similarity margins calibration tries: a row probes a cell beyond its own only when that cell's centroid
+is within the margin of its nearest (inf: all of its nprobe nearest). Rows deep inside their cell then
+probe fewer cells, rows near a border more."""
 CALIBRATION_PAIRS = 20_000
 """Within-t pairs of the calibration sample whose rows are probed at each step (a random subset: the
 pairs' rows each cost a quantizer search; the recall's standard error stays ≤ 0.004)."""
@@ -44,22 +52,24 @@ SHARDS_PER_ACTOR = 8
 """Work units per actor: enough that a slow actor takes fewer, few enough that each carries its forest once."""
 
 
-def probe_recall(quantizer, x: np.ndarray | PartLists, truth: np.ndarray, nprobe: int, table: np.ndarray | None = None,
-                 assign: np.ndarray | None = None) -> float:
-    """Fraction of the exact within-t pairs `truth` (keys a·n + b) that the search at `nprobe` examines, and
+def probe_recall(n: int, truth: np.ndarray, table: np.ndarray, assign: np.ndarray) -> float:
+    """Fraction of the exact within-t pairs `truth` (keys a·n + b over n rows) that the search examines, and
     so finds (clippings.link.cells.coverage); 1 when there are none. table/assign: the search's probe table
-    and every row's cell (rows that do not query: table rows of −1), else the pairs' rows are probed here
-    (a quantizer search each; their own cell is their nearest centroid's, as in the search)."""
+    (rows that do not query: rows of −1) and every row's cell."""
     if not len(truth):
         return 1.0
-    n = len(x)
     a, b = truth // n, truth % n
-    if table is None:  # probe the pairs' rows only; each row's own cell is its first probe
-        rows, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
-        table = probe_cells(quantizer, x[rows], nprobe)
-        a, b = inverse[: len(a)], inverse[len(a) :]
-        assign = table[:, 0]
     return float(coverage(table[a], assign[a], table[b], assign[b]).mean())
+
+
+def products(device: str | None) -> BlasProduct:
+    """The lists' products: float32 BLAS on the CPUs (device None), else torch on `device` in float16 with
+    every candidate re-checked in float32 (clippings.link.devicecells)."""
+    if device is None:
+        return BlasProduct()
+    from clippings.link.devicecells import TorchProduct
+
+    return TorchProduct(device)
 
 
 def nprobe_ladder(limit: int) -> list[int]:
@@ -70,14 +80,30 @@ def nprobe_ladder(limit: int) -> list[int]:
     return sorted({v for p in powers for v in (p, 3 * p // 2) if v < limit} | {max(1, limit)})
 
 
-def calibrate_nprobe(quantizer, x: np.ndarray, truth: np.ndarray, target: float, nlist: int) -> int:
-    """The smallest nprobe of `nprobe_ladder` whose search examines `target` of the exact within-t pairs
-    `truth` (up to nlist and MAX_NPROBE)."""
-    ladder = nprobe_ladder(min(nlist, MAX_NPROBE))
-    for nprobe in ladder:
-        if probe_recall(quantizer, x, truth, nprobe) >= target:
-            return nprobe
-    return ladder[-1]
+def calibrate_probes(quantizer, x: np.ndarray, truth: np.ndarray, sample: np.ndarray, target: float,
+                     nlist: int) -> tuple[int, float]:
+    """(nprobe, margin): the probes (clippings.link.cells.probe_table) that examine `target` of the exact
+    within-t pairs `truth` with the fewest probes per row, on average over the random rows `sample` (the
+    search's time follows it). For each margin of PROBE_MARGINS, the smallest nprobe of `nprobe_ladder`
+    (up to nlist and MAX_NPROBE) reaching the target; the margin whose rows probe fewest wins. If none
+    reaches it: the widest. Cost: one quantizer search of the pairs' rows and the sample at the widest."""
+    width = min(nlist, MAX_NPROBE)
+    if not len(truth):
+        return 1, math.inf
+    n = len(x)
+    rows, inverse = np.unique(np.concatenate([truth // n, truth % n]), return_inverse=True)
+    a, b = inverse[: len(truth)], inverse[len(truth) :]
+    sims, cells = nearest_centroids(quantizer, x[rows], width)
+    sample_sims, _ = nearest_centroids(quantizer, x[sample], width)
+    best = (math.inf, width, math.inf)
+    for margin in PROBE_MARGINS:
+        for nprobe in nprobe_ladder(width):
+            table = probe_table(sims, cells, nprobe, margin)
+            if coverage(table[a], table[a, 0], table[b], table[b, 0]).mean() >= target:
+                within = sample_sims[:, :nprobe] >= sample_sims[:, :1] - np.float32(margin)
+                best = min(best, (float(within.sum(axis=1).mean()), nprobe, margin))
+                break
+    return best[1], best[2]
 
 
 def ivf_cells_graph(
@@ -92,11 +118,14 @@ def ivf_cells_graph(
     search_actors: int = 0,
     index_dir: str | None = None,
     progress: Callable[[int], None] | None = None,
+    device: str | None = None,
 ) -> Graph:
     """The ivf Graph of unit rows x (n, d) float32 at `threshold` (see clippings.link.knn.knn_graph for the
     parameters). Memory: x; the lists (a sorted copy of x, n·(4·d + 16) bytes: in the heap below SPILL_ROWS,
     else a memory-mapped file, which actors map too: shared pages on one machine); O(n + max_edges) edges;
-    n·nprobe·4 bytes of probes (twice).
+    n·nprobe·4 bytes of probes (twice). device: a torch device ("cuda") for the lists' products (float16,
+    candidates re-checked in float32: clippings.link.devicecells), in this process or one GPU per actor;
+    None: float32 BLAS on the CPUs.
     Time: O(n·nprobe·(n/nlist)·d) for the search, O(n·nlist·d) for the probes (one BLAS GEMM each; HNSW from
     HNSW_NLIST cells: O(n·log nlist·d)), O(recall_sample·n·d) for each sample's exact pairs."""
     n = len(x)
@@ -110,14 +139,17 @@ def ivf_cells_graph(
     samples = rng.choice(n, size=min(n, 2 * recall_sample), replace=False)
     calibrate, measure = np.sort(samples[: len(samples) // 2]), np.sort(samples[len(samples) // 2 :])
     t0 = time.perf_counter()
+    margin = math.inf
     if not nprobe:
         truth = _exact_pairs(x, norms, calibrate, threshold)
         if len(truth) > CALIBRATION_PAIRS:
             truth = np.sort(rng.choice(truth, size=CALIBRATION_PAIRS, replace=False))
-        nprobe = calibrate_nprobe(quantizer, x, truth, recall_target, len(centroids))
+        nprobe, margin = calibrate_probes(quantizer, x, truth, calibrate, recall_target, len(centroids))
     timings["calibrate_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    probes = invert_probes(probe_cells(quantizer, x, int(min(nprobe, len(centroids)))), len(centroids))
+    table = probe_cells(quantizer, x, int(min(nprobe, len(centroids))), margin=margin)
+    probes = invert_probes(table, len(centroids))
+    del table
     assign = probes.cells[:, 0].astype(np.int64)
     timings["probes_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -127,6 +159,7 @@ def ivf_cells_graph(
     spilled = bool(search_actors) or n >= SPILL_ROWS
     folder = (index_dir if search_actors else None) or tempfile.mkdtemp(prefix="clippings-ivf-")
     lists = None
+    product = products(device)
     try:
         if spilled:  # the lists as a mapped file in cell order (pages shared with the actors), no heap copy
             write_lists(x, assign, nlist, folder)
@@ -140,14 +173,15 @@ def ivf_cells_graph(
 
             shards = balanced_shards(batches, SHARDS_PER_ACTOR * search_actors)
             src, dst, _, compactions, actors = search_with_actors(
-                folder, n, probes, shards, threshold, search_actors, max_edges, progress)
+                folder, n, probes, shards, threshold, search_actors, max_edges, progress, device)
         else:
-            src, dst, _, compactions, _ = search_cells(lists, probes, batches, threshold, max_edges, progress)
+            src, dst, _, compactions, _ = search_cells(lists, probes, batches, threshold, max_edges, progress,
+                                                       product=product)
         dist = cosine_distances_of_pairs(x, norms, src, dst)
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         truth = _exact_pairs(x, norms, measure, threshold)
-        recall = probe_recall(None, x, truth, probes.nprobe, probes.cells, assign)
+        recall = probe_recall(n, truth, probes.cells, assign)
         timings["recall_s"] = time.perf_counter() - t0
     finally:
         lists = None  # unmap before the files go
@@ -156,8 +190,10 @@ def ivf_cells_graph(
         "edges": int(len(src)),
         "nlist": nlist,
         "nprobe": int(probes.nprobe),
+        "probe_margin": None if margin == math.inf else margin,
+        "mean_probes": round(float(len(probes.rows)) / max(1, n), 2),
         "compactions": int(compactions),
-        "search": {"backend": "faiss-cpu", "actors": int(actors), "scheme": "cells",
+        "search": {"backend": "faiss-cpu", "product": product.name, "actors": int(actors), "scheme": "cells",
                    "mean_list": round(n / nlist, 1), "index_memory_mapped": spilled},
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }

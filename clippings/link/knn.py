@@ -223,7 +223,8 @@ def knn_graph(
     threshold a range search whose nprobe, unless given, is the smallest of 1, 2, 3, 4, 6, 8, 12, … reaching
     `recall_target` on `recall_sample` points; the recall of within-t pairs is then measured on another
     sample against exact search). nlist: ivf cells (default 2·√n). gpu: a CUDA torch matmul top-k for the
-    flat kNN step (None: when CUDA is present). max_edges: edges the ε-graph searches hold before
+    flat kNN step, and for ivf's range search float16 products on the GPU (one per actor), every candidate
+    re-checked in float32 (None: when CUDA is present). max_edges: edges the ε-graph searches hold before
     compacting to a minimum spanning forest (default max(2²⁰, 8·n); None there keeps all edges).
     progress: called with the number of points queried after each batch of the flat/ivf search.
     search_actors: ivf with a threshold: spread the range search over this many Ray actors (0: in this
@@ -248,8 +249,11 @@ def knn_graph(
     if index == "ivf" and threshold is not None:
         from clippings.link.ivf import ivf_cells_graph
 
+        cuda = (gpu is None or gpu) and _cuda_available()
+        if gpu and not cuda:
+            raise ValueError("gpu=True but torch sees no CUDA device")
         return ivf_cells_graph(x, threshold, nlist, nprobe, recall_sample, recall_target, seed, max_edges,
-                               search_actors, index_dir, progress)
+                               search_actors, index_dir, progress, "cuda" if cuda else None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     norms = row_norms(x)
