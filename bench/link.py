@@ -179,10 +179,12 @@ def write_scale_embeddings(path: str, n: int, dim: int = 256, seed: int = 1, chu
 
 
 def _scale_worker(method: str, data: str, out: str) -> None:
-    """`scale-rows`: today's reading and ivf search (both towers read whole, nlist 2·√n, queries in row
-    order); `scale-cells` / `scale-actorsN`: the pooled rows memory-mapped, the cell-by-cell search (on N Ray
-    actors). Links the embeddings `data` at t = THRESHOLD and writes the links folder `out`."""
-    from clippings.embeddings import read_embeddings, read_pooled
+    """`scale-rows`: today's ivf search (a FAISS IndexIVFFlat in the heap, nlist 2·√n, a range search per
+    query in row order); `scale-cells` / `scale-actorsN`: the cell-by-cell search (on N Ray actors). All read
+    the pooled rows memory-mapped, so the rows differ in the search alone (today's reading, both towers
+    read whole, was killed for memory at 5M: 22.4 GB anon on this 23 GB machine). Links the embeddings
+    `data` at t = THRESHOLD and writes the links folder `out`."""
+    from clippings.embeddings import read_pooled
     from clippings.link.pipeline import link_embeddings, write_links
 
     if "actors" in method:
@@ -191,12 +193,10 @@ def _scale_worker(method: str, data: str, out: str) -> None:
         init_ray()  # before the baseline: starting Ray is not the method's working set
     _mark_baseline(out)
     start = time.perf_counter()
+    emb = read_pooled(data, 0.5)
     if method == "scale-rows":
-        emb = read_embeddings(data)
-        n = len(emb.ids)
-        kwargs = {"ivf_scheme": "rows", "nlist": max(16, int(2 * np.sqrt(n)))}
+        kwargs = {"ivf_scheme": "rows", "nlist": max(16, int(2 * np.sqrt(len(emb.ids))))}
     else:
-        emb = read_pooled(data, 0.5)
         kwargs = {"search_actors": int(method.rsplit("actors", 1)[1]) if "actors" in method else 0}
     t0 = time.perf_counter()
     result = link_embeddings(emb, THRESHOLD, 0.5, index="ivf", **kwargs)
@@ -209,6 +209,7 @@ def _scale_worker(method: str, data: str, out: str) -> None:
         "read_s": t0 - start,
         "recall": info["recall"],
         "search": info["search"],
+        "probes": {key: info["graph"].get(key) for key in ("probe_margin", "mean_probes")},
         "timings": info["timings"],
         "clusters": info["counts"]["clusters"],
         "edges": info["counts"]["graph_edges"],
@@ -326,7 +327,8 @@ def _print_scale(row: tuple) -> None:
     print(f"{n:>11,} {method:<14} {rec['seconds']:>8.1f} s (e2e {rec['total_s']:>7.1f} s, read "
           f"{rec['read_s']:>6.1f} s) anon {anon:>7.0f} MB file {file:>7.0f} MB (PSS {pss:>7.0f}) "
           f"recall {rec['recall']:.4f} "
-          f"nlist {search.get('nlist')} nprobe {search.get('nprobe')} actors {search.get('actors')} "
+          f"nlist {search.get('nlist')} nprobe {search.get('nprobe')} {rec.get('probes', {})} "
+          f"actors {search.get('actors')} "
           f"load {rec['load']:.1f}", flush=True)
     print(f"      timings {rec['timings']}", flush=True)
 
