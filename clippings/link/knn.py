@@ -220,9 +220,9 @@ def knn_graph(
     vectors: (n, d) float32, unit norm. k: neighbours per point (flat). threshold: the cut to be made
     exact; None gives the plain kNN graph (exact up to the smallest k-th-neighbour distance). index: "flat"
     (exact kNN + re-queries), "pruned" (exact ε-graph, needs threshold) or "ivf" (approximate; with a
-    threshold a range search whose nprobe, unless given, is the smallest of 1, 2, 3, 4, 6, 8, 12, … reaching
-    `recall_target` on `recall_sample` points; the recall of within-t pairs is then measured on another
-    sample against exact search). nlist: ivf cells (default 2·√n). gpu: a CUDA torch matmul top-k for the
+    threshold a range search whose probes, unless nprobe is given, are calibrated to reach `recall_target`
+    on `recall_sample` points with the fewest cells per row (clippings.link.ivf.calibrate_probes); the
+    recall of within-t pairs is then measured on another sample against exact search). nlist: ivf cells (default 2·√n). gpu: a CUDA torch matmul top-k for the
     flat kNN step, and for ivf's range search float16 products on the GPU (one per actor), every candidate
     re-checked in float32 (None: when CUDA is present). max_edges: edges the ε-graph searches hold before
     compacting to a minimum spanning forest (default max(2²⁰, 8·n); None there keeps all edges).
