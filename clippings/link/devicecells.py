@@ -25,15 +25,13 @@ HALF_MARGIN = 2.0**-9
 
 
 class TorchProduct:
-    """The lists' products with torch on `device`: float16 candidates re-checked in float32 (`half`), or
-    float32 throughout."""
+    """The lists' products with torch on `device`: float16 candidates, each re-checked in float32."""
 
-    def __init__(self, device: str = "cuda", half: bool = True) -> None:
+    def __init__(self, device: str = "cuda") -> None:
         import torch
 
         self.device = torch.device(device)
-        self.half = half
-        self.name = f"torch-{self.device.type}-{'float16' if half else 'float32'}"
+        self.name = f"torch-{self.device.type}-float16"
 
     def queries(self, q: np.ndarray):
         """A batch's query vectors on the device (float32; float16 copy made per list slice)."""
@@ -49,19 +47,13 @@ class TorchProduct:
 
         v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device)
         m = len(q)
-        if self.half:
-            block = v.half() @ q.half().T
-            flat = torch.nonzero(block.ravel() > min_sim - HALF_MARGIN).squeeze(1)
-            del block
-            j, i = flat // m, flat % m
-            sims = (v[j] * q[i]).sum(dim=1)  # the float32 re-check of every candidate
-            keep = sims > min_sim
-            i, j, sims = i[keep], j[keep], sims[keep]
-        else:
-            block = (v @ q.T).ravel()
-            flat = torch.nonzero(block > min_sim).squeeze(1)
-            j, i = flat // m, flat % m
-            sims = block[flat]
+        block = v.half() @ q.half().T
+        flat = torch.nonzero(block.ravel() > min_sim - HALF_MARGIN).squeeze(1)
+        del block
+        j, i = flat // m, flat % m
+        sims = (v[j] * q[i]).sum(dim=1)  # the float32 re-check of every candidate
+        keep = sims > min_sim
+        i, j, sims = i[keep], j[keep], sims[keep]
 
         def similarity(jj: np.ndarray, kk: np.ndarray) -> np.ndarray:
             jj_t, kk_t = (torch.from_numpy(np.asarray(a, dtype=np.int64)).to(self.device) for a in (jj, kk))

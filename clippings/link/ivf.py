@@ -2,11 +2,12 @@
 Ray actors, with nprobe calibrated to a recall target and the recall measured (design.md §7).
 
 Steps: train the centroids (nlist = 2·√n by default: clippings.link.cells), calibrate the probes on one
-sample of rows (nprobe, the smallest of 1, 2, 3, 4, 6, 8, 12, … whose probes examine `recall_target` of the
-sample's exact within-t pairs, with a margin: a cell beyond a row's own is probed only when its centroid is
-about as near as the own one; the pair with the fewest probes per row wins), probe every row (which places it in its cell), fill the index, search every list
-(clippings.link.cells.search_cells, or clippings.link.actors), recompute the kept edges' distances in
-float64, and measure the recall on a second sample with the search's own probe table.
+sample of rows (for each margin, the smallest nprobe of 1, 2, 3, 4, 6, 8, 12, … whose probes examine
+`recall_target` of the sample's exact within-t pairs, a cell beyond a row's own probed only when its
+centroid is within the margin of the nearest; the choice with the fewest probes per row wins), probe every
+row (which places it in its cell), write the lists, search every list (clippings.link.cells.search_cells,
+or clippings.link.actors), recompute the kept edges' distances in float64, and measure the recall on a
+second sample with the search's own probe table.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ PROBE_MARGINS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, math.inf)
 is within the margin of its nearest (inf: all of its nprobe nearest). Rows deep inside their cell then
 probe fewer cells, rows near a border more."""
 CALIBRATION_PAIRS = 20_000
-"""Within-t pairs of the calibration sample whose rows are probed at each step (a random subset: the
-pairs' rows each cost a quantizer search; the recall's standard error stays ≤ 0.004)."""
+"""Within-t pairs of the calibration sample whose coverage calibration counts (a random subset: the pairs'
+rows each cost a quantizer search; the recall's standard error stays ≤ 0.004)."""
 SPILL_ROWS = 2_000_000
 """From this many rows the lists are written to a temporary file in cell order and memory-mapped (page cache,
 not heap: clippings.link.cellfile)."""
