@@ -116,6 +116,7 @@ def test_search_actors_link_exactly_as_one_process(tmp_path, ray_local):
                           two["cluster_id"].to_numpy(zero_copy_only=False))
     info = json.loads((tmp_path / "two" / "links.json").read_text())
     assert info["search"]["actors"] == 2 and info["search"]["backend"] == "faiss-cpu"
+    assert info["search"]["product"] == "cpu-float32"  # as the actors report it: no GPUs in this cluster
     assert info["search"]["nlist"] == round(2 * np.sqrt(200_000)) and info["search"]["nprobe"] == 8
     assert 0.0 < info["recall"] <= 1.0  # measured and reported (calibrating nprobe is tested at 20k)
     assert not os.listdir(tmp_path / "index")  # the actors' lists files are removed
@@ -138,6 +139,30 @@ def test_actors_load_the_lists_from_their_folder_and_run_this_tree(tmp_path, ray
 
     assert ray.get(actor.where.remote()) == clippings.__file__
     ray.kill(actor)
+
+
+def test_actors_take_a_gpu_each_only_where_the_cluster_has_one_per_actor(tmp_path, ray_local, capsys):
+    """The actors' device follows the Ray cluster's GPUs, not the driver's (a GPU cluster's driver often has
+    none); asking for GPUs where there are none is one line, in process and on actors."""
+    import torch
+
+    from clippings.errors import BadInput
+    from clippings.link.actors import actor_device
+
+    assert actor_device(2, None, 2.0) == "cuda" and actor_device(2, True, 3.0) == "cuda"
+    assert actor_device(2, None, 1.0) is None  # fewer GPUs than actors: all on CPUs, none left waiting
+    assert actor_device(2, False, 4.0) is None
+    with pytest.raises(BadInput, match="needs 2 GPUs in the Ray cluster, which has 1"):
+        actor_device(2, True, 1.0)
+    if torch.cuda.is_available():
+        return  # the refusals below are for machines without a GPU
+    emb = _write(str(tmp_path / "emb"), reprint_groups(2_000, 8, seed=0))
+    for where, extra in (("process", []), ("actors", ["--search-actors", "2"])):
+        capsys.readouterr()
+        code = main(["link", "--embeddings", emb, "--out", str(tmp_path / where), "--threshold", str(T),
+                     "--index", "ivf", "--gpu", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "--gpu" in err, err
 
 
 def test_search_actors_must_be_a_count(tmp_path, capsys):
@@ -274,3 +299,32 @@ def test_probes_with_a_calibrated_margin_reach_the_target_with_fewer_cells():
     stats = graph.stats
     assert graph.recall >= 0.99 and stats["mean_probes"] <= stats["nprobe"]
     assert stats["probe_margin"] is None or stats["probe_margin"] in PROBE_MARGINS
+
+
+def test_an_add_calibrates_its_own_probes_for_pairs_found_from_one_side(tmp_path):
+    """In `link --add` only the new rows query, so a pair is found from its new side alone: the link's nprobe,
+    calibrated for pairs found from either side, misses more. The add calibrates its own probes on the
+    one-sided coverage; its recall (reported, and measured here against brute force on every new row's
+    pairs) reaches the target."""
+    from clippings.link.knn import _exact_pairs
+
+    x = reprint_groups(20_000, 32, seed=9)
+    ids = np.array([f"c{i:07d}" for i in range(len(x))], dtype=object)
+    old, new = np.arange(18_000), np.arange(18_000, 20_000)
+    for name, rows in (("old", old), ("new", new)):
+        write_dataset(embeddings_table(ids[rows].tolist(), x[rows], x[rows], "tiny@abc", "tiny"),
+                      str(tmp_path / name), rows_per_part=50_000)
+    links = str(tmp_path / "links")
+    assert main(["link", "--embeddings", str(tmp_path / "old"), "--out", links, "--threshold", str(T),
+                 "--index", "ivf"]) == 0
+    assert main(["link", "--add", str(tmp_path / "new"), "--to", links, "--out", links]) == 0
+    info = json.loads((tmp_path / "links" / "links.json").read_text())
+    add = info["adds"][-1]
+    assert add["recall"] >= 0.99 and add["nprobe"] >= 1
+    assert "probe_margin" in add and info["graph"]["nprobe_calibrated"] is True
+    clusters = pq.read_table(os.path.join(links, "clusters.parquet")).to_pydict()
+    cluster = dict(zip(clusters["clipping_id"], clusters["cluster_id"], strict=True))
+    truth = _exact_pairs(x, None, new, T)
+    a, b = truth // len(x), truth % len(x)
+    joined = np.array([cluster[ids[i]] == cluster[ids[j]] for i, j in zip(a, b, strict=True)])
+    assert len(truth) > 1000 and joined.mean() >= 0.99

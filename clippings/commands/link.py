@@ -59,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "submit'); 0 searches in this process (default: 0)",
     )
     parser.add_argument(
+        "--gpu",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the search's products on GPUs (float16, every candidate re-checked in float32): in this process, "
+        "or with --search-actors N one GPU per actor; --no-gpu keeps them on CPUs (default: GPUs where this "
+        "process sees CUDA, or where the Ray cluster has one per actor)",
+    )
+    parser.add_argument(
         "--index-dir",
         default=None,
         help="with --search-actors: folder (local or s3://) the actors load the IVF lists (the rows in cell "
@@ -176,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=bar.update,
                 search_actors=args.search_actors,
                 index_dir=args.index_dir,
+                gpu=args.gpu,
             )
         result.info["embeddings"] = args.embeddings
         quarantine = read_quarantine(args.embeddings)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from clippings.errors import BadInput
 from clippings.link.cellfile import open_lists
 from clippings.link.cells import Probes, search_cells
 from clippings.link.slink import ForestBuffer
@@ -35,6 +36,10 @@ class CellSearcher:
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
         """search_cells over `batches`: (src, dst, distance, compactions, queries)."""
         return search_cells(self.lists, probes, batches, threshold, max_edges, forest=True, product=self.product)
+
+    def product_name(self) -> str:
+        """The products this actor runs ("cpu-float32" or "torch-cuda-float16"), for links.json."""
+        return self.product.name
 
     def where(self) -> str:
         """The file clippings was imported from (a check that actors run this tree's code)."""
@@ -55,13 +60,31 @@ def actor_cpus(actors: int) -> float:
     return float(int(share)) if share >= 1 else max(0.25, round(share, 2))
 
 
+def actor_device(actors: int, gpu: bool | None, cluster_gpus: float) -> str | None:
+    """The device the search actors multiply on: "cuda" (one GPU each) when the Ray cluster has a GPU for
+    every actor, unless `gpu` is False; None (float32 BLAS on their CPUs) otherwise. Decided from the
+    cluster's resources, not from the driver's own devices: on a GPU cluster the driver often has none.
+    gpu True with fewer GPUs than actors is refused (actors asking for absent GPUs would wait forever)."""
+    if gpu is False:
+        return None
+    if cluster_gpus >= actors:
+        return "cuda"
+    if gpu:
+        raise BadInput(
+            f"link --gpu with {actors} search actors needs {actors} GPUs in the Ray cluster, which has "
+            f"{cluster_gpus:g}; give fewer --search-actors or drop --gpu"
+        )
+    return None
+
+
 def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[list[tuple[int, int]]],
                        threshold: float, actors: int, max_edges: int,
-                       progress: Callable[[int], None] | None = None, device: str | None = None
-                       ) -> tuple[np.ndarray, ...]:
+                       progress: Callable[[int], None] | None = None, gpu: bool | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, str]:
     """Search `shards` (lists of cell batches) on `actors` Ray actors, each loading the lists from
-    `lists_folder`; fold their forests into one: (src, dst, distance, compactions, actors used). device
-    "cuda": each actor takes one GPU and multiplies there (clippings.link.devicecells).
+    `lists_folder`; fold their forests into one: (src, dst, distance, compactions, actors used, the actors'
+    product name). gpu: see actor_device (None: a GPU per actor where the cluster has them; each then
+    multiplies there, clippings.link.devicecells).
 
     Shards are handed out as actors free up (ray.wait), so a slower machine takes fewer. The probe table
     (2·n·(nprobe + 1) int32) travels once through the object store (read in place by the actors of one
@@ -74,15 +97,16 @@ def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[l
 
     init_ray()
     cpus = actor_cpus(actors)
-    gpus = 1 if device is not None and device.startswith("cuda") else 0
-    remote = ray.remote(num_cpus=cpus, num_gpus=gpus, runtime_env=runtime_env(cpus))(CellSearcher)
-    pool = [remote.remote(lists_folder, "cuda" if gpus else device) for _ in range(actors)]
+    device = actor_device(actors, gpu, float(ray.cluster_resources().get("GPU", 0.0)))
+    remote = ray.remote(num_cpus=cpus, num_gpus=1 if device else 0, runtime_env=runtime_env(cpus))(CellSearcher)
+    pool = [remote.remote(lists_folder, device) for _ in range(actors)]
     probes_ref = ray.put(probes)
     buffer = ForestBuffer(n, max_edges, unique=True)  # each pair comes from one shard only (cells.query)
     pending: dict = {}
     queue = list(shards)
     compactions = 0
     try:
+        product = ray.get(pool[0].product_name.remote())
         for actor in pool:
             if queue:
                 pending[actor.search.remote(probes_ref, queue.pop(0), threshold, max_edges)] = actor
@@ -100,4 +124,4 @@ def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[l
         for actor in pool:
             ray.kill(actor)
     src, dst, dist = buffer.result()
-    return src, dst, dist, compactions + buffer.compactions, len(pool)
+    return src, dst, dist, compactions + buffer.compactions, len(pool), product

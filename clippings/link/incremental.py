@@ -16,6 +16,7 @@ how many new clippings, its size).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ from clippings.link.cells import (
     probe_cells,
     search_cells,
 )
-from clippings.link.ivf import probe_recall
+from clippings.link.ivf import calibrate_probes, probe_recall
 from clippings.link.knn import (
     Graph,
     IvfCells,
@@ -138,6 +139,20 @@ def check_batch(old: Linking, new: Embeddings, where: str, im_wt: float | None =
         )
 
 
+ADD_CALIBRATION_ROWS = 1000
+"""New rows whose exact within-t pairs calibrate an add's probes (as many as the full link's calibration)."""
+
+
+def _samples(rng: np.random.Generator, n_old: int, n: int, recall_sample: int) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration rows, recall rows): disjoint random new rows (ADD_CALIBRATION_ROWS and recall_sample of
+    them), or every new row for both when there are no more than that (the recall is then the add's own)."""
+    new_rows = np.arange(n_old, n)
+    if len(new_rows) <= ADD_CALIBRATION_ROWS + recall_sample:
+        return new_rows, new_rows
+    drawn = rng.choice(new_rows, size=ADD_CALIBRATION_ROWS + recall_sample, replace=False)
+    return np.sort(drawn[:ADD_CALIBRATION_ROWS]), np.sort(drawn[ADD_CALIBRATION_ROWS:])
+
+
 def search_new_rows(
     old_blocks: list[np.ndarray],
     new: np.ndarray,
@@ -148,6 +163,7 @@ def search_new_rows(
     seed: int = 0,
     batch: int = 4096,
     max_edges: int | None = None,
+    recall_target: float = 0.995,
 ) -> tuple[Graph, np.ndarray | PartLists]:
     """Every pair ≤ threshold with a new row in it (a minimum spanning forest of them when there are more
     than `max_edges`, default max(2²⁰, 8·(n + m))), rows numbered old rows first; and all the rows' vectors,
@@ -156,14 +172,18 @@ def search_new_rows(
     rather than all the pairs a reprint group gives).
 
     old_blocks: the n old float32 unit rows as consecutive blocks (a links folder's mapped parts); new: the
-    m new rows. cells: the IVF cells of the n old rows (None: exact flat search). nprobe: cells
-    probed per query (ivf): the new rows are placed in their nearest cell and each probes its nprobe nearest
-    cells (its own first), as the linking's own search did (clippings.link.cells); the old rows keep their
-    cells and do not query. recall_sample: new rows whose within-t pairs are also found by brute force to
-    measure the recall (ivf). Cost: flat O(m·(n + m)·d) time and a copy of the rows; ivf: the old rows are
-    read in place (their parts are sorted by cell: clippings.link.cells.PartLists), O(m·nprobe·(n/nlist)·d)
-    for the search and O(recall_sample·(n + m)·d) for the recall, memory (n + m)·nprobe int32 probes and
-    max_edges edges.
+    m new rows. cells: the IVF cells of the n old rows (None: exact flat search). ivf: the new rows are placed
+    in their nearest cell and each probes its nearest cells (its own first), as the linking's own search did
+    (clippings.link.cells); the old rows keep their cells and do not query, so each pair is found from its
+    new side only. nprobe: the cells each new row probes (the link's own when it was given); None
+    calibrates the probes (count and margin, clippings.link.ivf.calibrate_probes) to `recall_target` of the
+    one-sided coverage on ADD_CALIBRATION_ROWS new rows: the link's nprobe, calibrated for pairs found from
+    either side, finds fewer here. recall_sample: other new rows whose within-t pairs are also found by
+    brute force to measure the recall (ivf; all of them when the batch is small). Cost: flat
+    O(m·(n + m)·d) time and a copy of the rows; ivf: the old rows are read in place (their parts are sorted
+    by cell: clippings.link.cells.PartLists), O(m·nprobe·(n/nlist)·d) for the search and
+    O((ADD_CALIBRATION_ROWS + recall_sample)·(n + m)·d) for the calibration and the recall, memory
+    (n + m)·nprobe int32 probes and max_edges edges.
     """
     blocks = [*old_blocks, new]
     n_old = sum(len(b) for b in old_blocks)
@@ -171,7 +191,7 @@ def search_new_rows(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     max_edges = default_max_edges(n) if max_edges is None else max_edges
-    recall, new_cells, used_nprobe = None, None, None
+    recall, new_cells, used_nprobe, margin = None, None, None, math.inf
     if cells is None:
         import faiss
 
@@ -186,27 +206,33 @@ def search_new_rows(
         rows: np.ndarray | PartLists = x
     else:
         nlist = len(cells.centroids)
-        used_nprobe = int(min(nprobe or 1, nlist))
-        table = np.full((n, used_nprobe), -1, dtype=np.int32)  # old rows do not query
-        table[n_old:] = probe_cells(centroid_quantizer(cells.centroids), new, used_nprobe)
-        assign = np.concatenate([cells.assign, table[n_old:, 0]]).astype(np.int64)
+        quantizer = centroid_quantizer(cells.centroids)
+        assign = np.concatenate([cells.assign, probe_cells(quantizer, new, 1)[:, 0]]).astype(np.int64)
         rows = PartLists(blocks, assign, nlist)
-        probes = invert_probes(table, nlist)
         new_cells = IvfCells(cells.centroids, assign)
+        calibrate, measure = _samples(np.random.default_rng(seed), n_old, n, recall_sample)
         timings["index_s"] = time.perf_counter() - start
+        t0 = time.perf_counter()
+        if nprobe is None:  # one-sided: the old rows do not query, so a new row must reach every old neighbour
+            truth = _exact_pairs(rows, None, calibrate, threshold)
+            nprobe, margin = calibrate_probes(quantizer, rows, truth, calibrate, recall_target, nlist, n_old)
+        used_nprobe = int(min(nprobe, nlist))
+        table = np.full((n, used_nprobe), -1, dtype=np.int32)  # old rows do not query
+        table[n_old:] = probe_cells(quantizer, new, used_nprobe, margin=margin)
+        probes = invert_probes(table, nlist)
+        timings["calibrate_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         src, dst, dist, compactions, _ = search_cells(rows, probes, cell_batches(probes.sizes()), threshold,
                                                       max_edges, fold=False)
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(np.arange(n_old, n), size=min(recall_sample, n - n_old), replace=False))
-        truth = _exact_pairs(rows, None, sample, threshold)
+        truth = _exact_pairs(rows, None, measure, threshold)
         recall = probe_recall(n, truth, table, assign)
         timings["recall_s"] = time.perf_counter() - t0
     stats = {
         "edges": int(len(src)),
         "nprobe": used_nprobe,
+        "probe_margin": None if margin == math.inf else margin,
         "compactions": compactions,
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }
@@ -315,7 +341,8 @@ def add_batch(old: Linking, new: Embeddings, recall_sample: int = 100, seed: int
     n_old, m = len(old.stored.ids), len(new.ids)
     pooled = new.pooled(im_wt)
     ids = np.concatenate([old.stored.ids, new.ids])
-    nprobe = (info.get("graph") or {}).get("nprobe")
+    link_search = info.get("graph") or {}
+    nprobe = None if link_search.get("nprobe_calibrated", True) else link_search.get("nprobe")
     graph, vectors = search_new_rows(old.stored.blocks, pooled, threshold, old.stored.cells, nprobe,
                                      recall_sample, seed)
     t0 = time.perf_counter()
@@ -328,6 +355,7 @@ def add_batch(old: Linking, new: Embeddings, recall_sample: int = 100, seed: int
         "index": graph.index,
         "recall": graph.recall,
         "nprobe": graph.stats["nprobe"],
+        "probe_margin": graph.stats["probe_margin"],
         "edges": graph.stats["edges"],
         "touched_clusters": int(changes.num_rows),
         "exact_up_to": exact_up_to,

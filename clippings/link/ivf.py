@@ -22,6 +22,7 @@ import numpy as np
 from clippings.link.cellfile import in_memory_lists, open_lists, remove_lists, write_lists
 from clippings.link.cells import (
     BlasProduct,
+    PartLists,
     balanced_shards,
     cell_batches,
     centroid_quantizer,
@@ -81,13 +82,15 @@ def nprobe_ladder(limit: int) -> list[int]:
     return sorted({v for p in powers for v in (p, 3 * p // 2) if v < limit} | {max(1, limit)})
 
 
-def calibrate_probes(quantizer, x: np.ndarray, truth: np.ndarray, sample: np.ndarray, target: float,
-                     nlist: int) -> tuple[int, float]:
+def calibrate_probes(quantizer, x: np.ndarray | PartLists, truth: np.ndarray, sample: np.ndarray, target: float,
+                     nlist: int, first_query: int = 0) -> tuple[int, float]:
     """(nprobe, margin): the probes (clippings.link.cells.probe_table) that examine `target` of the exact
     within-t pairs `truth` with the fewest probes per row, on average over the random rows `sample` (the
     search's time follows it). For each margin of PROBE_MARGINS, the smallest nprobe of `nprobe_ladder`
     (up to nlist and MAX_NPROBE) reaching the target; the margin whose rows probe fewest wins. If none
-    reaches it: the widest. Cost: one quantizer search of the pairs' rows and the sample at the widest."""
+    reaches it: the widest. first_query: rows below it do not query (`link --add`: the old rows), so a pair
+    with one of them is found from the other side only. Cost: one quantizer search of the pairs' rows and the
+    sample at the widest."""
     width = min(nlist, MAX_NPROBE)
     if not len(truth):
         return 1, math.inf
@@ -95,12 +98,14 @@ def calibrate_probes(quantizer, x: np.ndarray, truth: np.ndarray, sample: np.nda
     rows, inverse = np.unique(np.concatenate([truth // n, truth % n]), return_inverse=True)
     a, b = inverse[: len(truth)], inverse[len(truth) :]
     sims, cells = nearest_centroids(quantizer, x[rows], width)
+    own, silent = cells[:, 0], rows < first_query
     sample_sims, _ = nearest_centroids(quantizer, x[sample], width)
     best = (math.inf, width, math.inf)
     for margin in PROBE_MARGINS:
         for nprobe in nprobe_ladder(width):
             table = probe_table(sims, cells, nprobe, margin)
-            if coverage(table[a], table[a, 0], table[b], table[b, 0]).mean() >= target:
+            table[silent] = -1
+            if coverage(table[a], own[a], table[b], own[b]).mean() >= target:
                 within = sample_sims[:, :nprobe] >= sample_sims[:, :1] - np.float32(margin)
                 best = min(best, (float(within.sum(axis=1).mean()), nprobe, margin))
                 break
@@ -120,13 +125,15 @@ def ivf_cells_graph(
     index_dir: str | None = None,
     progress: Callable[[int], None] | None = None,
     device: str | None = None,
+    actor_gpu: bool | None = None,
 ) -> Graph:
     """The ivf Graph of unit rows x (n, d) float32 at `threshold` (see clippings.link.knn.knn_graph for the
     parameters). Memory: x; the lists (a sorted copy of x, n·(4·d + 16) bytes: in the heap below SPILL_ROWS,
     else a memory-mapped file, which actors map too: shared pages on one machine); O(n + max_edges) edges;
-    n·nprobe·4 bytes of probes (twice). device: a torch device ("cuda") for the lists' products (float16,
-    candidates re-checked in float32: clippings.link.devicecells), in this process or one GPU per actor;
-    None: float32 BLAS on the CPUs.
+    n·nprobe·4 bytes of probes (twice). device: a torch device ("cuda") for the products of a search in this
+    process (float16, candidates re-checked in float32: clippings.link.devicecells); None: float32 BLAS on
+    the CPUs. actor_gpu: the same choice for search actors, one GPU each, made from the Ray cluster's GPUs
+    (clippings.link.actors.actor_device; None: GPUs where the cluster has one per actor).
     Time: O(n·nprobe·(n/nlist)·d) for the search, O(n·nlist·d) for the probes (one BLAS GEMM each; HNSW from
     HNSW_NLIST cells: O(n·log nlist·d)), O(recall_sample·n·d) for each sample's exact pairs."""
     n = len(x)
@@ -140,8 +147,8 @@ def ivf_cells_graph(
     samples = rng.choice(n, size=min(n, 2 * recall_sample), replace=False)
     calibrate, measure = np.sort(samples[: len(samples) // 2]), np.sort(samples[len(samples) // 2 :])
     t0 = time.perf_counter()
-    margin = math.inf
-    if not nprobe:
+    margin, calibrated = math.inf, not nprobe
+    if calibrated:
         truth = _exact_pairs(x, norms, calibrate, threshold)
         if len(truth) > CALIBRATION_PAIRS:
             truth = np.sort(rng.choice(truth, size=CALIBRATION_PAIRS, replace=False))
@@ -160,7 +167,8 @@ def ivf_cells_graph(
     spilled = bool(search_actors) or n >= SPILL_ROWS
     folder = (index_dir if search_actors else None) or tempfile.mkdtemp(prefix="clippings-ivf-")
     lists = None
-    product = products(device)
+    product = None if search_actors else products(device)
+    product_name = product.name if product else ""
     try:
         if spilled:  # the lists as a mapped file in cell order (pages shared with the actors), no heap copy
             write_lists(x, assign, nlist, folder)
@@ -173,8 +181,8 @@ def ivf_cells_graph(
             from clippings.link.actors import search_with_actors
 
             shards = balanced_shards(batches, SHARDS_PER_ACTOR * search_actors)
-            src, dst, _, compactions, actors = search_with_actors(
-                folder, n, probes, shards, threshold, search_actors, max_edges, progress, device)
+            src, dst, _, compactions, actors, product_name = search_with_actors(
+                folder, n, probes, shards, threshold, search_actors, max_edges, progress, actor_gpu)
         else:
             src, dst, _, compactions, _ = search_cells(lists, probes, batches, threshold, max_edges, progress,
                                                        product=product)
@@ -192,9 +200,10 @@ def ivf_cells_graph(
         "nlist": nlist,
         "nprobe": int(probes.nprobe),
         "probe_margin": None if margin == math.inf else margin,
+        "nprobe_calibrated": calibrated,
         "mean_probes": round(float(len(probes.rows)) / max(1, n), 2),
         "compactions": int(compactions),
-        "search": {"backend": "faiss-cpu", "product": product.name, "actors": int(actors), "scheme": "cells",
+        "search": {"backend": "faiss-cpu", "product": product_name, "actors": int(actors), "scheme": "cells",
                    "mean_list": round(n / nlist, 1), "index_memory_mapped": spilled},
         "timings": {key: round(v, 3) for key, v in timings.items()},
     }

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clippings.errors import BadInput
 from clippings.link.pruned import BLOCK, float32_margin, pruned_range_graph, row_norms
 from clippings.link.slink import ForestBuffer
 
@@ -222,9 +223,11 @@ def knn_graph(
     (exact kNN + re-queries), "pruned" (exact ε-graph, needs threshold) or "ivf" (approximate; with a
     threshold a range search whose probes, unless nprobe is given, are calibrated to reach `recall_target`
     on `recall_sample` points with the fewest cells per row (clippings.link.ivf.calibrate_probes); the
-    recall of within-t pairs is then measured on another sample against exact search). nlist: ivf cells (default 2·√n). gpu: a CUDA torch matmul top-k for the
-    flat kNN step, and for ivf's range search float16 products on the GPU (one per actor), every candidate
-    re-checked in float32 (None: when CUDA is present). max_edges: edges the ε-graph searches hold before
+    recall of within-t pairs is then measured on another sample against exact search). nlist: ivf cells
+    (default 2·√n). gpu: a CUDA torch matmul top-k for the flat kNN step, and for ivf's range search float16
+    products on the GPU, every candidate re-checked in float32: in this process, or with search actors one
+    GPU per actor (None: where this process sees CUDA, or where the Ray cluster has a GPU per actor; True
+    without them is refused). max_edges: edges the ε-graph searches hold before
     compacting to a minimum spanning forest (default max(2²⁰, 8·n); None there keeps all edges).
     progress: called with the number of points queried after each batch of the flat/ivf search.
     search_actors: ivf with a threshold: spread the range search over this many Ray actors (0: in this
@@ -249,11 +252,11 @@ def knn_graph(
     if index == "ivf" and threshold is not None:
         from clippings.link.ivf import ivf_cells_graph
 
-        cuda = (gpu is None or gpu) and _cuda_available()
-        if gpu and not cuda:
-            raise ValueError("gpu=True but torch sees no CUDA device")
+        cuda = not search_actors and gpu is not False and _cuda_available()
+        if gpu and not search_actors and not cuda:
+            raise BadInput("link --gpu: torch sees no CUDA device here; drop --gpu or run where one is")
         return ivf_cells_graph(x, threshold, nlist, nprobe, recall_sample, recall_target, seed, max_edges,
-                               search_actors, index_dir, progress, "cuda" if cuda else None)
+                               search_actors, index_dir, progress, "cuda" if cuda else None, gpu)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     norms = row_norms(x)
@@ -261,7 +264,8 @@ def knn_graph(
     kk = min(k + 1, n)  # +1: a point finds itself (or an exact duplicate of itself)
     backend = gpu_backend() if gpu is None or gpu else None
     if gpu and backend is None:
-        raise ValueError("gpu=True but neither faiss-gpu nor CUDA through torch is available")
+        raise BadInput("link --gpu: neither faiss-gpu nor CUDA through torch is available here; drop --gpu or "
+                       "install the GPU build (README)")
     searcher = None
     if backend == "torch" and index == "flat":
         kind = "flat"
