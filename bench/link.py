@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest n for the cell-by-cell search in one process (0: every n)")
     parser.add_argument("--search-actors", type=int, default=0, help="also run the scale rows on N actors")
     parser.add_argument("--data-dir", default=None,
-                        help="keep the scale rows' data here and reuse it in later runs (10M: ~10 minutes to "
+                        help="keep the scale rows' data here and reuse it in later runs (10M: ~14 minutes to "
                         "write, 10 GB; default: a temporary folder, removed)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
