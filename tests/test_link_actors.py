@@ -96,8 +96,9 @@ def _brute(x: np.ndarray):
     return len(x), i, j, np.clip(d[i, j], 0, 2)
 
 
-def _write(path: str, x: np.ndarray) -> str:
-    ids = [f"c{i:07d}" for i in range(len(x))]
+def _write(path: str, x: np.ndarray, first: int = 0) -> str:
+    """x as an embeddings dataset, row i of it named c<first + i>."""
+    ids = [f"c{i:07d}" for i in range(first, first + len(x))]
     write_dataset(embeddings_table(ids, x, x, "tiny@abc", "tiny"), path, rows_per_part=50_000)
     return path
 
@@ -309,11 +310,8 @@ def test_an_add_calibrates_its_own_probes_for_pairs_found_from_one_side(tmp_path
     from clippings.link.knn import _exact_pairs
 
     x = reprint_groups(20_000, 32, seed=9)
-    ids = np.array([f"c{i:07d}" for i in range(len(x))], dtype=object)
-    old, new = np.arange(18_000), np.arange(18_000, 20_000)
-    for name, rows in (("old", old), ("new", new)):
-        write_dataset(embeddings_table(ids[rows].tolist(), x[rows], x[rows], "tiny@abc", "tiny"),
-                      str(tmp_path / name), rows_per_part=50_000)
+    _write(str(tmp_path / "old"), x[:18_000])
+    _write(str(tmp_path / "new"), x[18_000:], first=18_000)
     links = str(tmp_path / "links")
     assert main(["link", "--embeddings", str(tmp_path / "old"), "--out", links, "--threshold", str(T),
                  "--index", "ivf"]) == 0
@@ -324,7 +322,7 @@ def test_an_add_calibrates_its_own_probes_for_pairs_found_from_one_side(tmp_path
     assert "probe_margin" in add and info["graph"]["nprobe_calibrated"] is True
     clusters = pq.read_table(os.path.join(links, "clusters.parquet")).to_pydict()
     cluster = dict(zip(clusters["clipping_id"], clusters["cluster_id"], strict=True))
-    truth = _exact_pairs(x, None, new, T)
+    truth = _exact_pairs(x, None, np.arange(18_000, 20_000), T)
     a, b = truth // len(x), truth % len(x)
-    joined = np.array([cluster[ids[i]] == cluster[ids[j]] for i, j in zip(a, b, strict=True)])
+    joined = np.array([cluster[f"c{i:07d}"] == cluster[f"c{j:07d}"] for i, j in zip(a, b, strict=True)])
     assert len(truth) > 1000 and joined.mean() >= 0.99

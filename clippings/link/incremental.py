@@ -35,7 +35,7 @@ from clippings.link.cells import (
     probe_cells,
     search_cells,
 )
-from clippings.link.ivf import calibrate_probes, probe_recall
+from clippings.link.ivf import calibrate_probes, calibration_pairs, probe_recall
 from clippings.link.knn import (
     Graph,
     IvfCells,
@@ -210,11 +210,12 @@ def search_new_rows(
         assign = np.concatenate([cells.assign, probe_cells(quantizer, new, 1)[:, 0]]).astype(np.int64)
         rows = PartLists(blocks, assign, nlist)
         new_cells = IvfCells(cells.centroids, assign)
-        calibrate, measure = _samples(np.random.default_rng(seed), n_old, n, recall_sample)
+        rng = np.random.default_rng(seed)
+        calibrate, measure = _samples(rng, n_old, n, recall_sample)
         timings["index_s"] = time.perf_counter() - start
         t0 = time.perf_counter()
         if nprobe is None:  # one-sided: the old rows do not query, so a new row must reach every old neighbour
-            truth = _exact_pairs(rows, None, calibrate, threshold)
+            truth = calibration_pairs(rows, None, calibrate, threshold, rng)
             nprobe, margin = calibrate_probes(quantizer, rows, truth, calibrate, recall_target, nlist, n_old)
         used_nprobe = int(min(nprobe, nlist))
         table = np.full((n, used_nprobe), -1, dtype=np.int32)  # old rows do not query

@@ -82,6 +82,16 @@ def nprobe_ladder(limit: int) -> list[int]:
     return sorted({v for p in powers for v in (p, 3 * p // 2) if v < limit} | {max(1, limit)})
 
 
+def calibration_pairs(x: np.ndarray | PartLists, norms: np.ndarray | None, rows: np.ndarray, threshold: float,
+                      rng: np.random.Generator) -> np.ndarray:
+    """The exact within-t pairs of `rows` (keys a·n + b) that calibration counts: all of them, or a random
+    CALIBRATION_PAIRS when there are more. Cost: O(len(rows)·n·d) brute force."""
+    truth = _exact_pairs(x, norms, rows, threshold)
+    if len(truth) > CALIBRATION_PAIRS:
+        truth = np.sort(rng.choice(truth, size=CALIBRATION_PAIRS, replace=False))
+    return truth
+
+
 def calibrate_probes(quantizer, x: np.ndarray | PartLists, truth: np.ndarray, sample: np.ndarray, target: float,
                      nlist: int, first_query: int = 0) -> tuple[int, float]:
     """(nprobe, margin): the probes (clippings.link.cells.probe_table) that examine `target` of the exact
@@ -149,9 +159,7 @@ def ivf_cells_graph(
     t0 = time.perf_counter()
     margin, calibrated = math.inf, not nprobe
     if calibrated:
-        truth = _exact_pairs(x, norms, calibrate, threshold)
-        if len(truth) > CALIBRATION_PAIRS:
-            truth = np.sort(rng.choice(truth, size=CALIBRATION_PAIRS, replace=False))
+        truth = calibration_pairs(x, norms, calibrate, threshold, rng)
         nprobe, margin = calibrate_probes(quantizer, x, truth, calibrate, recall_target, len(centroids))
     timings["calibrate_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
