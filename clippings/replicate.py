@@ -72,6 +72,7 @@ class Scale:
     text_train_epochs: int | None = None  # SupCon epochs of the rows that train the text tower (None: same)
     pretrain_text_lr: float | None = None  # text encoder rate in pretraining (0: locked); None: the head rate
     view_weight: float = 0.0  # pretraining's image-image view term (clippings.train.views); 0: plain CLIP
+    clip_weight: float = 1.0  # pretraining's CLIP term; 0 (with view_weight > 0): the image tower learns from views
     train_text_lr: float | None = None  # text encoder rate in SupCon; None: the head rate
     extra_train: tuple[str, ...] = field(default_factory=tuple)
 
@@ -199,6 +200,7 @@ def replicate(out: str, scale: str = "small", archive: str | None = None, seed: 
                             "--model", settings.model, "--epochs", str(settings.pretrain_epochs),
                             "--batch-size", str(settings.batch_size), "--workers", str(settings.workers),
                             "--seed", str(seed), "--view-weight", repr(settings.view_weight),
+                            "--clip-weight", repr(settings.clip_weight),
                             *settings.lr_argv("pretrain"), *images.argv()])
     _embed_score(stages, out, "selfsup", selfsup, split, rows, prefix="Self-supervised", images=images)
 

@@ -17,6 +17,7 @@ CONSTRAINTS = {
     "vision_lr": Interval(float, 0.0, 1.0),
     "text_lr": Interval(float, 0.0, 1.0),
     "view_weight": Interval(float, 0.0, None),
+    "clip_weight": Interval(float, 0.0, None),
     "seed": Interval(int, 0, None),
 }
 
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view-weight", type=float, default=0.0,
                         help="weight of an image-image term: each image against a re-scanned view of it, which "
                         "keeps the image tower telling prints apart, not only repeating captions (default: 0)")
+    parser.add_argument("--clip-weight", type=float, default=1.0,
+                        help="weight of the CLIP image-caption term; 0 with --view-weight > 0 and --text-lr 0 trains "
+                        "the image tower on its views alone beside a pretrained text tower (default: 1)")
     add_encoder_lr_arguments(parser)
     add_ray_train_arguments(parser)
     add_image_arguments(parser)
@@ -60,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     state = pretrain(args.archive, args.out, model=args.model, workers=args.workers, gpu=args.gpu,
                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     vision_lr=args.vision_lr, text_lr=args.text_lr, view_weight=args.view_weight, seed=args.seed,
+                     vision_lr=args.vision_lr, text_lr=args.text_lr, view_weight=args.view_weight,
+                     clip_weight=args.clip_weight, seed=args.seed,
                      run_dir=args.run_dir, images=images)
     best, last = state["best"], state["history"][-1]
     finish(f"{state['epoch']} epochs, best epoch {best['epoch']} (val loss {best['val_loss']:.4f}), "

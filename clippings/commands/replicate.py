@@ -14,6 +14,7 @@ CONSTRAINTS = {
     "workers": Interval(int, 1, None),
     "seeds": Interval(int, 1, None),
     "view_weight": Interval(float, 0.0, None),
+    "clip_weight": Interval(float, 0.0, None),
 }
 
 HELP = "Replicate the paper's table (Jaccard, self-supervised and supervised rows) on an archive."
@@ -41,13 +42,16 @@ def add_scale_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="Ray Train workers (overrides the scale)")
     parser.add_argument("--view-weight", type=float, default=None,
                         help="pretraining's image-image view term (overrides the scale; see clippings pretrain)")
+    parser.add_argument("--clip-weight", type=float, default=None,
+                        help="pretraining's CLIP term (overrides the scale; see clippings pretrain)")
 
 
 def scale_overrides(args: argparse.Namespace) -> dict:
     """The validated seed and scale overrides of replicate/demo as keyword arguments of `replicate`."""
     validate_params(args.command, vars(args), CONSTRAINTS)
     return {"seed": args.seed, "stories": args.stories, "pretrain_epochs": args.pretrain_epochs,
-            "train_epochs": args.train_epochs, "workers": args.workers, "view_weight": args.view_weight}
+            "train_epochs": args.train_epochs, "workers": args.workers, "view_weight": args.view_weight,
+            "clip_weight": args.clip_weight}
 
 
 def run(args: argparse.Namespace) -> int:

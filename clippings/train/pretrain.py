@@ -7,7 +7,9 @@ back to their own rank), so each rank sees all B negatives and the update equals
 global batch (up to float summation order; batches are the same for every worker count dividing LANES).
 With a view weight λ > 0 the loss adds λ × an image-image InfoNCE between each image and a re-scanned view
 of it (clippings.train.views), which keeps the image tower telling prints apart rather than only repeating
-their captions.
+their captions. A CLIP weight below 1 scales the CLIP term down; at 0 (with λ > 0 and the text tower locked)
+the image tower learns from the views alone and stays an independent view of the print beside a pretrained
+text tower, which is what the multimodal embedding needs from it (README, "Keeping the image tower's own view").
 A held-out slice gives a validation loss each epoch (the same sum, fixed views); the checkpoint with the
 lowest one is written out.
 Rows whose image cannot be read or decoded are quarantined (`OUT/_quarantine/`, counted in clippings.json).
@@ -108,13 +110,14 @@ class PretrainTask(Task):
     def loss(self, worker: Worker, model, batch: dict[str, np.ndarray]) -> torch.Tensor:
         inputs = worker.inputs(batch)
         weight = float(worker.config.get("view_weight") or 0.0)
+        clip_weight = float(worker.config.get("clip_weight", 1.0))
         if weight:  # one forward over the images and their views (DDP hooks a single forward per step)
             pixels = inputs["pixel_values"]
             inputs["pixel_values"] = torch.cat([pixels, reprint_view(pixels, self.views)])
         img, txt, scale = model(**inputs)
         b = len(txt)
         images = all_gather_with_grad(img[:b], worker)
-        loss = clip_loss(images, all_gather_with_grad(txt, worker), scale)
+        loss = clip_weight * clip_loss(images, all_gather_with_grad(txt, worker), scale)
         if weight:
             loss = loss + weight * view_loss(images, all_gather_with_grad(img[b:], worker))
         return loss
@@ -128,6 +131,7 @@ class PretrainTask(Task):
 
         batch = int(worker.config["batch_size"])
         weight = float(worker.config.get("view_weight") or 0.0)
+        clip_weight = float(worker.config.get("clip_weight", 1.0))
         views = torch.Generator(device=worker.device).manual_seed(int(worker.config["seed"]))
         keys = sorted(self.stream.val)
         dim = embedding_dim(raw.clip)
@@ -150,7 +154,7 @@ class PretrainTask(Task):
                 view_sum += float(view_loss(part[:, :dim], part[:, 2 * dim :])) * len(part)
         rows = max(1, len(emb))
         bad = self._gather_bad(worker)
-        metrics = {"val_loss": (clip_sum + weight * view_sum) / rows, "logit_scale": float(scale),
+        metrics = {"val_loss": (clip_weight * clip_sum + weight * view_sum) / rows, "logit_scale": float(scale),
                    "quarantined": len(bad)}
         if weight:
             metrics.update(val_clip_loss=clip_sum / rows, val_view_loss=view_sum / rows)
@@ -189,7 +193,7 @@ def pretrain_loop(config: dict[str, Any]) -> None:
 
 def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, gpu: bool = False, epochs: int = 8,
              batch_size: int = 64, lr: float = 1e-3, vision_lr: float | None = None,
-             text_lr: float | None = None, view_weight: float = 0.0, seed: int = 0,
+             text_lr: float | None = None, view_weight: float = 0.0, clip_weight: float = 1.0, seed: int = 0,
              run_dir: str | None = None, images: ImagePolicy = ARCHIVE_ONLY) -> dict[str, Any]:
     """Continue CLIP pretraining of `model` on `archive`'s pairs and write the best model to `out`.
 
@@ -197,7 +201,8 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
     number of training pairs and rounded down to a multiple of the lane count, `lanes_for(workers, LANES)`). vision_lr, text_lr: the encoders'
     peak rates (None: `lr`; 0 locks that tower and its head, e.g. `text_lr=0` for LiT-style pretraining of a
     pretrained text tower). view_weight: λ of the image-image view term (0: plain CLIP loss; see the module
-    docstring). run_dir: checkpoint storage
+    docstring). clip_weight: weight of the CLIP term (0 needs view_weight > 0 and text_lr=0: the image tower
+    then learns from its views alone, the locked text tower and the temperature stay as they were). run_dir: checkpoint storage
     (default `out + '_runs'`); re-running resumes there. images: which `image_path` locations outside the
     archive folder may be read (default: none). Returns the final checkpoint state.
     Cost: the archive's light columns on the driver (~110 bytes per row), ~15 s Ray Train start-up, then per
@@ -208,6 +213,12 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
     from clippings.model import load_model
     from clippings.model_meta import update_clippings_meta
 
+    if clip_weight == 0 and view_weight == 0:
+        raise BadInput("pretrain: --clip-weight 0 and --view-weight 0 leave no loss to train: "
+                       "give one of them a weight above 0")
+    if clip_weight == 0 and text_lr != 0:
+        raise BadInput("pretrain: --clip-weight 0 gives the text tower no training signal (only weight decay): "
+                       "add --text-lr 0 to lock it")
     base = load_model(model)
     lanes = lanes_for(workers, LANES)
     plan = pretraining_plan(archive, lanes=lanes, seed=seed, val_fraction=VAL_FRACTION, max_val=MAX_VAL)
@@ -217,10 +228,11 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
                        f"{max(20, 2 * workers + 2)}: give a larger archive")
     batch = max(lanes, min(batch_size, plan.n_train)) // lanes * lanes
     config = {"model": model, "epochs": epochs, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
-              "text_lr": text_lr, "view_weight": view_weight, "seed": seed, "plan": plan, "images": images,
+              "text_lr": text_lr, "view_weight": view_weight, "clip_weight": clip_weight, "seed": seed,
+              "plan": plan, "images": images,
               "data_cpus": DATA_CPUS, "shuffle_buffer": SHUFFLE_BUFFER, "cache_bytes": CACHE_BYTES}
     meta = {"stage": "pretrain", "base_model": model, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
-            "text_lr": text_lr, "view_weight": view_weight, "seed": seed, "lanes": lanes,
+            "text_lr": text_lr, "view_weight": view_weight, "clip_weight": clip_weight, "seed": seed, "lanes": lanes,
             "workers": workers, "data": {"archive": plan.provenance, "val_rows": plan.n_val},
             "code": code_provenance()}
     run_dir = run_dir or out.rstrip("/") + "_runs"
