@@ -73,6 +73,17 @@ def test_bad_parameters_are_one_line_exit_2(capsys, train_archives, tmp_path):
         "Got 0.0 instead.")
 
 
+@pytest.mark.parametrize("flags, says", [
+    (["--clip-weight", "0"], "--clip-weight 0 and --view-weight 0 leave no loss to train"),
+    (["--clip-weight", "0", "--view-weight", "1"], "add --text-lr 0 to lock it"),
+])
+def test_clip_weight_zero_needs_a_view_term_and_a_locked_text_tower(capsys, train_archives, tmp_path, flags, says):
+    rc = cli.main(["pretrain", "--archive", train_archives["unlabelled"], "--out", str(tmp_path / "m"), *flags])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("clippings pretrain: error: ") and says in err and "\n" not in err
+
+
 def test_reprint_views_are_seeded_rescans_of_the_image():
     """A view keeps the picture (shifted, cropped, toned, grained: still far nearer its own image than another
     image), and the generator's seed alone decides it (a resumed epoch draws the same views)."""
@@ -108,3 +119,28 @@ def test_view_term_adds_to_the_loss_and_is_learnt(train_archives, ray_local, tmp
         assert float(r["val_loss"]) == pytest.approx(float(r["val_clip_loss"]) + 0.5 * float(r["val_view_loss"]),
                                                      rel=1e-5)
     assert float(rows[-1]["val_view_loss"]) < float(rows[0]["val_view_loss"])
+
+
+@pytest.mark.slow
+def test_clip_weight_zero_trains_the_image_tower_on_its_views_alone(train_archives, ray_local, tmp_path):
+    """--clip-weight 0 --view-weight λ --text-lr 0: the loss is λ × the view loss alone, the image tower learns
+    from it, and the locked text tower and the temperature leave pretraining as they came in."""
+    from clippings.model import load_model
+
+    rc = cli.main(["pretrain", "--archive", train_archives["unlabelled"], "--out", str(tmp_path / "m"),
+                   "--epochs", "2", "--batch-size", "32", "--seed", "3", "--view-weight", "0.5",
+                   "--clip-weight", "0", "--text-lr", "0"])
+    assert rc == 0
+    with open(tmp_path / "m" / "clippings.json") as f:
+        meta = json.load(f)
+    assert meta["clip_weight"] == 0.0 and meta["view_weight"] == 0.5
+    rows = _metrics(meta["run"])
+    for r in rows:
+        assert float(r["val_loss"]) == pytest.approx(0.5 * float(r["val_view_loss"]), rel=1e-5)
+    assert float(rows[-1]["val_view_loss"]) < float(rows[0]["val_view_loss"])
+    before, after = load_model("tiny").model.state_dict(), load_model(str(tmp_path / "m")).model.state_dict()
+    text = [k for k in before if k.startswith(("text_model.", "text_projection"))]
+    assert text and all(torch.equal(before[k], after[k]) for k in text)
+    assert float(after["logit_scale"]) == pytest.approx(float(before["logit_scale"]))
+    vision = [k for k in before if k.startswith("vision_model.")]
+    assert any(not torch.equal(before[k], after[k]) for k in vision)

@@ -66,9 +66,11 @@ class PretrainTask(Task):
         self.plan: StreamPlan = config["plan"]
         self.per_lane = int(config["batch_size"]) // self.plan.lanes
         self.stream = None
+        self.clip_weight = float(config.get("clip_weight", 1.0))
 
     def module(self, clip) -> TwoTower:
-        return TwoTower(clip, image=True, text=True, train_scale=True)
+        # without the CLIP term the temperature has nothing to learn: frozen, not decayed
+        return TwoTower(clip, image=True, text=True, train_scale=self.clip_weight > 0)
 
     def start(self, worker: Worker) -> None:
         from ray.data import DataContext
@@ -110,14 +112,13 @@ class PretrainTask(Task):
     def loss(self, worker: Worker, model, batch: dict[str, np.ndarray]) -> torch.Tensor:
         inputs = worker.inputs(batch)
         weight = float(worker.config.get("view_weight") or 0.0)
-        clip_weight = float(worker.config.get("clip_weight", 1.0))
         if weight:  # one forward over the images and their views (DDP hooks a single forward per step)
             pixels = inputs["pixel_values"]
             inputs["pixel_values"] = torch.cat([pixels, reprint_view(pixels, self.views)])
         img, txt, scale = model(**inputs)
         b = len(txt)
         images = all_gather_with_grad(img[:b], worker)
-        loss = clip_weight * clip_loss(images, all_gather_with_grad(txt, worker), scale)
+        loss = self.clip_weight * clip_loss(images, all_gather_with_grad(txt, worker), scale)
         if weight:
             loss = loss + weight * view_loss(images, all_gather_with_grad(img[b:], worker))
         return loss
@@ -131,7 +132,6 @@ class PretrainTask(Task):
 
         batch = int(worker.config["batch_size"])
         weight = float(worker.config.get("view_weight") or 0.0)
-        clip_weight = float(worker.config.get("clip_weight", 1.0))
         views = torch.Generator(device=worker.device).manual_seed(int(worker.config["seed"]))
         keys = sorted(self.stream.val)
         dim = embedding_dim(raw.clip)
@@ -154,7 +154,7 @@ class PretrainTask(Task):
                 view_sum += float(view_loss(part[:, :dim], part[:, 2 * dim :])) * len(part)
         rows = max(1, len(emb))
         bad = self._gather_bad(worker)
-        metrics = {"val_loss": (clip_weight * clip_sum + weight * view_sum) / rows, "logit_scale": float(scale),
+        metrics = {"val_loss": (self.clip_weight * clip_sum + weight * view_sum) / rows, "logit_scale": float(scale),
                    "quarantined": len(bad)}
         if weight:
             metrics.update(val_clip_loss=clip_sum / rows, val_view_loss=view_sum / rows)
