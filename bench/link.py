@@ -341,32 +341,36 @@ def _print_scale(row: tuple) -> None:
     print(f"      timings {rec['timings']}", flush=True)
 
 
-def _sampled_peak(proc: subprocess.Popen, base_file: str, timeout: float) -> float:
-    """Peak RSS of `proc` above the baseline it writes to `base_file`, in MB, sampled every 5 ms."""
+def _sampled_peak(proc: subprocess.Popen, base_file: str, timeout: float) -> tuple[float, float]:
+    """Peak RSS of `proc` in MB, sampled every 5 ms: (the whole process's from its start, the part above the
+    baseline it writes to `base_file` once its imports and input are loaded)."""
     statm = f"/proc/{proc.pid}/statm"
     page = os.sysconf("SC_PAGE_SIZE")
-    peak, deadline = 0, time.monotonic() + timeout
+    peak = peak_loaded = 0
+    deadline = time.monotonic() + timeout
     while proc.poll() is None:
         if time.monotonic() > deadline:
             proc.kill()
             raise subprocess.TimeoutExpired(proc.args, timeout)
+        try:
+            with open(statm) as f:
+                rss = int(f.read().split()[1]) * page
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            rss = 0  # exited between poll and read
+        peak = max(peak, rss)
         if os.path.exists(base_file):
-            try:
-                with open(statm) as f:
-                    peak = max(peak, int(f.read().split()[1]) * page)
-            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-                pass  # exited between poll and read
+            peak_loaded = max(peak_loaded, rss)
         time.sleep(0.005)
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, proc.args)
     with open(base_file) as f:
-        return max(0, peak - int(f.read())) / 2**20
+        return peak / 2**20, max(0, peak_loaded - int(f.read())) / 2**20
 
 
 def _run(method: str, data: str, tmp: str, timeout: float, out: str | None = None) -> tuple[dict, np.ndarray]:
     out = out or os.path.join(tmp, method)
     proc = subprocess.Popen([sys.executable, "-m", "bench.link", "--worker", method, "--data", data, "--out", out])
-    peak = _sampled_peak(proc, out + ".base", timeout)
+    peak = _sampled_peak(proc, out + ".base", timeout)[1]
     with open(out + ".json") as f:
         record = json.load(f)
     record["peak_extra_mb"] = peak

@@ -173,26 +173,10 @@ def _pretrain_child(code: str, archive: str, out: str, model: str, epochs: int, 
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen([sys.executable, "-c", CHILD, archive, out, model, str(epochs), str(batch)], env=env,
                             cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    statm, page, peak = f"/proc/{proc.pid}/statm", os.sysconf("SC_PAGE_SIZE"), [0]
-
-    def sample() -> None:  # the whole process's peak, from start (the baseline's own sampler starts later)
-        while proc.poll() is None:
-            try:
-                with open(statm) as f:
-                    peak[0] = max(peak[0], int(f.read().split()[1]) * page)
-            except (OSError, IndexError, ValueError):
-                pass
-            time.sleep(0.005)
-
-    import threading
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    above = _sampled_peak(proc, out + ".base", timeout=3600)
-    thread.join()
+    peak, above = _sampled_peak(proc, out + ".base", timeout=3600)
     with open(out + ".json") as f:
         record = json.load(f)
-    return {**record, "peak_mb": peak[0] / 2**20, "above_base_mb": above}
+    return {**record, "peak_mb": peak, "above_base_mb": above}
 
 
 def model_224(folder: str) -> str:
