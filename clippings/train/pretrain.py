@@ -110,18 +110,22 @@ class PretrainTask(Task):
         return len(batch["length"])
 
     def loss(self, worker: Worker, model, batch: dict[str, np.ndarray]) -> torch.Tensor:
-        inputs = worker.inputs(batch)
+        # without the CLIP term the (locked, eval-mode) text tower is not run at all: the captions' forward
+        # is most of a step's cost with a pretrained text encoder
+        inputs = worker.inputs(batch, text=self.clip_weight > 0)
         weight = float(worker.config.get("view_weight") or 0.0)
+        pixels = inputs["pixel_values"]
+        b = len(pixels)
         if weight:  # one forward over the images and their views (DDP hooks a single forward per step)
-            pixels = inputs["pixel_values"]
             inputs["pixel_values"] = torch.cat([pixels, reprint_view(pixels, self.views)])
         img, txt, scale = model(**inputs)
-        b = len(txt)
         images = all_gather_with_grad(img[:b], worker)
-        loss = self.clip_weight * clip_loss(images, all_gather_with_grad(txt, worker), scale)
+        terms = []
+        if self.clip_weight:
+            terms.append(self.clip_weight * clip_loss(images, all_gather_with_grad(txt, worker), scale))
         if weight:
-            loss = loss + weight * view_loss(images, all_gather_with_grad(img[b:], worker))
-        return loss
+            terms.append(weight * view_loss(images, all_gather_with_grad(img[b:], worker)))
+        return sum(terms)
 
     def validate(self, worker: Worker, raw: TwoTower) -> dict[str, float]:
         """Validation loss over all held-out pairs in index order (batches of B), whatever rank held them,
