@@ -38,5 +38,7 @@ def test_scales_set_encoder_rates_and_epochs_per_row():
     small, medium = SCALES["small"], SCALES["medium"]
     assert small.lr_argv("train") == [] and small.epochs(0.0) == small.epochs(1.0) == small.train_epochs
     assert medium.model == "minilm" and medium.lr_argv("pretrain") == ["--text-lr", "0.0"]
+    assert (medium.view_weight, medium.clip_weight) == (1.0, 0.0)  # the image tower learns from views alone
+    assert (small.view_weight, small.clip_weight) == (0.0, 1.0)  # tiny has no pretrained text tower to keep
     assert medium.lr_argv("train") == ["--text-lr", "2e-05"]
     assert medium.epochs(1.0) == medium.train_epochs and medium.epochs(0.5) == medium.text_train_epochs
