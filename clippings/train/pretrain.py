@@ -66,6 +66,7 @@ class PretrainTask(Task):
         self.plan: StreamPlan = config["plan"]
         self.per_lane = int(config["batch_size"]) // self.plan.lanes
         self.stream = None
+        self.view_weight = float(config.get("view_weight") or 0.0)
         self.clip_weight = float(config.get("clip_weight", 1.0))
 
     def module(self, clip) -> TwoTower:
@@ -113,7 +114,7 @@ class PretrainTask(Task):
         # without the CLIP term the (locked, eval-mode) text tower is not run at all: the captions' forward
         # is most of a step's cost with a pretrained text encoder
         inputs = worker.inputs(batch, text=self.clip_weight > 0)
-        weight = float(worker.config.get("view_weight") or 0.0)
+        weight = self.view_weight
         pixels = inputs["pixel_values"]
         b = len(pixels)
         if weight:  # one forward over the images and their views (DDP hooks a single forward per step)
@@ -135,7 +136,7 @@ class PretrainTask(Task):
         from clippings.train.pairs import stack
 
         batch = int(worker.config["batch_size"])
-        weight = float(worker.config.get("view_weight") or 0.0)
+        weight = self.view_weight
         views = torch.Generator(device=worker.device).manual_seed(int(worker.config["seed"]))
         keys = sorted(self.stream.val)
         dim = embedding_dim(raw.clip)
@@ -233,8 +234,8 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
     batch = max(lanes, min(batch_size, plan.n_train)) // lanes * lanes
     config = {"model": model, "epochs": epochs, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
               "text_lr": text_lr, "view_weight": view_weight, "clip_weight": clip_weight, "seed": seed,
-              "plan": plan, "images": images,
-              "data_cpus": DATA_CPUS, "shuffle_buffer": SHUFFLE_BUFFER, "cache_bytes": CACHE_BYTES}
+              "plan": plan, "images": images, "data_cpus": DATA_CPUS, "shuffle_buffer": SHUFFLE_BUFFER,
+              "cache_bytes": CACHE_BYTES}
     meta = {"stage": "pretrain", "base_model": model, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
             "text_lr": text_lr, "view_weight": view_weight, "clip_weight": clip_weight, "seed": seed, "lanes": lanes,
             "workers": workers, "data": {"archive": plan.provenance, "val_rows": plan.n_val},
