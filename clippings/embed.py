@@ -13,7 +13,6 @@ resumes. A re-run skips every part with a completion marker; at most the parts i
 from __future__ import annotations
 
 import logging
-import os
 import posixpath
 import time
 from collections.abc import Iterator
@@ -29,7 +28,6 @@ from clippings.archive import (
     QUARANTINE_DIR,
     ImagePolicy,
     check_unique_ids,
-    exists,
     filesystem,
     join,
     list_parts,
@@ -321,13 +319,10 @@ class _Embedder:
             )
         self.pad = self.loaded.processor.tokenizer.pad_token_id or 0
         self.dim = model.dim
-        self.delay = float(os.environ.get("CLIPPINGS_EMBED_TEST_DELAY_S", "0"))  # fault-injection tests only
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        if self.delay:
-            time.sleep(self.delay)
         n = len(batch["clipping_id"])
         ok = np.flatnonzero(batch["reason"] == "")
         image = np.zeros((n, self.dim), np.float32)
@@ -564,14 +559,3 @@ def embed_archive(archive: str, model_spec: str, out: str, *, batch_size: int = 
     writer.check_complete()
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def read_done_markers(out: str) -> list[dict]:
-    """All completion markers of an embeddings output (for checks and reports)."""
-    folder = join(out, DONE_DIR)
-    if not exists(folder):
-        return []
-    fs, inner = filesystem(folder)
-    return [read_json(join(folder, posixpath.basename(p))) for p in sorted(fs.ls(inner, detail=False))
-            if p.endswith(".json")]
-

@@ -83,9 +83,10 @@ def _fixed_list_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
     return arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
 
 
-def _parts(path: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, str, str]]:
-    """Each non-empty part of an embeddings dataset as (ids, image, text, fingerprint, model name), float32,
-    after the checks that need no other part: columns present, one model fingerprint across parts."""
+def _parts(path: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, str, str, str]]:
+    """Each non-empty part of an embeddings dataset as (ids, image, text, fingerprint, model name, stored
+    dtype), the vectors as float32, after the checks that need no other part: columns present, one model
+    fingerprint across parts."""
     fingerprint = first_part = None
     for part in list_parts(path, "embeddings"):
         table = read_part(part, "embeddings")
@@ -112,11 +113,13 @@ def _parts(path: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, str,
         ids = np.asarray(table.column("clipping_id").to_pylist(), dtype=object)
         image = _fixed_list_to_numpy(table.column("image_emb"), dim)
         text = _fixed_list_to_numpy(table.column("text_emb"), dim)
-        yield ids, image, text, fp, meta.get(META_MODEL, b"").decode()
+        stored = np.dtype(table.schema.field("image_emb").type.value_type.to_pandas_dtype()).name
+        yield ids, image, text, fp, meta.get(META_MODEL, b"").decode(), stored
 
 
-def _check_vectors(path: str, ids: np.ndarray, image: np.ndarray, text: np.ndarray) -> None:
-    """Refuse NaN/inf values and vectors that are not unit norm (one line naming the clipping)."""
+def _check_vectors(path: str, ids: np.ndarray, image: np.ndarray, text: np.ndarray, stored: str) -> None:
+    """Refuse NaN/inf values and vectors that are not unit norm within the tolerance of the dtype they were
+    `stored` in (one line naming the clipping)."""
     for name, vectors in (("image_emb", image), ("text_emb", text)):
         finite = np.isfinite(vectors).all(axis=1)
         if not finite.all():
@@ -126,7 +129,7 @@ def _check_vectors(path: str, ids: np.ndarray, image: np.ndarray, text: np.ndarr
                 "re-embed it or quarantine it"
             )
         norms = np.linalg.norm(vectors, axis=1)
-        bad = np.abs(norms - 1.0) > 1e-2
+        bad = np.abs(norms - 1.0) > UNIT_NORM_TOLERANCE[stored]
         if bad.any():
             row = int(np.argmax(bad))
             raise BadInput(
@@ -150,8 +153,8 @@ def read_embeddings(path: str) -> Embeddings:
     ids, images, texts = [], [], []
     fingerprint = model_name = ""
     for part in _parts(path):
-        part_ids, image, text, fingerprint, model_name = part
-        _check_vectors(path, part_ids, image, text)
+        part_ids, image, text, fingerprint, model_name, stored = part
+        _check_vectors(path, part_ids, image, text, stored)
         ids.append(part_ids)
         images.append(image)
         texts.append(text)
@@ -198,9 +201,9 @@ def read_pooled(path: str, im_wt: float, spill_dir: str | None = None) -> Pooled
     try:
         with os.fdopen(fd, "wb") as f:
             for part in _parts(path):
-                part_ids, image, text, fingerprint, model_name = part
+                part_ids, image, text, fingerprint, model_name, stored = part
                 del part
-                _check_vectors(path, part_ids, image, text)
+                _check_vectors(path, part_ids, image, text, stored)
                 pooled = pool(image, text, im_wt)
                 del image, text
                 f.write(np.ascontiguousarray(pooled, dtype=np.float32).tobytes())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 AWS_VARS = (
     "AWS_ENDPOINT_URL",
@@ -118,19 +119,46 @@ def _route_ray_output() -> None:
     """Send worker output, the raylet's messages and Ray Data's progress to the log files (called after
     `ray.init`, unless verbose)."""
     global _print_to_stdstream
-    import ray._private.worker as ray_worker
     import ray.data
-    from ray._private.ray_logging import global_worker_stdstream_dispatcher  # Ray's hook for worker output
 
     from clippings.logs import quiet_libraries
 
+    ray_worker, dispatcher = ray_output_hooks()
     quiet_libraries()  # again: importing ray.data installed its console handler
     ray.data.DataContext.get_current().enable_progress_bars = False
     # Same name as Ray's own printer, so ray.shutdown() removes ours as it would remove its own.
-    global_worker_stdstream_dispatcher.remove_handler("ray_print_logs")
-    global_worker_stdstream_dispatcher.add_handler("ray_print_logs", _worker_lines_to_log)
+    dispatcher.remove_handler("ray_print_logs")
+    dispatcher.add_handler("ray_print_logs", _worker_lines_to_log)
     if ray_worker.print_to_stdstream is not _raylet_lines:
         _print_to_stdstream, ray_worker.print_to_stdstream = ray_worker.print_to_stdstream, _raylet_lines
+
+
+def ray_output_hooks() -> tuple[Any, Any]:
+    """Ray's private output hooks that `_route_ray_output` replaces: (the `ray._private.worker` module, whose
+    `print_to_stdstream` prints the raylet's messages, and the worker-output dispatcher).
+
+    They are not public API: a Ray release may move them. Raises RuntimeError naming what is gone and the
+    way around it, instead of letting the console routing fail halfway or silently print nothing.
+    """
+    try:
+        import ray._private.worker as ray_worker
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError as err:
+        raise RuntimeError(_moved_hook_message(f"{err}")) from err
+    if not callable(getattr(ray_worker, "print_to_stdstream", None)):
+        raise RuntimeError(_moved_hook_message("ray._private.worker.print_to_stdstream is gone"))
+    for method in ("add_handler", "remove_handler"):
+        if not callable(getattr(dispatcher, method, None)):
+            raise RuntimeError(_moved_hook_message(f"the worker output dispatcher has no {method}()"))
+    return ray_worker, dispatcher
+
+
+def _moved_hook_message(what: str) -> str:
+    import ray
+
+    return (f"Ray {ray.__version__} moved a private name that clippings routes console output through ({what}); "
+            "clippings is tested with ray==2.60.0: install that version, or set CLIPPINGS_VERBOSE=1 to leave "
+            "Ray's output on the console untouched")
 
 
 def init_ray(num_cpus: int | None = None, object_store_gb: float = 2.0) -> None:

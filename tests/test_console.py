@@ -92,6 +92,26 @@ def test_the_raylets_messages_go_to_the_log_file(ray_local, capsys, caplog):
     assert f"(raylet pid=raylet) {line}" in caplog.text
 
 
+def test_rays_private_output_hooks_are_where_raylocal_expects_them():
+    """raylocal replaces two private Ray names; a Ray release that moves them must fail here, by name."""
+    from clippings.raylocal import ray_output_hooks
+
+    ray_worker, dispatcher = ray_output_hooks()
+    assert callable(ray_worker.print_to_stdstream), "ray._private.worker.print_to_stdstream is gone"
+    assert callable(dispatcher.add_handler) and callable(dispatcher.remove_handler), (
+        "ray._private.ray_logging.global_worker_stdstream_dispatcher lost add_handler/remove_handler")
+
+
+def test_a_moved_private_hook_is_one_clear_error(monkeypatch):
+    import ray._private.worker as ray_worker
+
+    from clippings.raylocal import ray_output_hooks
+
+    monkeypatch.delattr(ray_worker, "print_to_stdstream")
+    with pytest.raises(RuntimeError, match=r"print_to_stdstream is gone.*ray==2\.60\.0.*CLIPPINGS_VERBOSE=1"):
+        ray_output_hooks()
+
+
 def test_plain_progress_line_has_rate_and_eta(monkeypatch, capsys):
     monkeypatch.setattr("clippings.progress.PLAIN_EVERY_S", 0.0)
     with Progress("embed", total=1000, unit="row") as bar:  # stderr is captured: not a terminal

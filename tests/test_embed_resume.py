@@ -18,10 +18,52 @@ from clippings.embeddings import read_embeddings
 PARTS, ROWS = 12, 4
 
 
+SLOW_CALLS = """
+import importlib.abc, importlib.util, sys, time
+
+
+class SlowEmbedCalls(importlib.abc.MetaPathFinder):
+    # Once clippings.embed is imported, each call of its batch embedder sleeps first.
+    def find_spec(self, name, path, target=None):
+        if name != "clippings.embed":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            call = module._Embedder.__call__
+
+            def slow(self, batch):
+                time.sleep(DELAY)
+                return call(self, batch)
+
+            module._Embedder.__call__ = slow
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, SlowEmbedCalls())
+"""
+
+
+def _slow_model_calls(tmp_path, seconds: float) -> str:
+    """A folder whose sitecustomize makes every process that imports it (the driver and, through the
+    inherited PYTHONPATH, its Ray workers) sleep `seconds` before each model call: a fault-injection hook
+    that lives in the test, not in the product."""
+    folder = tmp_path / "slow_calls"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(f"DELAY = {seconds}\n" + SLOW_CALLS)
+    return str(folder)
+
+
 def test_sigkill_mid_job_then_resume(ray_local, tmp_path):
     archive, out = str(tmp_path / "archive"), str(tmp_path / "emb")
     ids = write_archive(archive, parts=PARTS, rows=ROWS)
-    env = dict(os.environ, CLIPPINGS_EMBED_TEST_DELAY_S="0.5")  # each model call sleeps: > 6 s
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_slow_model_calls(tmp_path, 0.5),
+                                                                   os.environ.get("PYTHONPATH")])))
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "clippings.cli", "embed", "--archive", archive, "--model", "tiny", "--out", out,

@@ -14,6 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 from clippings.archive import quarantine_table, read_quarantine, write_dataset, write_quarantine
 from clippings.cli import main
 from clippings.embeddings import embeddings_table
+from clippings.errors import BadInput
 from tests.link_helpers import reference_clusters, sign_vectors
 
 N = 120
@@ -231,3 +232,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, flags, message
     capsys.readouterr()
     assert main(argv) == 2
     assert capsys.readouterr().err == f"clippings link: error: {message.format(p=path)}\n"
+
+
+@pytest.mark.parametrize("dtype,accepted", [("float32", False), ("float16", True)])
+def test_unit_norm_tolerance_follows_the_stored_dtype(tmp_path, dtype, accepted):
+    """A norm 0.5 % off 1 is rounding in float16 (tolerance 1e-2) but not in float32 (1e-3)."""
+    from clippings.embeddings import read_embeddings
+
+    v = sign_vectors(6, 2, 0.0, seed=0) * 1.005
+    path = str(tmp_path / "emb")
+    write_dataset(embeddings_table(_ids(6), v, v, "tiny@abc", "tiny", dtype=dtype), path)
+    if accepted:
+        assert len(read_embeddings(path).ids) == 6
+    else:
+        with pytest.raises(BadInput, match=r"has norm 1\.0050, not 1"):
+            read_embeddings(path)

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="flat (exact kNN), pruned (exact, ball-pruned cells: fastest on clustered data) or ivf "
         "(approximate range search, recall reported)",
     )
-    parser.add_argument("--nlist", type=int, default=None, help="ivf cells (default: n/256)")
+    parser.add_argument("--nlist", type=int, default=None, help="ivf cells (default: 2·√n, at least 16)")
     parser.add_argument(
         "--nprobe",
         type=int,

@@ -227,10 +227,11 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
     base = load_model(model)
     lanes = lanes_for(workers, LANES)
     plan = pretraining_plan(archive, lanes=lanes, seed=seed, val_fraction=VAL_FRACTION, max_val=MAX_VAL)
-    n = plan.n_train + plan.n_val
-    if plan.n_train < max(2 * workers, lanes) or plan.n_val == 0:
-        raise BadInput(f"archive {archive}: {n} distinct image-caption pairs; pretraining needs at least "
-                       f"{max(20, 2 * workers + 2)}: give a larger archive")
+    need = max(2 * workers, lanes)
+    if plan.n_train < need or plan.n_val == 0:
+        raise BadInput(f"archive {archive}: {plan.n_train + plan.n_val} distinct image-caption pairs "
+                       f"({plan.n_train} to train on, {plan.n_val} held out); pretraining needs at least {need} "
+                       "to train on and 1 held out: give a larger archive")
     batch = max(lanes, min(batch_size, plan.n_train)) // lanes * lanes
     config = {"model": model, "epochs": epochs, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
               "text_lr": text_lr, "view_weight": view_weight, "clip_weight": clip_weight, "seed": seed,
