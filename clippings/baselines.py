@@ -313,7 +313,8 @@ def tune_jaccard(captions: Sequence[str | None], labels: Sequence[str], ns: Sequ
 
 
 def run_baseline(archive: str, val: str, out: str, max_df: int = MAX_DF, pair_budget: float = PAIR_BUDGET) -> dict:
-    """Tune on `val`, link `archive`, write `out/{clusters.parquet,links.json}`; returns links.json's content.
+    """Tune on `val`, link `archive`, write `out/{clusters.parquet,links.json}` at once (the way `clippings
+    link` writes a links folder: clippings.link.store.staged_folder); returns links.json's content.
 
     Rows with a missing or empty caption link to nothing (singletons); no row is quarantined, so the
     clusters hold every input id. Memory: the archive table (images included) plus the n-gram arrays.
@@ -321,7 +322,9 @@ def run_baseline(archive: str, val: str, out: str, max_df: int = MAX_DF, pair_bu
     import pyarrow as pa
 
     from clippings.archive import CLUSTERS_SCHEMA, join, read_archive, write_json, write_table_atomic
+    from clippings.link.store import LINKS_JSON, check_replaceable, staged_folder
 
+    check_replaceable(out)  # before the work: writing replaces `out` whole
     timings = {}
     t0 = time.perf_counter()
     val_table = read_archive(val, require_labels=True)
@@ -338,7 +341,6 @@ def run_baseline(archive: str, val: str, out: str, max_df: int = MAX_DF, pair_bu
     timings["link_s"] = time.perf_counter() - t0
     clusters = pa.table({"clipping_id": ids, "cluster_id": cluster_id.tolist(), "cluster_size": cluster_size},
                         schema=CLUSTERS_SCHEMA)
-    write_table_atomic(clusters, join(out, "clusters.parquet"))
     info = {
         "method": "jaccard", "n": choice["n"], "overlap": choice["overlap"], "val_ari": choice["ari"],
         "max_df": max_df, "pair_budget": pair_budget, "max_df_used": result.max_df_used,
@@ -352,5 +354,7 @@ def run_baseline(archive: str, val: str, out: str, max_df: int = MAX_DF, pair_bu
     labels = table.column("label")
     if labels.null_count == 0:
         info["ari"] = ari(labels.to_pylist(), result.labels)
-    write_json(join(out, "links.json"), info)
+    with staged_folder(out) as folder:
+        write_table_atomic(clusters, join(folder, "clusters.parquet"))
+        write_json(join(folder, LINKS_JSON), info)
     return info

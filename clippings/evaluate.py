@@ -15,6 +15,7 @@ from sklearn.metrics.cluster import contingency_matrix
 
 from clippings.archive import exists, join, read_archive, read_part, read_quarantine, write_json
 from clippings.errors import BadInput
+from clippings.link.store import require_complete
 
 
 def ari(labels_true: Sequence, labels_pred: Sequence) -> float:
@@ -101,10 +102,12 @@ def evaluate_links(links: str, archive: str) -> dict:
 
     Every labelled archive id must be in the clusters or in `links/_quarantine` (quarantined ids are scored
     as singletons: a clipping that was not linked is linked to nothing); ids in the clusters that the archive
-    lacks mean the links came from another archive. Both are BadInput naming a few ids. `no_caption` counts
-    the clippings whose caption is null or empty: they were linked by their image alone.
+    lacks mean the links came from another archive. Both are BadInput naming a few ids; so is an incomplete
+    links folder (a link that did not finish). `no_caption` counts the clippings whose caption is null or
+    empty: they were linked by their image alone.
     Memory: the archive table (images included) and the clusters table.
     """
+    require_complete(links)
     table = read_archive(archive, require_labels=True)
     ids = table.column("clipping_id").to_pylist()
     labels = table.column("label").to_pylist()

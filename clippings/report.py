@@ -37,6 +37,7 @@ from clippings.archive import (
     write_bytes_atomic,
 )
 from clippings.errors import BadInput
+from clippings.link.store import LINKS_JSON, require_complete
 from clippings.progress import Progress
 
 IMAGES_DIR = "images"
@@ -444,13 +445,15 @@ def build_report(
     a placeholder naming the rule). A null or empty caption is shown as "(no caption)". `made_by` names the
     method and model that made the links (e.g. a replicate row), shown first in the header. `progress` is
     advanced once per shown clipping (its thumbnail is the report's main cost).
-    Raises BadInput for missing or malformed inputs, or when the links name clippings the archive lacks.
+    Raises BadInput for missing or malformed inputs, an incomplete links folder (a link that did not finish),
+    or when the links name clippings the archive lacks.
     Cost: one pass over the archive (one part in memory at a time), O(E log E) over the MST, one JPEG
     encode per shown clipping; the clusters table and MST in memory.
     """
+    require_complete(links)
     clusters = _read_links_table(links, "clusters.parquet", ("clipping_id", "cluster_id"))
     mst = _read_links_table(links, "mst.parquet", ("src", "dst", "distance"))
-    info = read_json(join(links, "links.json")) if exists(join(links, "links.json")) else {}
+    info = read_json(join(links, LINKS_JSON))
     counts = pc.value_counts(clusters.column("cluster_id").combine_chunks())
     names = counts.field("values").to_pylist()
     sizes = counts.field("counts").to_numpy().astype(np.int64)

@@ -15,6 +15,7 @@ from clippings.archive import (
     CLUSTERS_SCHEMA,
     quarantine_table,
     read_archive,
+    write_json,
     write_quarantine,
     write_table_atomic,
 )
@@ -65,10 +66,12 @@ def test_cluster_size_summary():
 
 
 def _write_clusters(links, ids, cluster_ids):
+    """A links folder as evaluate reads it: clusters.parquet, and links.json (a finished link's last file)."""
     sizes = {c: cluster_ids.count(c) for c in cluster_ids}
     write_table_atomic(pa.table({"clipping_id": ids, "cluster_id": cluster_ids,
                                  "cluster_size": [sizes[c] for c in cluster_ids]}, schema=CLUSTERS_SCHEMA),
                        str(links / "clusters.parquet"))
+    write_json(str(links / "links.json"), {"threshold": 0.2})
 
 
 def test_evaluate_cli_scores_links_and_writes_metrics(synth_dir, tmp_path, capsys):

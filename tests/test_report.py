@@ -252,6 +252,7 @@ def test_archive_on_s3_with_image_paths(s3_bucket, tmp_path):
                                 schema=CLUSTERS_SCHEMA), f"{links}/clusters.parquet")
     write_table_atomic(pa.table({"src": ["a0", "a1"], "dst": ["a1", "a2"], "distance": [0.1, 0.2]}, schema=MST_SCHEMA),
                        f"{links}/mst.parquet")
+    write_json(f"{links}/links.json", {"threshold": 0.25})
     out = tmp_path / "r"
     assert main(["report", "--links", links, "--archive", archive, "--out", str(out)]) == 0
     page = (out / "index.html").read_text()

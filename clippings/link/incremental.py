@@ -47,7 +47,7 @@ from clippings.link.knn import (
 from clippings.link.pipeline import LinkResult, diagnostics, positions, read_mst
 from clippings.link.pruned import row_norms
 from clippings.link.slink import Mst, components, mst_from_graph
-from clippings.link.store import VECTORS, StoredVectors, VectorRows, read_vectors
+from clippings.link.store import VECTORS, StoredVectors, VectorRows, read_vectors, require_complete
 
 CHANGES_SCHEMA = pa.schema(
     [
@@ -87,8 +87,10 @@ class Linking:
 
 
 def read_linking(links: str) -> Linking:
-    """Read what `link --add` needs from a links folder; a folder without its vectors is refused (one line).
+    """Read what `link --add` needs from a links folder; an incomplete folder (a link that did not finish)
+    or one without its vectors is refused (one line).
     Memory: the vectors are mapped locally (read from S3: n·d·4 bytes), plus the MST and the cluster ids."""
+    require_complete(links)
     info = read_json(join(links, "links.json"))
     stored = read_vectors(links, int(info["counts"]["clippings"]))
     return Linking(links, info, stored, read_mst(links, stored.ids), read_names(links, stored.ids))

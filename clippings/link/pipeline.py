@@ -33,7 +33,7 @@ from clippings.embeddings import Embeddings, Pooled
 from clippings.errors import BadInput
 from clippings.link.knn import knn_graph
 from clippings.link.slink import Mst, cut_mst, mst_from_graph
-from clippings.link.store import VECTORS, VectorRows, staged_folder, write_vectors
+from clippings.link.store import VECTORS, VectorRows, require_complete, staged_folder, write_vectors
 
 if TYPE_CHECKING:
     from clippings.link.cells import PartLists
@@ -236,6 +236,7 @@ def read_mst(links: str, ids: np.ndarray) -> Mst:
 
 def read_links(links: str) -> tuple[np.ndarray, Mst, dict]:
     """(ids, MST, links.json) of a links folder; ids are those of clusters.parquet (singletons included)."""
+    require_complete(links)
     info = read_json(join(links, "links.json"))
     clusters = read_part(join(links, "clusters.parquet"), "links", columns=["clipping_id"])
     ids = clusters.column("clipping_id").to_numpy(zero_copy_only=False).astype(object)

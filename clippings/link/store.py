@@ -38,6 +38,10 @@ from clippings.link.knn import IvfCells
 
 VECTORS = "vectors"
 CENTROIDS = "centroids.arrow"
+LINKS_JSON = "links.json"
+CLUSTERS = "clusters.parquet"
+LINKS_FILES = (CLUSTERS, VECTORS, "mst.parquet", "changes.parquet")  # what links.json describes
+DERIVED_FILES = ("_quarantine", "metrics.json")  # also of one run: its quarantine, evaluate's score
 ROWS_PER_PART = 100_000
 
 
@@ -200,28 +204,50 @@ def check_replaceable(out: str) -> None:
     if is_remote(out) or not os.path.isdir(out):
         return
     others = [e for e in os.listdir(out) if not e.endswith(".log")]
-    if others and "links.json" not in others:
+    if others and LINKS_JSON not in others:
         raise BadInput(
             f"links {out}: the folder exists and is not a links folder (it holds {sorted(others)[0]!r}); "
             "give a new or empty folder as --out"
         )
 
 
+def require_complete(links: str) -> None:
+    """Refuse (one line) a links folder that holds links files but no links.json.
+
+    Every writer puts links.json last (and on S3 removes an older one first, see `staged_folder`), so such a
+    folder is what a link that did not finish leaves: its files may be a mix of two runs or partly missing,
+    and nothing read from it can be trusted. A folder with none of the files is left to the caller's own
+    'not found' message. Readers call this before reading anything else.
+    """
+    if exists(join(links, LINKS_JSON)):
+        return
+    present = [name for name in LINKS_FILES if exists(join(links, name))]
+    if present:
+        raise BadInput(
+            f"links {links}: incomplete, it has {present[0]} but no {LINKS_JSON} (written last): a link into "
+            "this folder did not finish; re-run that 'clippings link' to write the folder whole"
+        )
+
+
 @contextmanager
 def staged_folder(out: str) -> Iterator[str]:
-    """Yield a folder to write a complete links folder into; on success it replaces `out`.
+    """Yield a folder to write a complete links folder into, links.json last; on success it replaces `out`.
 
     Locally the folder is a hidden sibling `.NAME.tmp-*`, renamed onto `out` at the end (the old `out`, if
     any, is renamed aside first and then removed): a crash leaves the old folder whole, under its name or,
     between the two renames, as `.NAME.old-*`. An existing `out` that is neither empty nor a links folder is
     refused (BadInput), never replaced. Log files of this run already in `out` move into the new
     folder (an open log handler follows the file). On S3 there is no rename: files go straight into `out`,
-    each one PUT, links.json last, after the links files of an older folder there are removed; writing onto
-    the folder being read is refused before (see `same_location`).
+    each one PUT. An older links.json there is removed first, then the older run's other files (logs
+    aside), as a local folder is replaced whole, except clusters.parquet, which every links writer
+    overwrites (one PUT): so from the first removal until the caller writes the new links.json the folder
+    holds a clusters.parquet and no links.json, which readers refuse as incomplete (`require_complete`),
+    and a crash in between never leaves old metadata describing missing or newer files. Writing onto the
+    folder being read is refused before (see `same_location`).
     """
     if is_remote(out):
         fs, inner = filesystem(out)
-        for name in (VECTORS, "changes.parquet", "_quarantine"):
+        for name in (LINKS_JSON, *(f for f in LINKS_FILES if f != CLUSTERS), *DERIVED_FILES):
             if fs.exists(f"{inner}/{name}"):
                 fs.rm(f"{inner}/{name}", recursive=True)
         yield out
