@@ -22,8 +22,9 @@ from dataclasses import dataclass
 FORMATS = ("xyxy", "xywh")
 UNITS = ("pixels", "fraction", "percent")
 ALTO_UNITS = ("pixel", "mm10", "inch1200")
-EPS = 1e-6
-"""Float slack before rounding outwards: 0.1 × 1000 must give pixel 100, not 101."""
+EPS = 0.01
+"""Slack in pixels before rounding outwards: 0.1 × 1000 must give pixel 100, not 101, and a coordinate
+written with a few decimals (an ALTO file in mm10) must not grow the crop by a pixel for a 0.001 px excess."""
 MIN_SIDE = 2
 """Smallest crop side in pixels once clamped; a thinner box is quarantined (nothing a model can read)."""
 MAX_OUTSIDE = 0.5
