@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from clippings.errors import BadInput
 
 COMMANDS = (
+    "import",
     "synth",
     "baseline",
     "compose",
@@ -32,7 +33,8 @@ COMMANDS = (
 )
 
 
-PATH_ARGS = ("archive", "val", "out", "embeddings", "links", "run_dir", "curve", "from_links", "add", "to",
+PATH_ARGS = ("input", "pages", "boxes", "archive", "val", "out", "embeddings", "links", "run_dir", "curve",
+             "from_links", "add", "to",
              "index_dir")
 """Arguments holding local paths or URIs. Local ones are made absolute at the entry, because Ray workers and
 actors run in other working directories (a relative path would name another folder there)."""
@@ -51,12 +53,13 @@ def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _command_module(name: str):
-    return importlib.import_module(f"clippings.commands.{name}")
+    return importlib.import_module(f"clippings.commands.{name}_" if name == "import" else  # a keyword
+                                   f"clippings.commands.{name}")
 
 
 VERBOSE_HELP = ("show Ray's, Ray Data's and Ray Train's own output on the console (by default it goes to the "
                 "stage's log file); CLIPPINGS_VERBOSE=1 does the same for jobs")
-INPUT_ARGS = ("archive", "val", "embeddings", "links", "from_links", "add", "to", "model", "curve")
+INPUT_ARGS = ("input", "archive", "val", "embeddings", "links", "from_links", "add", "to", "model", "curve")
 """Arguments a stage's start line names (what it reads); its end line names where the output went."""
 NO_STAGE = ("status",)
 """Subcommands that only read: no start/end lines, no log file."""
