@@ -64,7 +64,8 @@ def build_model(out: str, quick: bool) -> str:
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    from clippings.model import byte_level_tokenizer, save_model
+    from clippings.builtins import byte_level_tokenizer
+    from clippings.model import save_model
 
     tok = byte_level_tokenizer()
     text = {"vocab_size": len(tok.get_vocab()), "max_position_embeddings": 77, "bos_token_id": tok.bos_token_id,

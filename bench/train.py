@@ -184,7 +184,9 @@ def model_224(folder: str) -> str:
     from transformers import CLIPModel
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    from clippings.model import build_tiny, save_model, seeded
+    from clippings.builtins import build_tiny
+    from clippings.hf import seeded
+    from clippings.model import save_model
 
     small, processor = build_tiny(seed=0)
     config = small.config

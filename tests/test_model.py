@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 from transformers import AutoProcessor, CLIPModel
 
+from clippings.builtins import build_tiny
 from clippings.errors import BadInput
-from clippings.model import build_tiny, load_model, resolve_model_spec, save_model, weights_fingerprint
+from clippings.model import load_model, resolve_model_spec, save_model, weights_fingerprint
 
 
 def _images(n: int, seed: int = 0) -> list[Image.Image]:
