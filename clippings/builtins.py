@@ -51,10 +51,9 @@ def build_tiny(seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
     About 0.4M parameters: fast enough to pretrain and fine-tune on two CPU cores in minutes. The vision
     tower sees the whole 32 px image as a single patch. Why: at random init a ViT's class token is close to
     the mean of its patch tokens, which discards the picture's layout, and a few minutes of training on a
-    few thousand pictures do not learn it back (on the built-in archive a 64 px, 8 px-patch tower reached
-    validation ARI 0.14 after pretrain + SupCon, below plain pixel cosine's 0.37). With one patch the tower
-    starts as a random projection of the pixels and learns from there (0.36 image-only, and the pooled
-    multimodal embedding 0.89 instead of 0.86). 32 px also blurs away halftone dots and scan noise.
+    few thousand pictures do not learn it back (a patched tower fell below plain pixel cosine on the
+    built-in archive: docs/benchmarks.md). With one patch the tower starts as a random projection of the
+    pixels and learns from there. 32 px also blurs away halftone dots and scan noise.
     """
     processor = tiny_processor()
     tok = processor.tokenizer

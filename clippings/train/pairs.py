@@ -222,8 +222,8 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
                           "part": int(i), "first": first})
     env = runtime_env(cpus)
     # One task reads a run of DECODE_ROWS rows of a part and decodes them: a part's rows decode in parallel,
-    # and no other operator holds a CPU (Ray Data's repartition, used before, takes a whole CPU per task and
-    # keeps it while its output waits, so 2 CPUs ran one decoder at a time).
+    # and no other operator holds a CPU (a Ray Data repartition would take a whole CPU per task and keep it
+    # while its output waits, leaving 2 CPUs one decoder at a time).
     return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
         _decode_rank_rows, batch_size=1, num_cpus=cpus, runtime_env=env,
         fn_kwargs={"archive": plan.archive, "images": images, "lanes": lanes, "rank": rank, "world": world,
