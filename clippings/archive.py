@@ -97,6 +97,16 @@ def makedirs(path: str) -> None:
         fs.makedirs(inner, exist_ok=True)
 
 
+def remove_tree(path: str) -> bool:
+    """Delete a file or folder and everything under it (local or s3://); False when there was nothing."""
+    fs, inner = filesystem(path)
+    fs.invalidate_cache(inner)  # s3fs: a listing cached before other writers (Ray Train) wrote must not hide them
+    if not fs.exists(inner):
+        return False
+    fs.rm(inner, recursive=True)
+    return True
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the whole new one, never a part."""
     fs, inner = filesystem(path)

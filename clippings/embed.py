@@ -7,7 +7,9 @@ Stages (design.md §2, §8, §9):
   gathers each part's rows, puts them back in the part's order and writes `out/part-N.parquet`, its
   quarantine rows and, last, `out/_done/part-N.json`.
 `embed()` is the pure stage (dataset in, dataset out); `embed_archive()` plans, reads, calls it, writes and
-resumes. A re-run skips every part with a completion marker; at most the parts in flight are redone.
+resumes. A re-run skips every part with a completion marker recording the same settings (`embed_settings`,
+`part_settings`; a marker of other settings is refused, or removed with `overwrite`); at most the parts in
+flight are redone.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,7 @@ from clippings.archive import (
     read_image_bytes,
     read_json,
     read_part,
+    remove_tree,
     resolve_image_path,
     validate_archive_part,
     write_json,
@@ -45,6 +48,7 @@ from clippings.archive import (
 )
 from clippings.errors import BadInput
 from clippings.progress import Progress
+from clippings.settings import check_settings
 
 STAGE = "embed"
 DONE_DIR = "_done"
@@ -61,11 +65,12 @@ log = logging.getLogger("clippings.embed")
 
 @dataclass(frozen=True)
 class Shard:
-    """One input part file: its full path/URI, its name (= the output part name) and its row count."""
+    """One input part file: its full path/URI, its name (= the output part name), row count and size in bytes."""
 
     path: str
     name: str
     rows: int
+    bytes: int
 
 
 @dataclass
@@ -95,6 +100,7 @@ def plan_shards(archive: str, skip_bad_files: bool = False) -> Plan:
             fs, inner = filesystem(part)
             with fs.open(inner, "rb") as f:
                 schema = pq.read_schema(f)
+            size = int(fs.size(inner))
             validate_archive_part(schema.empty_table(), part)
             id_column = read_part(part, "archive", columns=["clipping_id"]).column("clipping_id")
         except BadInput as e:
@@ -113,7 +119,7 @@ def plan_shards(archive: str, skip_bad_files: bool = False) -> Plan:
             row = id_column.is_null().to_pylist().index(True)
             raise BadInput(f"archive {part}: row {row} has no clipping_id; give every row a unique id")
         ids.extend(id_column.to_pylist())
-        shards.append(Shard(part, posixpath.basename(part), len(id_column)))
+        shards.append(Shard(part, posixpath.basename(part), len(id_column), size))
     check_unique_ids(ids, archive)
     if not ids:
         raise BadInput(f"archive {archive}: the dataset is empty (0 readable rows); give at least one row")
@@ -427,43 +433,70 @@ def marker_path(out: str, shard_name: str) -> str:
     return join(out, DONE_DIR, shard_name + ".json")
 
 
-def finished_shards(out: str, plan: Plan, fingerprint: str) -> set[str]:
-    """Names of parts already embedded into `out`, read from their markers (the id inside, not the name).
+def embed_settings(model: EmbedModel, dtype: str, images: ImagePolicy) -> dict[str, Any]:
+    """What defines every part's embeddings, recorded in each completion marker: the model's weights
+    fingerprint, the stored dtype and the image policy (which rows are embedded and which quarantined).
 
-    Refuses an output made with another model fingerprint or from parts whose row counts have changed.
+    Not --gpu (fp16 there: the device's rounding, not what is computed, so a run begun on CPUs may finish on
+    a GPU cluster), nor the batch size, concurrency or threads: they change only how fast rows are embedded.
+    """
+    return {"fingerprint": model.fingerprint, "dtype": dtype, "images": asdict(images)}
+
+
+def part_settings(shard: Shard) -> dict[str, Any]:
+    """What identifies a part's input: its path, row count and size in bytes (a part rewritten with other rows
+    under the same name changes its size in practice), recorded in the part's marker."""
+    return {"input": shard.path, "rows": shard.rows, "bytes": shard.bytes}
+
+
+def finished_shards(out: str, plan: Plan, settings: Mapping[str, Any]) -> set[str]:
+    """Names of parts already embedded into `out` with `settings` (`embed_settings`), read from their markers
+    (the name inside, not the file's).
+
+    A marker of other settings, or of a part of this plan that is another file now (`part_settings`), is one
+    BadInput line naming the first difference (`clippings.settings.check_settings`): its part would sit
+    beside parts unlike it. Markers of parts this plan lacks are checked for `settings` only.
     """
     folder = join(out, DONE_DIR)
     fs, inner = filesystem(folder)
     if not fs.exists(inner):
         return set()
-    rows = {s.name: s.rows for s in plan.shards}
+    parts = {s.name: part_settings(s) for s in plan.shards}
     done = set()
     for name in sorted(fs.ls(inner, detail=False)):
         if not name.endswith(".json"):
             continue
         path = join(folder, posixpath.basename(name))
         marker = read_json(path)
-        if marker.get("fingerprint") != fingerprint:
-            raise BadInput(
-                f"embeddings {out}: made with model fingerprint {marker.get('fingerprint')} ({path}), "
-                f"but --model has {fingerprint}; use a new --out folder or the same model"
-            )
-        shard = marker.get("shard")
-        if shard in rows and rows[shard] != marker.get("rows"):
-            raise BadInput(
-                f"embeddings {out}: {path} records {marker.get('rows')} rows but archive part {shard} has "
-                f"{rows[shard]}; the archive changed: use a new --out folder"
-            )
-        done.add(shard)
+        expected = {**settings, **parts.get(marker.get("shard"), {})}
+        check_settings({k: marker[k] for k in expected if k in marker}, expected, f"embeddings {out}: {path}",
+                       "--out")
+        done.add(marker.get("shard"))
     return done
+
+
+def clear_output(out: str) -> bool:
+    """Remove what earlier embed runs wrote into `out`: markers first (a part without one is redone), then
+    quarantine and parts; the stage's log stays. Returns whether there was anything."""
+    fs, inner = filesystem(out)
+    fs.invalidate_cache(inner)
+    if not fs.exists(inner):
+        return False
+    removed = [remove_tree(join(out, name)) for name in (DONE_DIR, QUARANTINE_DIR)]
+    for path in fs.ls(inner, detail=False):
+        name = posixpath.basename(path)
+        if name.startswith("part-") and name.endswith(".parquet"):
+            removed.append(remove_tree(join(out, name)))
+    return any(removed)
 
 
 class _ShardWriter:
     """Gathers the stage's output rows per part; writes a part in its input order when all its rows are in,
     marker last (runs of a part finish in any order)."""
 
-    def __init__(self, out: str, model: EmbedModel, shards: list[Shard], dtype: str, summary: EmbedSummary):
-        self.out, self.model, self.dtype, self.summary = out, model, dtype, summary
+    def __init__(self, out: str, model: EmbedModel, shards: list[Shard], dtype: str, settings: Mapping[str, Any],
+                 summary: EmbedSummary):
+        self.out, self.model, self.dtype, self.settings, self.summary = out, model, dtype, settings, summary
         self.expected = {s.name: s for s in shards}
         self.pending: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in shards}
         self.count = dict.fromkeys(self.expected, 0)
@@ -498,8 +531,8 @@ class _ShardWriter:
         write_table_atomic(table, join(self.out, name))
         shard = self.expected[name]
         write_json(marker_path(self.out, name), {
-            "shard": name, "input": shard.path, "rows": shard.rows, "embedded": int(good.sum()),
-            "quarantined": int(bad.sum()), "fingerprint": self.model.fingerprint, "model": self.model.name,
+            "shard": name, **self.settings, **part_settings(shard), "embedded": int(good.sum()),
+            "quarantined": int(bad.sum()), "model": self.model.name,
         })
         self.summary.rows_in += shard.rows
         self.summary.embedded += int(good.sum())
@@ -515,8 +548,10 @@ class _ShardWriter:
 def embed_archive(archive: str, model_spec: str, out: str, *, batch_size: int = 64, concurrency: int | None = None,
                   gpu: bool = False, dtype: str = "float32", skip_bad_files: bool = False,
                   threads: int | None = None, images: ImagePolicy = ARCHIVE_ONLY,
-                  progress: Progress | None = None) -> EmbedSummary:
-    """Embed every clipping of `archive` into `out` (local or s3://), resuming a partial run.
+                  progress: Progress | None = None, overwrite: bool = False) -> EmbedSummary:
+    """Embed every clipping of `archive` into `out` (local or s3://), resuming a partial run of the same
+    settings (`finished_shards`; other settings are refused) or, with `overwrite`, removing what earlier runs
+    wrote there first (`clear_output`).
 
     progress: a live line advanced by the rows embedded (its total: the rows left to do).
 
@@ -533,11 +568,14 @@ def embed_archive(archive: str, model_spec: str, out: str, *, batch_size: int = 
     start = time.perf_counter()
     plan = plan_shards(archive, skip_bad_files)
     model = describe_model(model_spec)
+    if overwrite and clear_output(out):
+        log.info("--overwrite: removed the earlier embeddings in %s", out)
     makedirs(out)
     summary = EmbedSummary(skipped_files=[f["file"] for f in plan.skipped_files])
     if plan.skipped_files:
         write_json(join(out, QUARANTINE_DIR, SKIPPED_FILES), plan.skipped_files)
-    done = finished_shards(out, plan, model.fingerprint)
+    settings = embed_settings(model, dtype, images)
+    done = finished_shards(out, plan, settings)
     todo = [s for s in plan.shards if s.name not in done]
     summary.shards_resumed = len(plan.shards) - len(todo)
     summary.rows_resumed = sum(s.rows for s in plan.shards if s.name in done)
@@ -545,7 +583,7 @@ def embed_archive(archive: str, model_spec: str, out: str, *, batch_size: int = 
         log.info("resuming: %d of %d parts already embedded", summary.shards_resumed, len(plan.shards))
     if concurrency is None and gpu:
         concurrency = max(1, int(ray.cluster_resources().get("GPU", 1)))
-    writer = _ShardWriter(out, model, todo, dtype, summary)
+    writer = _ShardWriter(out, model, todo, dtype, settings, summary)
     nonempty = [s for s in todo if s.rows]
     if progress is not None:
         progress.set(0, total=sum(s.rows for s in nonempty))

@@ -8,7 +8,9 @@ way: tune t (and w where the row says so) on `val`, link `test` at that t, score
 repeats the protocol over seeds and reports mean ± sd per row.
 
 Each stage is a `clippings` subcommand writing into `out/`; a stage's success is recorded in
-`out/stages.json` after it finishes, so a re-run skips finished stages instead of recomputing them.
+`out/stages.json` after it finishes, with its command line (and a given archive's fingerprint), so a re-run
+with the same settings skips finished stages instead of recomputing them; one that asks a finished stage
+for other settings is refused (`StageRunner`), or with `overwrite` runs every stage afresh.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from clippings.archive import (
     ARCHIVE_ONLY,
@@ -26,11 +29,13 @@ from clippings.archive import (
     exists,
     join,
     read_json,
+    remove_tree,
     write_bytes_atomic,
     write_json,
 )
 from clippings.errors import BadInput
 from clippings.logs import DETAIL
+from clippings.settings import check_settings, dataset_fingerprint
 
 log = logging.getLogger("clippings.replicate")
 
@@ -102,32 +107,74 @@ SCALES = {
 }
 
 
-class StageRunner:
-    """Runs named stages once: a finished stage (recorded in `out/stages.json`) is skipped on re-run."""
+RESUMING_COMMANDS = ("pretrain", "train", "embed")
+"""Stage commands that resume earlier work in their own output; `StageRunner(overwrite=True)` passes them
+--overwrite, so a fresh replication recomputes them too."""
 
-    def __init__(self, out: str, cli_main: Callable[[list[str]], int]):
+
+class StageRunner:
+    """Runs named stages once: a finished stage (recorded in `out/stages.json`) is skipped on re-run.
+
+    A stage's record holds its command line and `inputs` (fingerprints of data the command lines do not
+    identify: a given archive's parts). A re-run skips it only when it asks the same command line with the
+    same inputs: a stage's output is made from the stages before it, so whatever a command line sets
+    (scale, seed, epochs, weights, image policy) defines it. Any other is refused, one BadInput line naming
+    the first flag that differs (`clippings.settings.check_settings`). The seconds are not compared.
+    overwrite: forget every finished stage (stages.json is removed now) and run each afresh.
+    """
+
+    def __init__(self, out: str, cli_main: Callable[[list[str]], int], inputs: Mapping[str, Any] | None = None,
+                 overwrite: bool = False):
         self.out = out
         self.cli_main = cli_main
+        self.inputs = dict(inputs or {})
+        self.overwrite = overwrite
         self.record_path = join(out, "stages.json")
+        if overwrite and remove_tree(self.record_path):
+            log.info("--overwrite: every stage of %s runs again", out)
         self.record: dict = read_json(self.record_path) if exists(self.record_path) else {}
 
     def run(self, name: str, argv: list[str]) -> None:
-        """Run `clippings <argv>` unless `name` finished before; raise on failure."""
+        """Run `clippings <argv>` unless `name` finished before with the same settings; raise on failure or
+        when it finished with other settings."""
+        entry = {"argv": argv, **({"inputs": self.inputs} if self.inputs else {})}
         if name in self.record:
+            check_settings(stage_settings(self.record[name]), stage_settings(entry),
+                           f"replicate {self.out}: stage {name!r}", "--out")
             log.info("%s: done before, skipped", name)
             return
+        command = [*argv, "--overwrite"] if self.overwrite and argv[0] in RESUMING_COMMANDS else argv
         # the command prints its own start and end lines; the exact command line is for the log file
-        logging.getLogger(DETAIL).info("stage %s: clippings %s", name, " ".join(argv))
+        logging.getLogger(DETAIL).info("stage %s: clippings %s", name, " ".join(command))
         start = time.perf_counter()
-        code = self.cli_main(argv)
+        code = self.cli_main(command)
         if code != 0:
-            raise BadInput(f"replicate stage {name!r} failed (exit {code}): clippings {' '.join(argv)}")
-        self.record[name] = {"seconds": round(time.perf_counter() - start, 2), "argv": argv}
+            raise BadInput(f"replicate stage {name!r} failed (exit {code}): clippings {' '.join(command)}")
+        self.record[name] = {"seconds": round(time.perf_counter() - start, 2), **entry}
         write_json(self.record_path, self.record)
+
+
+def stage_settings(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A stage record's settings to compare: its command line by flag (a refusal names the flag that
+    differs: {'command': subcommand, '--flag': value, a list when repeated, True when bare}) and, when it
+    has them, its inputs (an entry without them ran on data its command line identifies)."""
+    argv = list(entry["argv"])
+    flags: dict[str, list] = {}
+    i = 1
+    while i < len(argv):
+        bare = i + 1 == len(argv) or argv[i + 1].startswith("--")
+        flags.setdefault(argv[i], []).append(True if bare else argv[i + 1])
+        i += 1 if bare else 2
+    settings = {"command": argv[0], **{k: v[0] if len(v) == 1 else v for k, v in flags.items()}}
+    if "inputs" in entry:
+        settings["inputs"] = entry["inputs"]
+    return settings
 
 
 TUNE_FLAGS = {"visual": ["--im-wt", "1.0"], "language": ["--im-wt", "0.0"], "multimodal": ["--search-im-wt"]}
 """How each embedding row is tuned on val: image only, text only, or w chosen with t."""
+SPLITS = ("unlabelled", "train", "val", "test")
+"""The splits of a replication archive (`clippings synth` writes them)."""
 SUPERVISED_IM_WT = {"visual": "1.0", "language": "0.0", "multimodal": "0.5"}
 """The image weight each supervised row trains with (its SupCon loss sees w·img + (1−w)·txt)."""
 
@@ -166,23 +213,26 @@ def _tuned(tune_dir: str) -> dict:
 
 def replicate(out: str, scale: str = "small", archive: str | None = None, seed: int = 0,
               cli_main: Callable[[list[str]], int] | None = None, images: ImagePolicy = ARCHIVE_ONLY,
-              **overrides: int) -> dict:
+              overwrite: bool = False, **overrides: int) -> dict:
     """Run the protocol (every row of ROWS) into `out/` and return the results (also in results.json/.md).
 
     archive: a folder holding labelled `train`, `val`, `test` and an `unlabelled` split (the built-in
-    archive is generated into `out/data` when None). overrides: Scale fields to change (stories,
-    pretrain_epochs, train_epochs, batch_size, workers); None values are ignored. images: which image paths
-    outside the split folders the stages that read images (pretrain, train, embed) may read. Cost at
-    `small`: ≤ 10 minutes on 2 CPU cores.
+    archive is generated into `out/data` when None; a given one's part files are fingerprinted, so a
+    re-run on changed data does not skip stages made from the old). overrides: Scale fields to change
+    (stories, pretrain_epochs, train_epochs, batch_size, workers); None values are ignored. images: which
+    image paths outside the split folders the stages that read images (pretrain, train, embed) may read.
+    overwrite: run every stage afresh instead of skipping finished ones (`StageRunner`). Cost at `small`:
+    ≤ 10 minutes on 2 CPU cores.
     """
     if cli_main is None:
         from clippings.cli import main as cli_main
     settings = replace(SCALES[scale], **{k: v for k, v in overrides.items() if v is not None})
-    stages = StageRunner(out, cli_main)
+    inputs = {} if archive is None else {s: dataset_fingerprint(join(archive, s), s) for s in SPLITS}
+    stages = StageRunner(out, cli_main, inputs, overwrite)
     data = archive or join(out, "data")
     if archive is None:
         stages.run("synth", ["synth", "--out", data, "--stories", str(settings.stories), "--seed", str(seed)])
-    split = {name: join(data, name) for name in ("unlabelled", "train", "val", "test")}
+    split = {name: join(data, name) for name in SPLITS}
     rows: dict[str, dict] = {}
 
     # Jaccard: n and overlap tuned on val inside the baseline command

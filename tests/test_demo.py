@@ -73,6 +73,16 @@ def test_rerun_resumes_instead_of_recomputing(demo_out):
     assert weights.stat().st_mtime_ns == mtime
 
 
+def test_rerun_with_other_settings_is_refused(demo_out, capsys):
+    before = (demo_out / "stages.json").read_text()
+    capsys.readouterr()
+    assert main(["demo", "--out", str(demo_out), *SMALL[:-1], "2"]) == 2  # --train-epochs 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("stage 'train-visual' was made with --epochs = '1', but this run has "
+                                     "--epochs = '2'; pass --overwrite to start afresh") in err
+    assert (demo_out / "stages.json").read_text() == before
+
+
 def test_status_of_a_finished_demo_has_nothing_left(demo_out, capsys):
     # also keeps clippings.status.planned_stages in step with replicate/demo: a stage it misses shows as left
     capsys.readouterr()

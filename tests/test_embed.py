@@ -168,9 +168,44 @@ def test_resume_refuses_another_model(tmp_path, capsys):
     assert cli.main(["embed", "--archive", archive, "--model", "tiny", "--out", out]) == 2
     fp = load_model("tiny").fingerprint
     assert capsys.readouterr().err == (
-        f"clippings embed: error: embeddings {out}: made with model fingerprint sha256:0123456789abcdef "
-        f"({marker}), but --model has {fp}; use a new --out folder or the same model\n"
+        f"clippings embed: error: embeddings {out}: {marker} was made with fingerprint = 'sha256:0123456789abcdef', "
+        f"but this run has fingerprint = '{fp}'; pass --overwrite to start afresh, or use another --out\n"
     )
+
+
+def test_rerun_with_other_settings_is_refused_and_overwrite_starts_afresh(ray_local, tmp_path, capsys):
+    """A finished output is resumed only by a run of the same model, dtype, image policy and input parts; with
+    --overwrite another run replaces it whole (a part the new archive lacks goes too)."""
+    import torch
+
+    from clippings.model import save_model
+
+    archive, other, out = str(tmp_path / "archive"), str(tmp_path / "other"), str(tmp_path / "emb")
+    write_archive(archive, parts=3, rows=2)
+    assert cli.main(["embed", "--archive", archive, "--model", "tiny", "--out", out]) == 0
+    capsys.readouterr()
+    marker = os.path.join(out, "_done", part_name(0) + ".json")
+    assert cli.main(["embed", "--archive", archive, "--model", "tiny", "--out", out, "--dtype", "float16"]) == 2
+    assert capsys.readouterr().err == (
+        f"clippings embed: error: embeddings {out}: {marker} was made with dtype = 'float32', but this run has "
+        "dtype = 'float16'; pass --overwrite to start afresh, or use another --out\n"
+    )
+    ids = write_archive(other, parts=2, rows=3, first_id=100)  # the same part names, other rows
+    assert cli.main(["embed", "--archive", other, "--model", "tiny", "--out", out]) == 2
+    assert (f"was made with input = '{os.path.join(archive, part_name(0))}', but this run has input = "
+            f"'{os.path.join(other, part_name(0))}'") in capsys.readouterr().err
+    model, other_weights = str(tmp_path / "tiny-moved"), load_model("tiny")
+    with torch.no_grad():
+        next(other_weights.model.parameters()).add_(0.01)
+    save_model(other_weights.model, other_weights.processor, model)
+    argv = ["embed", "--archive", other, "--model", model, "--out", out, "--overwrite"]
+    assert cli.main(argv) == 0
+    emb = read_embeddings(out)
+    assert emb.fingerprint == load_model(model).fingerprint and sorted(emb.ids.tolist()) == sorted(ids)
+    assert sorted(os.listdir(os.path.join(out, "_done"))) == [part_name(i) + ".json" for i in range(2)]
+    assert not os.path.exists(os.path.join(out, part_name(2)))
+    assert cli.main(argv[:-1]) == 0  # the same settings again: every part resumed
+    assert "0 parts written, 2 done before" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [

@@ -1,6 +1,9 @@
-"""The replication table over seeds: mean and sample sd per row, every row in the Markdown."""
+"""The replication table over seeds: mean and sample sd per row, every row in the Markdown; the stage record:
+a finished stage is skipped only for the same command line and inputs, --overwrite runs every stage afresh."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -42,3 +45,85 @@ def test_scales_set_encoder_rates_and_epochs_per_row():
     assert (small.view_weight, small.clip_weight) == (0.0, 1.0)  # tiny has no pretrained text tower to keep
     assert medium.lr_argv("train") == ["--text-lr", "2e-05"]
     assert medium.epochs(1.0) == medium.train_epochs and medium.epochs(0.5) == medium.text_train_epochs
+
+
+def _recording_cli(calls: list) -> object:
+    def cli_main(argv: list[str]) -> int:
+        calls.append(argv)
+        return 0
+
+    return cli_main
+
+
+def test_a_finished_stage_is_skipped_only_for_the_same_command_line(tmp_path):
+    from clippings.errors import BadInput
+    from clippings.replicate import StageRunner
+
+    out, calls = str(tmp_path), []
+    argv = ["pretrain", "--out", "m", "--epochs", "8", "--allow-external-images"]
+    StageRunner(out, _recording_cli(calls)).run("pretrain", argv)
+    StageRunner(out, _recording_cli(calls)).run("pretrain", argv)  # done before: skipped
+    assert calls == [argv]
+    with pytest.raises(BadInput) as e:
+        StageRunner(out, _recording_cli(calls)).run("pretrain", ["pretrain", "--out", "m", "--epochs", "2",
+                                                                 "--allow-external-images"])
+    assert str(e.value) == (f"replicate {out}: stage 'pretrain' was made with --epochs = '8', but this run has "
+                            "--epochs = '2'; pass --overwrite to start afresh, or use another --out")
+    with pytest.raises(BadInput, match="was made with --allow-external-images = True, but this run has "
+                                       r"--allow-external-images = \(nothing\)"):
+        StageRunner(out, _recording_cli(calls)).run("pretrain", argv[:-1])
+
+
+def test_overwrite_runs_every_stage_afresh_and_passes_it_to_resuming_commands(tmp_path):
+    from clippings.replicate import StageRunner
+
+    out, calls = str(tmp_path), []
+    first = StageRunner(out, _recording_cli(calls))
+    first.run("embed-x", ["embed", "--out", "e"])
+    first.run("tune-x", ["tune", "--out", "t"])
+    fresh = StageRunner(out, _recording_cli(calls), overwrite=True)
+    fresh.run("embed-x", ["embed", "--out", "e", "--batch-size", "8"])
+    assert calls[-1] == ["embed", "--out", "e", "--batch-size", "8", "--overwrite"]
+    assert json.loads((tmp_path / "stages.json").read_text()).keys() == {"embed-x"}  # tune-x is forgotten
+    fresh.run("tune-x", ["tune", "--out", "t"])
+    assert calls[-1] == ["tune", "--out", "t"]  # tune does not resume: nothing to pass
+    again = StageRunner(out, _recording_cli(calls))
+    again.run("embed-x", ["embed", "--out", "e", "--batch-size", "8"])  # recorded without --overwrite: skipped
+    assert len(calls) == 4
+
+
+def test_a_given_archive_that_changed_does_not_skip_stages_made_from_it(tmp_path):
+    from embed_helpers import write_archive
+
+    from clippings.errors import BadInput
+    from clippings.replicate import StageRunner
+    from clippings.settings import dataset_fingerprint
+
+    archive, out, calls = str(tmp_path / "train"), str(tmp_path / "out"), []
+    write_archive(archive, parts=1, rows=3)
+    StageRunner(out, _recording_cli(calls), {"train": dataset_fingerprint(archive)}).run("jaccard", ["baseline"])
+    write_archive(archive, parts=1, rows=4)  # the same part name, other rows
+    changed = StageRunner(out, _recording_cli(calls), {"train": dataset_fingerprint(archive)})
+    with pytest.raises(BadInput, match=r"stage 'jaccard' was made with inputs\.train\.parts\.part-00000\.parquet = "):
+        changed.run("jaccard", ["baseline"])
+
+
+class _Stop(Exception):
+    """Raised by a stub of `replicate`: the flag's way there is the test, not a replication."""
+
+
+@pytest.mark.parametrize("command", ["replicate", "demo"])
+def test_overwrite_flag_reaches_replicate(command, tmp_path, monkeypatch):
+    from clippings import cli
+
+    seen: dict = {}
+
+    def replicate(out, **kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr("clippings.replicate.replicate", replicate)
+    monkeypatch.setattr("clippings.demo.replicate", replicate)
+    with pytest.raises(_Stop):
+        cli.main([command, "--out", str(tmp_path / "out"), "--overwrite"])
+    assert seen["overwrite"] is True

@@ -7,6 +7,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from clippings.commands import add_overwrite_argument
 from clippings.errors import BadInput
 from clippings.params import Interval, OneOf, validate_params
 
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="threads (and CPUs) per CPU embedding task, every pool (default: 1)")
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="skip unreadable part files (listed in _quarantine/skipped-files.json)")
+    add_overwrite_argument(parser)
     add_image_arguments(parser)
 
 
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         summary = embed_archive(
             args.archive, args.model, args.out, batch_size=args.batch_size, concurrency=args.concurrency,
             gpu=args.gpu, dtype=args.dtype, skip_bad_files=args.skip_bad_files, threads=args.threads,
-            images=images, progress=bar,
+            images=images, progress=bar, overwrite=args.overwrite,
         )
     skipped = f", skipped unreadable files: {len(summary.skipped_files)}" if summary.skipped_files else ""
     finish(f"embedded: {summary.embedded}, quarantined: {summary.quarantined}{skipped} ({summary.shards_done} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from clippings.commands import add_overwrite_argument
 from clippings.commands.embed import add_image_arguments, image_policy
 from clippings.params import Interval, validate_params
 
@@ -50,10 +51,12 @@ def add_encoder_lr_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_ray_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of every Ray Train loop (pretrain and train): workers, GPUs, checkpoint storage."""
+    """Flags of every Ray Train loop (pretrain and train): workers, GPUs, checkpoint storage, --overwrite."""
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast, NCCL")
-    parser.add_argument("--run-dir", default=None, help="checkpoint storage (default: OUT_runs); re-run resumes")
+    parser.add_argument("--run-dir", default=None,
+                        help="checkpoint storage (default: OUT_runs); a re-run with the same settings resumes")
+    add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      vision_lr=args.vision_lr, text_lr=args.text_lr, view_weight=args.view_weight,
                      clip_weight=args.clip_weight, seed=args.seed,
-                     run_dir=args.run_dir, images=images)
+                     run_dir=args.run_dir, images=images, overwrite=args.overwrite)
     best, last = state["best"], state["history"][-1]
     finish(f"{state['epoch']} epochs, best epoch {best['epoch']} (val loss {best['val_loss']:.4f}), "
            f"{last['samples_per_s']:.0f} samples/s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from clippings.commands import add_overwrite_argument
 from clippings.commands.embed import add_image_arguments, image_policy
 from clippings.params import Interval, validate_params
 
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_scale_overrides(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by replicate and demo: seed and overrides of the scale's sizes."""
+    """Flags shared by replicate and demo: seed, overrides of the scale's sizes, --overwrite."""
     parser.add_argument("--seed", type=int, default=0, help="seed of the built-in archive and training")
     parser.add_argument("--stories", type=int, default=None, help="built-in archive size (overrides the scale)")
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="overrides the scale's pretrain epochs")
@@ -44,14 +45,16 @@ def add_scale_overrides(parser: argparse.ArgumentParser) -> None:
                         help="pretraining's image-image view term (overrides the scale; see clippings pretrain)")
     parser.add_argument("--clip-weight", type=float, default=None,
                         help="pretraining's CLIP term (overrides the scale; see clippings pretrain)")
+    add_overwrite_argument(parser)
 
 
 def scale_overrides(args: argparse.Namespace) -> dict:
-    """The validated seed and scale overrides of replicate/demo as keyword arguments of `replicate`."""
+    """The validated seed, scale overrides and --overwrite of replicate/demo as keyword arguments of
+    `replicate`."""
     validate_params(args.command, vars(args), CONSTRAINTS)
     return {"seed": args.seed, "stories": args.stories, "pretrain_epochs": args.pretrain_epochs,
             "train_epochs": args.train_epochs, "workers": args.workers, "view_weight": args.view_weight,
-            "clip_weight": args.clip_weight}
+            "clip_weight": args.clip_weight, "overwrite": args.overwrite}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                          temperature=args.temperature, groups_per_step=args.groups_per_step,
                          workers=args.workers, gpu=args.gpu, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          vision_lr=args.vision_lr, text_lr=args.text_lr,
-                         run_dir=args.run_dir, images=images)
+                         run_dir=args.run_dir, images=images, overwrite=args.overwrite)
     best, last = state["best"], state["history"][-1]
     finish(f"{state['epoch']} epochs, best epoch {best['epoch']} (val ARI {best['val_ari']:.4f} at threshold "
            f"{best['threshold']:.4f}), {last['samples_per_s']:.0f} samples/s")

@@ -2,8 +2,9 @@
 
 `model.safetensors` (latest weights), `best.safetensors` (best weights so far), `optim.pt` (optimizer and
 scheduler state, read with `torch.load(weights_only=True)`) and `state.json` (kind, epoch, best, history,
-quarantined rows). Re-running a command resumes from the latest one; a finished run is not retrained. The
-newest folder is checked on the driver before Ray Train starts, so a bad one is one BadInput line.
+quarantined rows). Re-running a command with the settings the run recorded (`clippings.train.fit.claim_run`)
+resumes from the latest one; a finished run is not retrained. The newest folder is checked on the driver
+before Ray Train starts, so a bad one is one BadInput line.
 """
 
 from __future__ import annotations
@@ -85,16 +86,25 @@ def read_state(folder: str, kind: str) -> dict[str, Any]:
     return state
 
 
+def checkpoint_folders(run_path: str) -> list[str]:
+    """Names of the run's checkpoint folders (`epoch-NNNN`), oldest first; [] when it has none.
+
+    Listed afresh: Ray Train writes them through its own filesystem, so an s3fs listing cached before would
+    hide them."""
+    fs, inner = filesystem(run_path)
+    fs.invalidate_cache(inner)
+    if not fs.exists(inner):
+        return []
+    names = sorted(os.path.basename(p.rstrip("/")) for p in fs.ls(inner, detail=False))
+    return [n for n in names if n.startswith(CHECKPOINT_PREFIX)]
+
+
 def latest_checkpoint(run_path: str, kind: str, reference: dict[str, torch.Tensor]
                       ) -> tuple[str, dict[str, Any]] | None:
     """The run's newest checkpoint folder and state, fully checked (state, both weights files, optimizer
     file present), or None when the run has none. Called on the driver before Ray Train starts, so a bad
     folder is one clear BadInput instead of failing workers. Cost: reads the newest checkpoint once."""
-    fs, inner = filesystem(run_path)
-    if not fs.exists(inner):
-        return None
-    names = sorted(os.path.basename(p.rstrip("/")) for p in fs.ls(inner, detail=False))
-    folders = [n for n in names if n.startswith(CHECKPOINT_PREFIX)]
+    folders = checkpoint_folders(run_path)
     if not folders:
         return None
     folder = join(run_path, folders[-1])

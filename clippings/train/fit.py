@@ -1,8 +1,10 @@
 """The driver side of training: start Ray Train, resume or skip a run, write the model folder.
 
-`fit` starts `TorchTrainer` (gloo on CPU, NCCL on GPU) with checkpoints under `run_dir/name`;
-`train_and_save` checks the newest checkpoint first (a bad one is one BadInput line), skips a finished run,
-and `finish` writes the best weights as a plain HF folder with `clippings.json` (metrics, provenance).
+`claim_run` makes the run folder this run's before any work (an earlier run with other settings is refused,
+or removed with --overwrite); `fit` starts `TorchTrainer` (gloo on CPU, NCCL on GPU) with checkpoints under
+`run_dir/name`; `train_and_save` checks the newest checkpoint first (a bad one is one BadInput line), skips
+a finished run, and `finish` writes the best weights as a plain HF folder with `clippings.json` (metrics,
+provenance).
 """
 
 from __future__ import annotations
@@ -10,11 +12,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from typing import Any
 
-from clippings.archive import is_remote, join
-from clippings.train.checkpoints import BEST_WEIGHTS, latest_checkpoint, read_weights, state_dict_cpu
+from clippings.archive import ImagePolicy, is_remote, join, remove_tree
+from clippings.settings import check_settings, dataset_fingerprint, read_settings, record_settings
+from clippings.train.checkpoints import (
+    BEST_WEIGHTS,
+    checkpoint_folders,
+    latest_checkpoint,
+    read_weights,
+    state_dict_cpu,
+)
 
 
 def progress(line: str) -> None:
@@ -60,12 +70,50 @@ def run_path_of(run_dir: str, name: str) -> str:
     return join(run_dir if is_remote(run_dir) else os.path.abspath(run_dir), name)
 
 
+def training_settings(base, data: Mapping[str, str], images: ImagePolicy, values: Mapping[str, Any]
+                      ) -> dict[str, Any]:
+    """The settings that define a training run's weights, to record and compare (`claim_run`).
+
+    They are: the start model's weights fingerprint (`base`, a `LoadedModel`: not its name, so a moved
+    folder still resumes), the fingerprint of each dataset in `data` (name -> folder), the image policy
+    (which rows can be read at all), and `values`: the objective's and optimizer's settings, the seed, the
+    epochs (the learning-rate schedule spans them: a 10-epoch run stopped at 5 is not a 5-epoch run) and the
+    batch composition as computed from the workers (SupCon's groups per step rounded up to a multiple of
+    them, pretraining's lane count). Not the workers as such: every step's loss is taken over the whole
+    global batch gathered from all ranks (`DistributedLossWrapper`, `all_gather_with_grad`, both scaled so
+    DDP's averaging gives that batch's gradient), so they change only float summation order
+    (tests/test_pretrain.py checks one worker against two) and a run may resume on a larger or smaller
+    cluster. Nor --gpu (bf16 autocast: the device's rounding, not what is computed), paths of outputs,
+    logging or progress flags.
+    """
+    return {"start_model": base.fingerprint,
+            **{name: dataset_fingerprint(path, name) for name, path in data.items()},
+            "images": asdict(images), **values}
+
+
+def claim_run(run_path: str, kind: str, settings: Mapping[str, Any], overwrite: bool) -> None:
+    """Make `run_path` this run's before any work: resume or skip only a run of the same `settings`.
+
+    overwrite: delete the earlier run (checkpoints, metrics, record) and start afresh. Otherwise a run that
+    holds checkpoints must have recorded exactly `settings` (`clippings.settings.check_settings`: one
+    BadInput line naming the first difference and the fix); one without checkpoints computed nothing, so its
+    record is replaced. Then records `settings` in the run folder (atomically, local or s3://).
+    """
+    if overwrite:
+        if remove_tree(run_path):
+            progress(f"{kind}: --overwrite: removed the earlier run {run_path}")
+    elif checkpoint_folders(run_path):
+        check_settings(read_settings(run_path), settings, f"{kind}: run {run_path}", "--out or --run-dir")
+    record_settings(run_path, settings)
+
+
 def train_and_save(loop: Callable[[dict], None], kind: str, config: dict[str, Any], base, out: str, *,
                    workers: int, gpu: bool, run_dir: str, meta: dict[str, Any], data_share: float = 0.0
                    ) -> dict[str, Any]:
     """Train (or resume, or skip when the run already reached `config['epochs']`) and write `out`.
 
-    The newest checkpoint is checked here first, so a corrupt or foreign one is one BadInput line.
+    The caller has claimed the run folder first (`claim_run`), so a checkpoint found here is of this run's
+    settings. The newest checkpoint is checked here first, so a corrupt or foreign one is one BadInput line.
     data_share: see `fit`. Returns the final checkpoint state (best metrics, per-epoch history).
     """
     run_path = run_path_of(run_dir, kind)

@@ -24,7 +24,7 @@ import torch
 
 from clippings.archive import ARCHIVE_ONLY, ImagePolicy
 from clippings.errors import BadInput
-from clippings.train.fit import code_provenance, run_path_of, train_and_save
+from clippings.train.fit import claim_run, code_provenance, run_path_of, train_and_save, training_settings
 from clippings.train.loop import Task, Worker, all_gather_with_grad, gather_indexed
 from clippings.train.module import TwoTower
 from clippings.train.pairs import (
@@ -199,7 +199,8 @@ def pretrain_loop(config: dict[str, Any]) -> None:
 def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, gpu: bool = False, epochs: int = 8,
              batch_size: int = 64, lr: float = 1e-3, vision_lr: float | None = None,
              text_lr: float | None = None, view_weight: float = 0.0, clip_weight: float = 1.0, seed: int = 0,
-             run_dir: str | None = None, images: ImagePolicy = ARCHIVE_ONLY) -> dict[str, Any]:
+             run_dir: str | None = None, images: ImagePolicy = ARCHIVE_ONLY, overwrite: bool = False
+             ) -> dict[str, Any]:
     """Continue CLIP pretraining of `model` on `archive`'s pairs and write the best model to `out`.
 
     archive: archive folder (labels ignored). batch_size: global batch (split across workers; capped at the
@@ -208,8 +209,10 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
     pretrained text tower). view_weight: λ of the image-image view term (0: plain CLIP loss; see the module
     docstring). clip_weight: weight of the CLIP term (0 needs view_weight > 0 and text_lr=0: the image tower
     then learns from its views alone, the locked text tower and the temperature stay as they were). run_dir: checkpoint storage
-    (default `out + '_runs'`); re-running resumes there. images: which `image_path` locations outside the
-    archive folder may be read (default: none). Returns the final checkpoint state.
+    (default `out + '_runs'`); re-running with the same settings resumes there, with other settings is
+    refused (`clippings.train.fit.claim_run`; what counts: `training_settings`) unless `overwrite` removes
+    the earlier run first. images: which `image_path` locations outside the archive folder may be read
+    (default: none). Returns the final checkpoint state.
     Cost: the archive's light columns on the driver (~110 bytes per row), ~15 s Ray Train start-up, then per
     epoch pairs × forward+backward, and one decode of every pair in CPU tasks beside the workers: in the
     first epoch only while a worker's share of decoded pairs fits CACHE_BYTES, every epoch otherwise.
@@ -226,6 +229,12 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
                        "add --text-lr 0 to lock it")
     base = load_model(model)
     lanes = lanes_for(workers, LANES)
+    run_dir = run_dir or out.rstrip("/") + "_runs"
+    # batch_size as asked: the batch used follows from it, the lanes and the archive (all recorded)
+    values = {"epochs": epochs, "batch_size": batch_size, "lanes": lanes, "lr": lr, "vision_lr": vision_lr,
+              "text_lr": text_lr, "view_weight": view_weight, "clip_weight": clip_weight, "seed": seed}
+    claim_run(run_path_of(run_dir, STAGE), STAGE, training_settings(base, {"archive": archive}, images, values),
+              overwrite)
     plan = pretraining_plan(archive, lanes=lanes, seed=seed, val_fraction=VAL_FRACTION, max_val=MAX_VAL)
     need = max(2 * workers, lanes)
     if plan.n_train < need or plan.n_val == 0:
@@ -241,7 +250,6 @@ def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, g
             "text_lr": text_lr, "view_weight": view_weight, "clip_weight": clip_weight, "seed": seed, "lanes": lanes,
             "workers": workers, "data": {"archive": plan.provenance, "val_rows": plan.n_val},
             "code": code_provenance()}
-    run_dir = run_dir or out.rstrip("/") + "_runs"
     state = train_and_save(pretrain_loop, "pretrain", config, base, out, workers=workers, gpu=gpu, run_dir=run_dir,
                            meta=meta, data_share=DATA_SHARE)
     quarantine = read_quarantine(run_path_of(run_dir, "pretrain"))

@@ -22,7 +22,7 @@ import torch
 from clippings.archive import ARCHIVE_ONLY, ImagePolicy
 from clippings.errors import BadInput
 from clippings.train.batches import class_prototypes, hard_negative_batches
-from clippings.train.fit import code_provenance, train_and_save
+from clippings.train.fit import claim_run, code_provenance, run_path_of, train_and_save, training_settings
 from clippings.train.loop import Task, Worker, gather_rows
 from clippings.train.module import TwoTower, pooled
 from clippings.train.pairs import LabelledStore
@@ -103,18 +103,20 @@ def supcon_loop(config: dict[str, Any]) -> None:
 def train_supcon(archive: str, val: str, out: str, *, model: str, im_wt: float = 0.5, m: int = 3, k: int = 3,
                  temperature: float = 0.1, groups_per_step: int = 8, workers: int = 1, gpu: bool = False,
                  epochs: int = 10, lr: float = 5e-4, vision_lr: float | None = None, text_lr: float | None = None,
-                 seed: int = 0, run_dir: str | None = None,
-                 images: ImagePolicy = ARCHIVE_ONLY) -> dict[str, Any]:
+                 seed: int = 0, run_dir: str | None = None, images: ImagePolicy = ARCHIVE_ONLY,
+                 overwrite: bool = False) -> dict[str, Any]:
     """Fine-tune `model` with SupCon on labelled `archive`, pick the epoch by ARI on labelled `val`, write `out`.
 
     im_wt: w of the pooled embedding (1 image only, 0 text only). m, k: items per class, classes per group.
     groups_per_step: groups of k·m items per optimizer step (rounded up to a multiple of `workers`).
     vision_lr, text_lr: the encoders' peak rates (None: `lr`; 0 locks the tower; a pretrained text encoder
-    wants ~2e-5). run_dir: checkpoint storage (default `out + '_runs'`); re-running resumes there. images: which
-    `image_path` locations outside the archive folders may be read (default: none). Returns the final
-    checkpoint state. Cost: one parallel decode of both sets into the object store (3·H·W bytes per row:
-    100k rows at 224 px ≈ 15 GB, spilled to disk beyond the store), then per epoch one embedding pass over
-    train (re-mining) and val, plus classes·m items of forward+backward; ~15 s Ray Train start-up.
+    wants ~2e-5). run_dir: checkpoint storage (default `out + '_runs'`); re-running with the same settings
+    resumes there, with other settings is refused (`clippings.train.fit.claim_run`; what counts:
+    `training_settings`) unless `overwrite` removes the earlier run first. images: which `image_path`
+    locations outside the archive folders may be read (default: none). Returns the final checkpoint state.
+    Cost: one parallel decode of both sets into the object store (3·H·W bytes per row: 100k rows at 224 px
+    ≈ 15 GB, spilled to disk beyond the store), then per epoch one embedding pass over train (re-mining) and
+    val, plus classes·m items of forward+backward; ~15 s Ray Train start-up.
     """
     from clippings.embed import describe_loaded
     from clippings.model import load_model
@@ -122,19 +124,22 @@ def train_supcon(archive: str, val: str, out: str, *, model: str, im_wt: float =
     from clippings.train.pairs import labelled_store
 
     base = load_model(model)
+    groups = math.ceil(groups_per_step / workers) * workers
+    run_dir = run_dir or out.rstrip("/") + "_runs"
+    values = {"im_wt": im_wt, "m": m, "k": k, "temperature": temperature, "groups_per_step": groups,
+              "epochs": epochs, "lr": lr, "vision_lr": vision_lr, "text_lr": text_lr, "seed": seed}
+    claim_run(run_path_of(run_dir, "train"), "train",
+              training_settings(base, {"archive": archive, "val": val}, images, values), overwrite)
     init_ray()
     described = describe_loaded(model, base)
     train = labelled_store(archive, described, images)
     valset = labelled_store(val, described, images)
     if int(train.labels.max()) + 1 < 2:
         raise BadInput(f"archive {archive}: one label only; SupCon needs at least 2 reprint groups")
-    groups = math.ceil(groups_per_step / workers) * workers
-    config = {"model": model, "epochs": epochs, "lr": lr, "vision_lr": vision_lr, "text_lr": text_lr, "seed": seed,
-              "im_wt": im_wt, "m": m, "k": k, "temperature": temperature, "groups_per_step": groups,
-              "train": train, "val": valset}
+    config = {"model": model, **values, "train": train, "val": valset}
     meta = {"stage": "train", "im_wt": im_wt, "base_model": model, "m": m, "k": k, "temperature": temperature,
             "groups_per_step": groups, "lr": lr, "vision_lr": vision_lr, "text_lr": text_lr, "seed": seed,
             "workers": workers,
             "data": {"train": train.provenance, "val": valset.provenance}, "code": code_provenance()}
-    return train_and_save(supcon_loop, "train", config, base, out, workers=workers, gpu=gpu,
-                          run_dir=run_dir or out.rstrip("/") + "_runs", meta=meta)
+    return train_and_save(supcon_loop, "train", config, base, out, workers=workers, gpu=gpu, run_dir=run_dir,
+                          meta=meta)

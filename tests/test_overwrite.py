@@ -1,0 +1,84 @@
+"""A second training run into the same folder with other settings (issue #31): refused in one line, the earlier
+model left as it was; with --overwrite trained afresh, so clippings.json and the weights are the new run's."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from clippings import cli
+
+pytestmark = pytest.mark.slow  # Ray Train fits (~15 s start-up each)
+
+
+def _meta(out: str) -> dict:
+    with open(os.path.join(out, "clippings.json")) as f:
+        return json.load(f)
+
+
+def _weights(out: str) -> dict[str, torch.Tensor]:
+    from clippings.model import load_model
+
+    return load_model(out).model.state_dict()
+
+
+def _tower(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_with_another_im_wt_is_refused_then_retrained_with_overwrite(train_archives, ray_local, tmp_path,
+                                                                           capsys):
+    from clippings.model import load_model
+
+    out = str(tmp_path / "model")
+    argv = ["train", "--archive", train_archives["train"], "--val", train_archives["val"], "--out", out,
+            "--model", "tiny", "--epochs", "1", "--groups-per-step", "4"]
+    assert cli.main([*argv, "--im-wt", "1"]) == 0
+    first = _weights(out)
+    capsys.readouterr()
+    assert cli.main([*argv, "--im-wt", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "was made with im_wt = 1.0, but this run has im_wt = 0.0; pass --overwrite" in err
+    assert _meta(out)["im_wt"] == 1.0 and _equal(_weights(out), first)  # nothing stamped on the old weights
+
+    assert cli.main([*argv, "--im-wt", "0", "--overwrite"]) == 0
+    assert _meta(out)["im_wt"] == 0.0
+    start, second = load_model("tiny").model.state_dict(), _weights(out)
+    # w = 0 trains the text tower only: the vision tower is the start model's again, not the w = 1 run's
+    assert _equal(_tower(second, "vision_"), _tower(start, "vision_"))
+    assert not _equal(_tower(first, "vision_"), _tower(start, "vision_"))
+    assert not _equal(_tower(second, "text_"), _tower(start, "text_"))
+    with open(os.path.join(_meta(out)["run"], "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["epoch"], r["attempt_start_epoch"]) for r in rows] == [("1", "0")]  # trained afresh, not resumed
+
+
+def test_pretrain_with_another_seed_is_refused_then_retrained_with_overwrite(pretrained, train_archives, tmp_path,
+                                                                             capsys):
+    rc, model = pretrained
+    assert rc == 0
+    out = str(tmp_path / "model")
+    shutil.copytree(model, out)
+    shutil.copytree(model + "_runs", out + "_runs")  # the session's run, copied: other tests read it as it is
+    argv = ["pretrain", "--archive", train_archives["unlabelled"], "--out", out, "--epochs", "2", "--batch-size",
+            "32", "--workers", "2"]
+    capsys.readouterr()
+    assert cli.main([*argv, "--seed", "4"]) == 2
+    assert "was made with seed = 3, but this run has seed = 4; pass --overwrite" in capsys.readouterr().err
+    assert _meta(out)["seed"] == 3
+
+    argv[argv.index("--epochs") + 1] = "1"
+    assert cli.main([*argv, "--seed", "4", "--overwrite"]) == 0
+    meta = _meta(out)
+    assert (meta["seed"], meta["epochs_trained"]) == (4, 1)
+    assert sorted(n for n in os.listdir(meta["run"]) if n.startswith("epoch-")) == ["epoch-0001"]
+    assert not _equal(_weights(out), _weights(model))
