@@ -2,7 +2,8 @@
 
 Each subcommand lives in `clippings/commands/<name>.py` with `HELP`, `add_arguments(parser)` and
 `run(args) -> int`. Those modules import heavy libraries (torch, ray, faiss) inside `run`, so `--help` is fast.
-Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything else.
+Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything else (one line on stderr for a
+`RunFailed`, whose traceback is in the stage's log file).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from clippings.errors import BadInput
+from clippings.errors import BadInput, RunFailed
 
 COMMANDS = (
     "import",
@@ -125,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInput as e:
         print(f"clippings {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(f"clippings {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 def run_job(command: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -326,3 +327,112 @@ def test_an_add_calibrates_its_own_probes_for_pairs_found_from_one_side(tmp_path
     a, b = truth // len(x), truth % len(x)
     joined = np.array([cluster[f"c{i:07d}"] == cluster[f"c{j:07d}"] for i, j in zip(a, b, strict=True)])
     assert len(truth) > 1000 and joined.mean() >= 0.99
+
+
+def _kill_search_actors() -> list[int]:
+    """SIGKILL every search actor of this test session's own Ray (its processes descend from this one and
+    carry the class in their title), waiting until each is gone; their PIDs."""
+    import contextlib
+    import signal
+
+    import psutil
+
+    actors = []
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):  # a worker Ray retires meanwhile
+            if "CellSearcher" in " ".join(proc.cmdline()):
+                proc.send_signal(signal.SIGKILL)
+                actors.append(proc)
+    psutil.wait_procs(actors, timeout=30)
+    return [proc.pid for proc in actors]
+
+
+def _killing_search(monkeypatch, killed: list[int], **given) -> None:
+    """Make the link's actor search SIGKILL its actors when the first shard's result arrives (the driver's
+    progress callback, before it hands out the next shard): the next shard then meets a dead actor, so a
+    shard provably loses its actor mid-link, and a shard still running on another actor loses it too."""
+    from clippings.link import actors
+
+    search = actors.search_with_actors
+
+    def killing(folder, n, probes, shards, threshold, count, max_edges, progress=None, gpu=None, **kw):
+        assert len(shards) > count  # a shard is left to hand out after the first result
+        def kill_first(queries: int) -> None:
+            if not killed:
+                killed.extend(_kill_search_actors())
+            if progress is not None:
+                progress(queries)
+
+        return search(folder, n, probes, shards, threshold, count, max_edges, kill_first, gpu, **{**kw, **given})
+
+    monkeypatch.setattr(actors, "search_with_actors", killing)
+
+
+def test_a_search_shard_whose_actor_is_killed_runs_again_and_links_as_before(tmp_path, ray_local, monkeypatch,
+                                                                              capsys):
+    """A search actor SIGKILLed mid-link (a machine pre-empted): its shards run again on a new actor, each
+    result folded in once, so the MST and the clusters are an undisturbed run's; each retry says so."""
+    emb = _write(str(tmp_path / "emb"), reprint_groups(30_000, 16, seed=8))
+    base = ["link", "--embeddings", emb, "--threshold", str(T), "--index", "ivf", "--nprobe", "4"]
+    assert main([*base, "--out", str(tmp_path / "undisturbed")]) == 0
+    killed: list[int] = []
+    _killing_search(monkeypatch, killed)
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "killed"), "--search-actors", "2"]) == 0
+    err = capsys.readouterr().err
+    assert killed  # the actor that sent the first result at least; the other one too once it had started
+    retried = [line for line in err.splitlines() if "lost its actor (it died); running it again" in line]
+    assert retried and "Traceback" not in err, err
+    assert len(retried) == (tmp_path / "killed" / "link.log").read_text().count("running it again on a new one")
+    for name in ("clusters.parquet", "mst.parquet"):
+        assert pq.read_table(tmp_path / "killed" / name).equals(pq.read_table(tmp_path / "undisturbed" / name)), name
+    assert json.loads((tmp_path / "killed" / "links.json").read_text())["search"]["product"] == "cpu-float32"
+
+
+def test_a_shard_out_of_tries_stops_the_link_in_one_line(tmp_path, ray_local, monkeypatch, capsys):
+    """Once a shard has lost its actor on each of its tries the link stops with exit 1 and one line on stderr
+    naming the shard, its tries and what to do; Ray's error and the traceback go to the log file only."""
+    emb = _write(str(tmp_path / "emb"), reprint_groups(30_000, 16, seed=8))
+    killed: list[int] = []
+    _killing_search(monkeypatch, killed, tries=1)
+    monkeypatch.setattr("clippings.progress.PLAIN_EVERY_S", float("inf"))  # no progress line on a slow machine
+    capsys.readouterr()
+    code = main(["link", "--embeddings", emb, "--out", str(tmp_path / "o"), "--threshold", str(T), "--index", "ivf",
+                 "--nprobe", "4", "--search-actors", "2", "--index-dir", str(tmp_path / "index")])
+    out, err = capsys.readouterr()
+    assert code == 1 and killed
+    assert re.fullmatch(r"clippings link: error: search shard \d+ of \d+ \(cells \d+–\d+\) lost its search actor "
+                        r"in its only try \(the last actor died\); if machines were pre-empted, run the link "
+                        r"again; .*--search-actors.*\n", err), err
+    assert "Traceback" not in out and re.search(r"link: stopped after .*; the log \S+ ends with the cause", out), out
+    log = (tmp_path / "o" / "link.log").read_text()
+    assert "ActorDiedError" in log and "RunFailed" in log
+    assert not os.listdir(tmp_path / "index")  # the lists are removed after a failed search too
+
+
+def test_a_lost_shard_is_retried_until_its_tries_are_spent(caplog):
+    """Each loss of a shard's actor before its last try is one warning naming the try to come; the loss on
+    its last try is RunFailed naming the shard, its cells and its tries, with Ray's error as the cause."""
+    import logging
+
+    from ray.exceptions import ActorDiedError
+
+    from clippings.errors import RunFailed
+    from clippings.link.actors import Shard, log, retry_or_fail
+
+    shard, error = Shard(4, [(40, 45), (45, 52)]), ActorDiedError()
+    log.addHandler(caplog.handler)  # the clippings loggers do not propagate to the root once a stage has run
+    try:
+        for tries in (1, 2):
+            shard.tries = tries
+            assert retry_or_fail(shard, 16, 3, error) is shard
+            assert caplog.records[-1].levelno == logging.WARNING
+            assert caplog.messages[-1] == ("link: search shard 4 of 16 lost its actor (it died); running it again on "
+                                           f"a new one (try {tries + 1} of 3)")
+        shard.tries, logged = 3, len(caplog.records)
+        with pytest.raises(RunFailed, match=r"^search shard 4 of 16 \(cells 40–51\) lost its search actor in each "
+                                            r"of its 3 tries \(the last actor died\); ") as failed:
+            retry_or_fail(shard, 16, 3, error)
+    finally:
+        log.removeHandler(caplog.handler)
+    assert failed.value.__cause__ is error and len(caplog.records) == logged  # the end is the error, not a warning

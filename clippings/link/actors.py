@@ -7,20 +7,38 @@ and searches the batches of cells it is sent. Each batch's pairs come back folde
 (≤ n − 1 edges however many pairs), and the driver folds those into its own forest: the same single linkage
 as one process, because each query's search does not depend on who runs it (tested: identical clusters).
 
+A shard's search is a pure function of the lists, the probes and its cells, so a shard whose actor dies (a
+machine pre-empted, a process killed) runs again on a new actor, up to SHARD_TRIES tries; its result is folded
+in only from the try that returned it, so the forest counts every shard exactly once (tested: a SIGKILLed
+actor leaves the clusters as they were).
+
 Local mode and a cluster run the same code; actors take `cpus` CPUs each (fractional on a small machine:
 platform.md's deadlock trap) and size their thread pools to it.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clippings.errors import BadInput
+from clippings.errors import BadInput, RunFailed
 from clippings.link.cellfile import open_lists
 from clippings.link.cells import Probes, search_cells
 from clippings.link.slink import ForestBuffer
+
+if TYPE_CHECKING:
+    from ray.exceptions import RayActorError
+
+SHARD_TRIES = 3
+"""Tries a search shard gets, each on a live actor, before the link gives up: enough to ride out a machine or
+two lost in a run, few enough that a shard which kills every actor it meets (memory) stops the link soon."""
+
+log = logging.getLogger("clippings.link")
 
 
 class CellSearcher:
@@ -33,13 +51,13 @@ class CellSearcher:
         self.product = products(device)
 
     def search(self, probes: Probes, batches: list[tuple[int, int]], threshold: float, max_edges: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-        """search_cells over `batches`: (src, dst, distance, compactions, queries)."""
-        return search_cells(self.lists, probes, batches, threshold, max_edges, forest=True, product=self.product)
-
-    def product_name(self) -> str:
-        """The products this actor runs ("cpu-float32" or "torch-cuda-float16"), for links.json."""
-        return self.product.name
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, str]:
+        """search_cells over `batches`: (src, dst, distance, compactions, queries, the products this actor
+        runs: "cpu-float32" or "torch-cuda-float16", for links.json). The product's name comes with every
+        result, not from a call of its own, so no extra call can meet a dead actor."""
+        src, dst, dist, compactions, queries = search_cells(self.lists, probes, batches, threshold, max_edges,
+                                                            forest=True, product=self.product)
+        return src, dst, dist, compactions, queries, self.product.name
 
     def where(self) -> str:
         """The file clippings was imported from (a check that actors run this tree's code)."""
@@ -77,21 +95,51 @@ def actor_device(actors: int, gpu: bool | None, cluster_gpus: float) -> str | No
     return None
 
 
+@dataclass
+class Shard:
+    """A search shard: its number (from 1, as messages name it), its cell batches, the tries it has had."""
+
+    number: int
+    batches: list[tuple[int, int]]
+    tries: int = 0
+
+
+def retry_or_fail(shard: Shard, shards: int, tries: int, error: RayActorError) -> Shard:
+    """The shard whose actor died (`error`), to run again, with a line on the console and in the stage's log;
+    RunFailed, one line naming the shard, its tries and what to do, once it has had `tries` tries."""
+    how = "was pre-empted" if error.preempted else "died"
+    if shard.tries >= tries:
+        cells = f"cells {shard.batches[0][0]}–{shard.batches[-1][1] - 1}"
+        each = "its only try" if shard.tries == 1 else f"each of its {shard.tries} tries"
+        raise RunFailed(
+            f"search shard {shard.number} of {shards} ({cells}) lost its search actor in {each} (the last actor "
+            f"{how}); if machines were pre-empted, run the link again; if not, an actor likely ran out of memory: "
+            "give fewer --search-actors or machines with more memory (the log has Ray's reason)"
+        ) from error
+    log.warning("link: search shard %d of %d lost its actor (it %s); running it again on a new one (try %d of %d)",
+                shard.number, shards, how, shard.tries + 1, tries)
+    return shard
+
+
 def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[list[tuple[int, int]]],
                        threshold: float, actors: int, max_edges: int,
-                       progress: Callable[[int], None] | None = None, gpu: bool | None = None
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, str]:
+                       progress: Callable[[int], None] | None = None, gpu: bool | None = None,
+                       tries: int = SHARD_TRIES) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, str]:
     """Search `shards` (lists of cell batches) on `actors` Ray actors, each loading the lists from
     `lists_folder`; fold their forests into one: (src, dst, distance, compactions, actors used, the actors'
     product name). gpu: see actor_device (None: a GPU per actor where the cluster has them; each then
     multiplies there, clippings.link.devicecells).
 
-    Shards are handed out as actors free up (ray.wait), so a slower machine takes fewer. The probe table
+    Shards are handed out as actors free up (ray.wait), so a slower machine takes fewer. A shard whose actor
+    dies runs again at once on a new actor that takes the dead one's place (scheduled by Ray wherever the
+    cluster has room); after `tries` tries the link stops with RunFailed (retry_or_fail).
+    progress: told each shard's queries once, when its result is folded in. The probe table
     (2·n·(nprobe + 1) int32) travels once through the object store (read in place by the actors of one
     machine); the lists do not.
     Memory in the driver: O(n + max_edges) for the merged forest.
     """
     import ray
+    from ray.exceptions import RayActorError
 
     from clippings.raylocal import init_ray, runtime_env
 
@@ -102,24 +150,37 @@ def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[l
     pool = [remote.remote(lists_folder, device) for _ in range(actors)]
     probes_ref = ray.put(probes)
     buffer = ForestBuffer(n, max_edges, unique=True)  # each pair comes from one shard only (cells.query)
-    pending: dict = {}
-    queue = list(shards)
-    compactions = 0
+    queue = deque(Shard(number, batches) for number, batches in enumerate(shards, start=1))
+    pending: dict[Any, tuple[int, Shard]] = {}  # a running search → its actor's place in the pool, its shard
+    compactions, product = 0, ""
+
+    def submit(slot: int) -> None:
+        if queue:
+            shard = queue.popleft()
+            shard.tries += 1
+            pending[pool[slot].search.remote(probes_ref, shard.batches, threshold, max_edges)] = (slot, shard)
+
     try:
-        product = ray.get(pool[0].product_name.remote())
-        for actor in pool:
-            if queue:
-                pending[actor.search.remote(probes_ref, queue.pop(0), threshold, max_edges)] = actor
+        for slot in range(len(pool)):
+            submit(slot)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            actor = pending.pop(done[0])
-            src, dst, dist, comp, queries = ray.get(done[0])
+            slot, shard = pending.pop(done[0])
+            try:
+                src, dst, dist, comp, queries, product = ray.get(done[0])
+            except RayActorError as error:
+                if error.actor_init_failed:  # the lists could not be loaded: that error recurs on any actor
+                    raise
+                queue.appendleft(retry_or_fail(shard, len(shards), tries, error))  # the next shard submitted
+                ray.kill(pool[slot])
+                pool[slot] = remote.remote(lists_folder, device)
+                submit(slot)
+                continue
             buffer.add(src, dst, dist)
             compactions += comp
             if progress is not None:
                 progress(queries)
-            if queue:
-                pending[actor.search.remote(probes_ref, queue.pop(0), threshold, max_edges)] = actor
+            submit(slot)
     finally:
         for actor in pool:
             ray.kill(actor)
