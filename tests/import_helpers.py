@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
+from clippings.archive import read_dataset, read_quarantine
 from clippings.importers.boxes import from_pixels, units_per_pixel
+from clippings.importers.job import plan_tasks, run_task
+from clippings.importers.records import ImportOptions
 
 CROP_TOLERANCE = 6.0
 """Largest mean absolute difference (0-255 levels, over all pixels and channels) between an imported crop
@@ -80,6 +83,20 @@ def assert_crop_matches(data: bytes, page: Image.Image, box: tuple[int, int, int
     assert got.shape == want.shape, (got.shape, want.shape)
     diff = float(np.abs(got - want).mean())
     assert diff <= tolerance, diff
+
+
+def run_local(fmt: str, input_path: str, out: str, options: ImportOptions | None = None):
+    """plan + every task in this process: (rows by id, quarantine reasons by id, markers)."""
+    options = options or ImportOptions()
+    tasks, skipped = plan_tasks(fmt, input_path, options)
+    markers = [run_task(t, fmt, options, out) for t in tasks]
+    rows = {}
+    if any(m["rows"] for m in markers):
+        rows = {r["clipping_id"]: r for r in read_dataset(out).to_pylist()}
+    bad = {q["clipping_id"]: q["reason"] for q in read_quarantine(out).to_pylist()}
+    assert not set(rows) & set(bad)
+    assert sum(m["detections"] for m in markers) == len(rows) + len(bad)
+    return rows, bad, markers, skipped
 
 
 # ---------------------------------------------------------------- documents from the published schemas

@@ -18,29 +18,15 @@ from import_helpers import (
     assert_crop_matches,
     make_page,
     navigator_page_json,
+    run_local,
     save_page,
     write_json,
 )
 
-from clippings.archive import read_dataset, read_quarantine
 from clippings.errors import BadInput
 from clippings.importers.boxes import from_pixels
-from clippings.importers.job import plan_tasks, run_task
+from clippings.importers.job import plan_tasks
 from clippings.importers.records import ImportOptions
-
-
-def run_local(fmt: str, input_path: str, out: str, options: ImportOptions | None = None):
-    """plan + every task in this process: (rows by id, quarantine reasons by id, markers)."""
-    options = options or ImportOptions()
-    tasks, skipped = plan_tasks(fmt, input_path, options)
-    markers = [run_task(t, fmt, options, out) for t in tasks]
-    rows = {}
-    if any(m["rows"] for m in markers):
-        rows = {r["clipping_id"]: r for r in read_dataset(out).to_pylist()}
-    bad = {q["clipping_id"]: q["reason"] for q in read_quarantine(out).to_pylist()}
-    assert not set(rows) & set(bad)
-    assert sum(m["detections"] for m in markers) == len(rows) + len(bad)
-    return rows, bad, markers, skipped
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ manifest) into an archive of crops and captions, on Ray Data, resumable. The mod
 from __future__ import annotations
 
 import argparse
+import os
 
 from clippings.errors import BadInput
 from clippings.params import Interval, OneOf, validate_params
@@ -24,6 +25,7 @@ CONSTRAINTS = {
     "min_score": Interval(float, 0.0, 1.0),
     "concurrency": Interval(int, 1, None),
     "crop_long_side": Interval(int, 16, None),
+    "max_requests_per_minute": Interval(float, 0.0, None, open_low=True),
     "box_format": OneOf(("xyxy", "xywh")),
     "box_units": OneOf(("pixels", "fraction", "percent")),
 }
@@ -55,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
                            help=f"lowest detection score kept (default: {DEFAULT_MIN_SCORE}: the released files "
                                 "keep scores down to 0.05, mostly non-photos below 0.5; lower it for recall)")
+            p.add_argument("--iiif", default=None, metavar="BASE",
+                           help="fetch each photo as a IIIF Image API region from BASE (the page's identifier: its "
+                                "filepath, percent-encoded) instead of reading pages from --pages")
+            p.add_argument("--iiif-cache", default=None, metavar="DIR",
+                           help="local folder caching IIIF responses: a re-run requests nothing it already has")
+            p.add_argument("--max-requests-per-minute", type=float, default=None,
+                           help="IIIF requests a minute for the whole run, shared by its tasks (default: no limit; "
+                                "be polite to public servers)")
         if name == "manifest":
             p.add_argument("--box-format", default="xyxy", help="'box' column as xyxy corners or xywh (default: xyxy)")
             p.add_argument("--box-units", default="pixels",
@@ -98,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         box_format=getattr(args, "box_format", "xyxy"),
         box_units=getattr(args, "box_units", "pixels"),
         boxes=getattr(args, "boxes", None),
+        iiif=getattr(args, "iiif", None),
+        iiif_cache=os.path.abspath(args.iiif_cache) if getattr(args, "iiif_cache", None) else None,
+        max_requests_per_minute=getattr(args, "max_requests_per_minute", None),
     )
     images = image_policy(args)
     init_ray()

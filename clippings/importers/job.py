@@ -17,7 +17,7 @@ import json
 import logging
 import posixpath
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
@@ -134,8 +134,13 @@ def run_task(task: Task, fmt: str, options: ImportOptions, out: str, images: Ima
         skipped += left_out
     detections = sum(len(g.detections) for g in groups) + len(bad)
     rows: list[dict[str, Any]] = []
+    fetch = None
+    if options.iiif:
+        from clippings.importers.iiif import client
+
+        fetch = client(options.iiif_cache, options.max_requests_per_minute)
     for group in groups:
-        got, refused = import_group(group, images, long_side)
+        got, refused = import_group(group, images, long_side, fetch)
         rows += got
         bad += refused
     if len(rows) + len(bad) != detections:
@@ -218,6 +223,9 @@ def import_archive(fmt: str, input_path: str, out: str, options: ImportOptions |
 
     start = time.perf_counter()
     options = options or ImportOptions()
+    if options.max_requests_per_minute:  # the user's limit is for the whole run: each task process gets a share
+        share = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        options = replace(options, max_requests_per_minute=options.max_requests_per_minute / share)
     tasks, skipped = plan_tasks(fmt, input_path, options)
     makedirs(out)
     done = finished_tasks(out, tasks)

@@ -52,14 +52,15 @@ def _selected(cls: Any, score: float | None, options: ImportOptions) -> bool:
     return cls in options.classes and (score is None or score >= options.min_score)
 
 
-def _group(page: str, root: str, meta: dict[str, Any], detections: list[Detection]) -> PageGroup:
-    first, *rest = page_candidates(page)
+def _group(page: str, root: str, meta: dict[str, Any], detections: list[Detection], iiif: str | None = None
+           ) -> PageGroup:
+    first, *rest = [page] if iiif else page_candidates(page)
     lccn, date = meta.get("lccn"), meta.get("pub_date")
     label = page
     if lccn and date and meta.get("page_seq_num") is not None:
         label = f"{lccn}/{date}/ed-{meta.get('edition_seq_num', 1)}/seq-{meta['page_seq_num']}"
     return PageGroup(first, root, detections, source=meta.get("name") or lccn, date=str(date) if date else None,
-                     page_label=label, alternatives=rest)
+                     page_label=label, alternatives=rest, iiif=iiif)
 
 
 def _detection(page: str, box: Any, score: Any, ocr: Any) -> Detection:
@@ -99,7 +100,7 @@ def parse_page(doc: str, options: ImportOptions) -> tuple[list[PageGroup], int]:
             detections.append(_detection(page, box, score, words))
         else:
             skipped += 1
-    return [_group(page, options.pages or folder_of(doc), data, detections)], skipped
+    return [_group(page, options.pages or folder_of(doc), data, detections, options.iiif)], skipped
 
 
 def parse_rows(doc: str, options: ImportOptions) -> tuple[list[PageGroup], int]:
@@ -119,4 +120,4 @@ def parse_rows(doc: str, options: ImportOptions) -> tuple[list[PageGroup], int]:
         page = str(row["filepath"])
         pages.setdefault(page, (row, []))[1].append(_detection(page, row["box"], score, row.get("ocr")))
     root = options.pages or folder_of(doc)
-    return [_group(page, root, meta, dets) for page, (meta, dets) in pages.items()], skipped
+    return [_group(page, root, meta, dets, options.iiif) for page, (meta, dets) in pages.items()], skipped

@@ -81,6 +81,8 @@ class PageGroup:
     missing: str = ""
     alternatives: list[str] = field(default_factory=list)
     """Further places the page may lie (relative to `root`), tried in order when `page` is not there."""
+    iiif: str | None = None
+    """A IIIF Image API base URL: crops are fetched as regions of image `page` there; no page is read."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +112,9 @@ class ImportOptions:
     classes / min_score: Navigator's classes kept (0 = Photograph) and its lowest score kept.
     box_format / box_units: how a manifest's `box` column is written.
     boxes: ALTO only, a Navigator or COCO JSON file of picture boxes used instead of the ALTO pictures.
+    iiif / iiif_cache / max_requests_per_minute: Navigator only, fetch crops as IIIF regions of the page
+    (identifier: the document's `filepath`) from this base URL, caching responses in a local folder, at most
+    this many requests a minute per task process (the job divides the user's limit by its concurrency).
     """
 
     pages: str | None = None
@@ -118,3 +123,6 @@ class ImportOptions:
     box_format: str = "xyxy"
     box_units: str = "pixels"
     boxes: str | None = None
+    iiif: str | None = None
+    iiif_cache: str | None = None
+    max_requests_per_minute: float | None = None
