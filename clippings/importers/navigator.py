@@ -48,7 +48,10 @@ def documents(path: str) -> list[str]:
 
 
 def _selected(cls: Any, score: float | None, options: ImportOptions) -> bool:
-    cls = 0 if cls is None or cls == "" else int(float(cls))
+    try:
+        cls = 0 if cls is None or cls == "" else int(float(cls))
+    except (TypeError, ValueError):
+        return False  # a class that is no number is no photo: left out and counted
     return cls in options.classes and (score is None or score >= options.min_score)
 
 
@@ -84,6 +87,10 @@ def _detection(page: str, box: Any, score: Any, ocr: Any) -> Detection:
 def parse_page(doc: str, options: ImportOptions) -> tuple[list[PageGroup], int]:
     """A per-page JSON document: ([its page group], detections left out by class or score)."""
     data = read_json_document(doc)
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):  # yearly rows under another name
+        if data and not {"box", "filepath"} <= set(data[0]):
+            raise ValueError(f"document {doc}: rows need 'box' and 'filepath': not a Newspaper Navigator file")
+        return _from_rows(data, doc, options)
     if not isinstance(data, dict) or "boxes" not in data:
         raise ValueError(f"document {doc} has no 'boxes': not a Newspaper Navigator page JSON")
     page = data.get("filepath") or posixpath.splitext(posixpath.basename(doc))[0] + ".jp2"
@@ -110,6 +117,10 @@ def parse_rows(doc: str, options: ImportOptions) -> tuple[list[PageGroup], int]:
     if rows and not {"box", "filepath"} <= set(rows[0]):
         raise BadInput(f"navigator {doc}: columns 'box' and 'filepath' are needed (found: {', '.join(rows[0])}); "
                        "give a Newspaper Navigator per-page JSON or prepackaged file")
+    return _from_rows(rows, doc, options)
+
+
+def _from_rows(rows: list[dict[str, Any]], doc: str, options: ImportOptions) -> tuple[list[PageGroup], int]:
     pages: dict[str, tuple[dict[str, Any], list[Detection]]] = {}
     skipped = 0
     for row in rows:
