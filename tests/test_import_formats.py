@@ -197,3 +197,29 @@ def test_manifest_ready_crops_and_the_image_policy(tmp_path, pages):
     (tmp_path / "bad.csv").write_text("caption\nx\n")
     with pytest.raises(BadInput, match=r"bad.csv: row 0 has neither 'image' nor 'page_image'"):
         plan_tasks("manifest", str(tmp_path / "bad.csv"), ImportOptions())
+
+
+def test_page_cap_replaces_pillows_guard_and_paths_out_of_the_pages_folder_are_refused(tmp_path, pages,
+                                                                                       monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from clippings.importers.crops import decode_page
+
+    root, (a, _) = pages
+    with open(os.path.join(root, a.name), "rb") as f:
+        data = f.read()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's guard would refuse this page...
+    assert decode_page(data).size == a.image.size  # ...ours allows it, under PAGE_PIXEL_CAP
+    assert Image.MAX_IMAGE_PIXELS == 1000  # and the global is left as it was
+    with pytest.raises(ValueError, match="over the cap of 1,000 pixels"):
+        decode_page(data, cap=1000)
+    with pytest.raises(ValueError, match="undecodable page image"):
+        decode_page(io.BytesIO(b"not an image").getvalue())
+    doc = navigator_page_json(a)
+    doc["filepath"] = "../" + os.path.basename(root) + "/" + a.name  # resolves outside --pages' folder
+    write_json(str(tmp_path / "json" / "a.json"), doc)
+    inner = os.path.join(root, "sn1")
+    rows, bad, _, _ = run_local("navigator", str(tmp_path / "json"), str(tmp_path / "out"), ImportOptions(pages=inner))
+    assert not rows and len(bad) == 2 and all("outside the archive folder" in r for r in bad.values())

@@ -97,3 +97,15 @@ def test_import_help_lists_the_four_formats_and_errors_are_one_line(tmp_path, ca
     assert cli.main(["import", "navigator", "--input", str(tmp_path), "--out", str(tmp_path / "o"),
                      "--classes", "Photograph,Cat"]) == 2
     assert "Got 'Cat' instead" in capsys.readouterr().err
+
+
+def test_the_same_page_in_two_documents_stops_with_the_ids(ray_local, tmp_path, navigator_input, capsys):
+    docs, pages = navigator_input
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    for name in ("one.json", "two.json"):
+        (twice / name).write_text(open(os.path.join(docs, "page-0.json")).read())
+    argv = ["import", "navigator", "--input", str(twice), "--pages", pages, "--out", str(tmp_path / "o")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "appears 2 times; ids must be unique: deduplicate the input" in err
