@@ -291,6 +291,8 @@ figure.clip img{max-width:140px;max-height:140px;border:1px solid #ccc;backgroun
 .nocap{color:#999;font-style:italic}
 .broken{width:128px;height:90px;border:1px dashed #b55;color:#b55;display:flex;align-items:center;
 justify-content:center;text-align:center}
+.cuts{border-collapse:collapse;background:#fff;font:13px sans-serif;margin:0 0 16px}
+.cuts td,.cuts th{border:1px solid #ddd5c4;padding:3px 8px;text-align:right} .cuts .picked{font-weight:bold}
 .warn{background:#fbe7d4;border:1px solid #d9a66f;padding:6px 10px;font:13px sans-serif} .more{font:12px sans-serif;color:#555;margin-top:6px}
 """
 
@@ -392,6 +394,13 @@ def header_facts(info: dict, clippings: int, clusters: int, linked: int, shown: 
             rule += ("; exact at every threshold" if float(exact) >= 2.0 else
                      f"; exact up to {_figure(float(exact))} (a re-cut at any threshold up to that is exact)")
         facts["Linked when"] = rule + ", directly or through a chain of such pairs"
+    auto = info.get("auto")
+    if auto and auto.get("threshold") == info.get("threshold"):
+        weights = ", ".join(f"{g['im_wt']:g}" for g in auto.get("grid", []))
+        facts["Threshold chosen"] = (
+            f"without labels: {auto['method']} of the distribution of {auto['edges']:,} MST edge lengths, "
+            f"t = {_figure(float(auto['threshold']))}, w = {float(auto['im_wt']):g} (tried {weights}); valley "
+            f"depth {float(auto['depth']):.3f} ≥ {float(auto['min_depth']):g}")
     if "im_wt" in info and info.get("method") != "pixels":
         facts["Image weight"] = f"{float(info['im_wt']):.2f} (0 = caption only, 1 = image only)"
     if "index" in info:
@@ -400,8 +409,28 @@ def header_facts(info: dict, clippings: int, clusters: int, linked: int, shown: 
     return facts
 
 
-def render_html(groups: list[Group], header: dict, curve: str | None, sizes: str, warnings: list[str]) -> str:
-    """The whole page as one string; every archive- or links-derived text is HTML-escaped."""
+def cut_table_html(info: dict) -> str:
+    """The table over t that `link --threshold auto` records (links.json "auto"), so a reader sees what cuts
+    near the chosen one would do; "" when the threshold was not chosen that way (or was re-cut since)."""
+    auto = info.get("auto")
+    if not auto or auto.get("threshold") != info.get("threshold"):
+        return ""
+    table = auto["table"]
+    head = ("<tr><th>threshold</th><th>clusters</th><th>largest</th><th>singletons</th>"
+            f"<th>MST edges within ±{_figure(float(table['delta']))}</th></tr>")
+    rows = []
+    for r in table["rows"]:
+        mark = ' class="picked"' if r["threshold"] == auto["threshold"] else ""
+        exact = "" if r["exact"] else " (not exact)"
+        rows.append(f"<tr{mark}><td>{_figure(r['threshold'])}{exact}</td><td>{r['clusters']:,}</td>"
+                    f"<td>{r['largest']:,}</td><td>{r['singletons']:,}</td><td>{r['edges_within_delta']:,}</td></tr>")
+    return f'<table class="cuts"><caption>Cuts near the chosen threshold</caption>{head}{"".join(rows)}</table>'
+
+
+def render_html(groups: list[Group], header: dict, curve: str | None, sizes: str, warnings: list[str],
+                cuts: str = "") -> str:
+    """The whole page as one string; every archive- or links-derived text is HTML-escaped (`cuts` is built
+    from numbers only, see cut_table_html)."""
     facts = "".join(f"<p>{html.escape(k)}: {html.escape(str(v))}</p>" for k, v in header.items())
     notes = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warnings)
     curve_fig = (f"<figure>{curve}<figcaption>ARI on the labelled set against the threshold</figcaption></figure>"
@@ -410,7 +439,7 @@ def render_html(groups: list[Group], header: dict, curve: str | None, sizes: str
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>clippings: linked reprints</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>Linked reprints</h1>{facts}</header><main>{notes}"
+        f"<header><h1>Linked reprints</h1>{facts}</header><main>{notes}{cuts}"
         f'<div class="plots">{curve_fig}<figure>{sizes}<figcaption>Cluster sizes</figcaption></figure></div>'
         '<input id="search" type="search" placeholder="Search captions…" aria-label="Search captions">'
         f'<div id="count" class="meta"></div>{"".join(_group_html(i + 1, g) for i, g in enumerate(groups))}'
@@ -486,7 +515,7 @@ def build_report(
         if entry.get("cluster_id") in groups and "radius_deg" in entry:
             groups[entry["cluster_id"]].radius_deg = float(entry["radius_deg"])
     page = render_html(list(groups.values()), header, curve_svg_text, sizes_svg(sizes),
-                       [str(w) for w in diagnostics.get("chaining_warnings", [])])
+                       [str(w) for w in diagnostics.get("chaining_warnings", [])], cut_table_html(info))
     index = join(out, "index.html")
     write_bytes_atomic(index, page.encode("utf-8"))
     thumbs = sum(1 for m in members.values() if m.thumb)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
+from clippings.link.auto import DEFAULT_METHOD, METHODS
 from clippings.params import Interval, OneOf, validate_params
+
+if TYPE_CHECKING:
+    from clippings.embeddings import Embeddings, Pooled
+    from clippings.link.auto import AutoCut
 
 HELP = "Link clippings: exact single-linkage clusters of pooled embeddings at threshold t (FAISS kNN + MST)."
 
@@ -16,7 +22,18 @@ CONSTRAINTS = {
     "nlist": Interval(int, 1, None),
     "nprobe": Interval(int, 1, None),
     "search_actors": Interval(int, 0, None),
+    "auto_method": OneOf(METHODS),
 }
+
+
+def threshold_arg(value: str) -> float | str:
+    """--threshold: a float, or 'auto' (chosen from the embeddings alone: clippings.link.auto)."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a float or 'auto', got {value!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,9 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output links folder (local or s3://)")
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=threshold_arg,
         default=None,
-        help="cosine-distance threshold t; linked when d ≤ t (default: from --model)",
+        help="cosine-distance threshold t; linked when d ≤ t (default: from --model); 'auto' chooses t, and w "
+        "unless --im-wt or --model gives it, from the valley of the MST edge lengths, without labels, and "
+        "stops with exit 2 where the lengths show no clear valley",
+    )
+    parser.add_argument(
+        "--auto-method",
+        default=DEFAULT_METHOD,
+        help=f"with --threshold auto: how t is read from the edge lengths: {', '.join(METHODS)} "
+        f"(default: {DEFAULT_METHOD}, provisional)",
     )
     parser.add_argument(
         "--im-wt",
@@ -139,8 +164,26 @@ def _add(args: argparse.Namespace):
     return result, quarantine
 
 
+def _auto(args: argparse.Namespace) -> tuple[Embeddings | Pooled, AutoCut]:
+    """--threshold auto: (embeddings, AutoCut). w is fixed by --im-wt, else by --model's clippings.json,
+    else chosen from clippings.link.auto.W_GRID (both towers read; one edge-length pass per weight)."""
+    from clippings.embeddings import read_embeddings, read_pooled
+    from clippings.link.auto import W_GRID, choose
+    from clippings.model_meta import read_clippings_meta
+
+    meta = read_clippings_meta(args.model) if args.model else {}
+    im_wt = args.im_wt if args.im_wt is not None else meta.get("im_wt")
+    if im_wt is None:
+        emb = read_embeddings(args.embeddings)
+        return emb, choose(emb, W_GRID, method=args.auto_method, k=args.k)
+    validate_params("link", {"im_wt": im_wt}, CONSTRAINTS)
+    emb = read_pooled(args.embeddings, float(im_wt))
+    return emb, choose(emb, (float(im_wt),), method=args.auto_method, k=args.k)
+
+
 def run(args: argparse.Namespace) -> int:
-    validate_params("link", vars(args), CONSTRAINTS)
+    auto = args.threshold == "auto"
+    validate_params("link", {**vars(args), "threshold": None if auto else args.threshold}, CONSTRAINTS)
     from clippings.archive import is_remote, read_quarantine
     from clippings.errors import BadInput
     from clippings.link.pipeline import link_embeddings, recut, write_links
@@ -157,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
             f"link: --out {args.out} is the links folder read: S3 cannot replace a folder at once; write to a "
             "new prefix"
         )
+    if auto and (args.add or args.from_links or not args.embeddings):
+        raise BadInput("link: --threshold auto chooses t from --embeddings DIR; give a number with --add or "
+                       "--from-links")
     if args.add:
         result, quarantine = _add(args)
     elif args.from_links:
@@ -170,8 +216,14 @@ def run(args: argparse.Namespace) -> int:
         from clippings.embeddings import read_pooled
         from clippings.progress import Progress
 
-        threshold, im_wt = _choice(args)
-        emb = read_pooled(args.embeddings, im_wt)  # one part's towers at a time; the pooled rows mapped
+        cut = None
+        if auto:
+            emb, cut = _auto(args)
+            threshold, im_wt = cut.threshold, cut.im_wt
+            log.info("%s", cut.line("link"))
+        else:
+            threshold, im_wt = _choice(args)
+            emb = read_pooled(args.embeddings, im_wt)  # one part's towers at a time; the pooled rows mapped
         with Progress("link: kNN search", total=len(emb.ids), unit="query") as bar:
             result = link_embeddings(
                 emb,
@@ -187,6 +239,11 @@ def run(args: argparse.Namespace) -> int:
                 gpu=args.gpu,
             )
         result.info["embeddings"] = args.embeddings
+        if cut is not None:
+            from clippings.link.auto import cut_table
+
+            table = cut_table(result.mst, threshold, result.info["exact_up_to"])
+            result.info["auto"] = {**cut.record(), "table": table}
         quarantine = read_quarantine(args.embeddings)
     result.info["counts"]["quarantined"] = quarantine.num_rows
     write_links(args.out, result, quarantine)

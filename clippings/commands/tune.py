@@ -3,24 +3,41 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clippings.params import Interval, validate_params
+from clippings.link.auto import DEFAULT_METHOD, METHODS
+from clippings.params import Interval, OneOf, validate_params
 
-HELP = "Tune the linking threshold t (and optionally the image weight w) exactly on labelled embeddings."
+if TYPE_CHECKING:
+    from clippings.embeddings import Embeddings
+
+HELP = ("Tune the linking threshold t (and optionally the image weight w) exactly on labelled embeddings, or "
+        "without --archive from the embeddings alone (the valley of the MST edge lengths).")
 
 CONSTRAINTS = {
     "im_wt": Interval(float, 0.0, 1.0),
     "k": Interval(int, 1, None),
     "max_threshold": Interval(float, 0.0, 2.0),
+    "auto_method": OneOf(METHODS),
 }
 GRID = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embeddings", required=True, help="embeddings of a labelled set (local or s3://)")
-    parser.add_argument("--archive", required=True, help="the labelled archive those embeddings came from")
+    parser.add_argument(
+        "--archive",
+        default=None,
+        help="the labelled archive those embeddings came from; without it t (and w, unless --im-wt or --model "
+        "gives it) is chosen without labels, as 'link --threshold auto' does, and refused where unclear",
+    )
+    parser.add_argument(
+        "--auto-method",
+        default=DEFAULT_METHOD,
+        help=f"without --archive: {', '.join(METHODS)} (default: {DEFAULT_METHOD}, provisional)",
+    )
     w = parser.add_mutually_exclusive_group()
     w.add_argument(
         "--im-wt",
@@ -100,6 +117,31 @@ def curve_png(
     return buf.getvalue()
 
 
+def _run_auto(args: argparse.Namespace, emb: Embeddings) -> int:
+    """No labels: t and w from clippings.link.auto.choose (w fixed by --im-wt or --model's clippings.json
+    unless --search-im-wt; else the grid), written to tune.json and --model's clippings.json."""
+    from clippings.archive import join, write_json
+    from clippings.link.auto import W_GRID, choose
+    from clippings.logs import finish
+    from clippings.model_meta import read_clippings_meta, update_clippings_meta
+
+    meta = read_clippings_meta(args.model) if args.model else {}
+    im_wt = None if args.search_im_wt else args.im_wt if args.im_wt is not None else meta.get("im_wt")
+    cut = choose(emb, W_GRID if im_wt is None else (float(im_wt),), method=args.auto_method, k=args.k,
+                 who="tune without --archive")
+    if args.out:
+        write_json(join(args.out, "tune.json"), {
+            **cut.record(), "clippings": int(len(emb.ids)), "fingerprint": emb.fingerprint,
+            "embeddings": args.embeddings, "rule": "label-free: " + cut.method + " of the MST edge lengths",
+        })
+    if args.model:
+        update_clippings_meta(args.model, im_wt=cut.im_wt, threshold=cut.threshold,
+                              threshold_method=f"auto:{cut.method}", auto_depth=cut.depth,
+                              val_ari=None)  # no labelled score for this t
+    finish(cut.line("tune"), args.out or args.model)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     validate_params("tune", vars(args), CONSTRAINTS)
     from clippings.archive import join, write_bytes_atomic, write_json
@@ -109,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     from clippings.model_meta import read_clippings_meta, update_clippings_meta
 
     emb = read_embeddings(args.embeddings)
+    if args.archive is None:
+        return _run_auto(args, emb)
     labels = _labels_for(emb.ids, args.archive, args.embeddings)
     if args.search_im_wt:
         weights = GRID
@@ -139,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         write_bytes_atomic(join(args.out, "curve.png"), curve_png(best.thresholds, best.aris, best.threshold))
         write_json(join(args.out, "tune.json"), record)
     if args.model:
-        update_clippings_meta(args.model, im_wt=best_w, threshold=best.threshold, val_ari=best.ari)
+        update_clippings_meta(args.model, im_wt=best_w, threshold=best.threshold, val_ari=best.ari,
+                              threshold_method="labels", auto_depth=None)
     finish(f"t={best.threshold:.4f} w={best_w:g} val ARI {best.ari:.4f} ({len(emb.ids)} clippings, exact up to "
            f"{best.exact_up_to:.4f})", args.out or args.model)
     return 0

@@ -261,6 +261,7 @@ def recut(links: str, threshold: float) -> LinkResult:
         "recut_from": links,
         "timings": {"recut_s": round(time.perf_counter() - start, 3)},
     }
+    new.pop("auto", None)  # a label-free choice describes the cut it made, not this one
     new["counts"] = {**info.get("counts", {}), "clusters": int(len(sizes))}
     new["diagnostics"] = {
         "clusters": int(len(sizes)),

@@ -1,0 +1,300 @@
+"""A linking threshold chosen without labels: the valley of the distribution of the MST's edge lengths.
+
+Single linkage at t keeps the MST edges ≤ t. In an archive of reprints those edges come in two kinds: short
+ones inside a reprint group (the same clipping scanned twice) and long ones joining different clippings
+(every singleton and every group adds one). When the embedding separates reprints, the edge lengths are
+bimodal and the cut belongs in the valley between the two modes; when it does not, no cut is clearly right,
+and we refuse (BadInput) rather than fall back to a fixed t. Whether a valley is clear is one score for every
+method: its depth, 1 − f(t) / min(highest f left of t, highest f right of t), where f is a Gaussian kernel
+density of the edge lengths (Silverman's bandwidth): 0 on a slope or a single mode, 1 where the density
+between two modes is nil. A cut is accepted when the depth is ≥ MIN_DEPTH (the density at the cut at most
+half the lower of the two modes it separates).
+
+Methods (each maps the edge lengths to t): "valley" the deepest point of f; "otsu" Otsu's split (the t
+maximising the between-class variance of the lengths); "gmm" where a two-component Gaussian mixture's
+posteriors cross between its means. For multimodal embeddings w is chosen from a small grid: among the
+weights with a clear valley, the one whose two sides are the most separated (Ashman's D: a valley can be
+clear at a weight where one tower merges look-alike clippings, but its modes then lie closer together).
+Which method is the default is provisional until measured on a labelled validation set
+(bench/auto_threshold.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from clippings.errors import BadInput
+from clippings.link.slink import Mst, components
+from clippings.link.tune import DENSE_MAX
+
+METHODS = ("valley", "otsu", "gmm")
+DEFAULT_METHOD = "valley"
+"""Provisional, by reasoning, not yet measured on the built-in archive's val: the KDE valley assumes no shape
+for either mode and no balance between them (Otsu drifts toward the larger class; a Gaussian mixture
+mis-fits the spike of exact duplicates at d = 0, and with a wide upper component its boundary can sit on
+the reprint mode itself)."""
+MIN_DEPTH = 0.5
+MIN_EDGES = 20
+MIN_SIDE = 0.02
+"""A valley counts only with at least this fraction of the edges on each side of it."""
+W_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+TABLE_FACTORS = (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
+DELTA_FRACTION = 0.05
+
+
+class Poolable(Protocol):
+    """Embeddings or Pooled: anything that gives the pooled unit vectors at a weight w."""
+
+    def pooled(self, im_wt: float) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Density:
+    """A kernel density of distances sampled on an even `grid`; `bandwidth` is the kernel's σ; `below` the
+    fraction of the distances ≤ each grid point."""
+
+    grid: np.ndarray
+    values: np.ndarray
+    bandwidth: float
+    below: np.ndarray
+
+
+@dataclass
+class AutoCut:
+    """The label-free choice: `method`, `threshold` t, image weight `im_wt`, the valley `depth` at t, the
+    `separation` of the modes, the number of MST `edges` read, the density's `bandwidth`, and per candidate
+    w the same figures (`grid`)."""
+
+    method: str
+    threshold: float
+    im_wt: float
+    depth: float
+    separation: float
+    edges: int
+    bandwidth: float
+    grid: list[dict] = field(default_factory=list)
+
+    def line(self, command: str) -> str:
+        """The one line `command` prints about the choice."""
+        weights = ", ".join(f"{g['im_wt']:g}" for g in self.grid)
+        tried = "" if len(self.grid) == 1 else f" of {weights}"
+        return (f"{command}: threshold auto: t={self.threshold:.4f}, w={self.im_wt:g}{tried} ({self.method} of "
+                f"{self.edges} MST edge lengths, valley depth {self.depth:.3f} ≥ {MIN_DEPTH:g}, separation "
+                f"{self.separation:.1f})")
+
+    def record(self) -> dict:
+        """The choice as links.json / tune.json record it (plain floats)."""
+        return {
+            "method": self.method,
+            "threshold": self.threshold,
+            "im_wt": self.im_wt,
+            "depth": self.depth,
+            "min_depth": MIN_DEPTH,
+            "separation": self.separation,
+            "edges": self.edges,
+            "bandwidth": self.bandwidth,
+            "grid": self.grid,
+        }
+
+
+def edge_lengths(vectors: np.ndarray, k: int = 20) -> np.ndarray:
+    """Sorted lengths (cosine distances) of the MST edges of unit `vectors`.
+
+    Up to DENSE_MAX rows the graph is complete and the MST exact; above, it is the spanning forest of the
+    plain k-nearest-neighbour graph: exact below the smallest k-th-neighbour distance; above it the sorted
+    lengths can only be longer than the exact MST's (a subgraph's spanning forest is elementwise heavier)
+    and a disconnected graph has fewer of them, so the upper mode may be stretched and thinned while the
+    reprint mode, made mostly of rows' nearest-neighbour edges (always in the graph), barely moves.
+    Cost: one kNN graph (flat: O(n²·d)), MST O(n·k log n).
+    """
+    from clippings.link.knn import knn_graph
+    from clippings.link.slink import mst_from_graph
+
+    n = len(vectors)
+    k_eff = n - 1 if n <= DENSE_MAX else k
+    graph = knn_graph(vectors, k=max(1, k_eff), index="flat")
+    return mst_from_graph(n, graph.src, graph.dst, graph.distance).distance
+
+
+def density(distances: np.ndarray, points: int = 1024) -> Density:
+    """Gaussian kernel density of `distances` on `points` grid points (binned, then convolved: O(n + points²)
+    at most).
+
+    Bandwidth: Silverman's 0.9·min(σ, IQR/1.34)·n^(−1/5), the IQR term keeping a minor mode (the reprints
+    among many singletons) from being smoothed away; σ alone when the IQR is 0 (e.g. most edges are exact
+    duplicates). All-equal distances give a zero bandwidth: a single spike, no valley.
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    sd = float(d.std())
+    iqr = float(np.subtract(*np.percentile(d, [75, 25])))
+    spread = min(sd, iqr / 1.34) if iqr > 0 else sd
+    h = 0.9 * spread * len(d) ** -0.2
+    if h <= 0:
+        return Density(np.array([float(d[0])]), np.array([1.0]), 0.0, np.array([1.0]))
+    grid = np.linspace(float(d.min()) - 3 * h, float(d.max()) + 3 * h, points)
+    step = grid[1] - grid[0]
+    counts = np.bincount(np.clip(np.rint((d - grid[0]) / step).astype(np.int64), 0, points - 1),
+                         minlength=points)
+    half = min(points - 1, int(np.ceil(4 * h / step)))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * step / h) ** 2)
+    values = np.convolve(counts, kernel)[half : half + points]
+    below = np.searchsorted(np.sort(d), grid, side="right") / len(d)
+    return Density(grid, values / (values.sum() * step), h, below)
+
+
+def depths(dens: Density) -> np.ndarray:
+    """Valley depth at every grid point: 1 − f / min(max f to its left, max f to its right), in [0, 1];
+    0 where fewer than MIN_SIDE of the distances lie on either side (a gap before a few outliers in a tail
+    is no valley between two modes)."""
+    f = dens.values
+    left = np.maximum.accumulate(f)
+    right = np.maximum.accumulate(f[::-1])[::-1]
+    lower = np.minimum(left, right)
+    inside = (dens.below >= MIN_SIDE) & (dens.below <= 1 - MIN_SIDE) & (lower > 0)
+    return np.where(inside, 1.0 - f / np.where(lower > 0, lower, 1.0), 0.0)
+
+
+def depth_at(dens: Density, t: float) -> float:
+    """Valley depth of the density at distance t (the nearest grid point)."""
+    i = int(np.clip(np.searchsorted(dens.grid, t), 0, len(dens.grid) - 1))
+    return float(depths(dens)[i])
+
+
+def cut_valley(distances: np.ndarray, dens: Density) -> float:
+    """The deepest point of the density; where the first deepest stretch is flat (an empty gap between the
+    modes), its middle, keeping the widest margin to both."""
+    depth = depths(dens)
+    first = int(np.argmax(depth))
+    last = first
+    while last + 1 < len(depth) and depth[last + 1] == depth[first]:
+        last += 1
+    return float(dens.grid[(first + last) // 2])
+
+
+def cut_otsu(distances: np.ndarray, dens: Density) -> float:
+    """Otsu's threshold on the raw lengths: the split between consecutive distinct values that maximises the
+    between-class variance w₀·w₁·(μ₀ − μ₁)², placed midway between them. O(n) on sorted input."""
+    d = np.sort(np.asarray(distances, dtype=np.float64))
+    n = len(d)
+    w0 = np.arange(1, n) / n
+    csum = np.cumsum(d)[:-1]
+    mu0 = csum / np.arange(1, n)
+    mu1 = (d.sum() - csum) / np.arange(n - 1, 0, -1)
+    between = np.where(d[1:] > d[:-1], w0 * (1 - w0) * (mu0 - mu1) ** 2, -1.0)
+    i = int(np.argmax(between))
+    return float((d[i] + d[i + 1]) / 2)
+
+
+def cut_gmm(distances: np.ndarray, dens: Density, seed: int = 0) -> float:
+    """Two-component Gaussian mixture (sklearn) on the lengths: the last grid point from the lower mean
+    upwards where the lower component's posterior is still ≥ 0.5 (the Bayes boundary between them)."""
+    from sklearn.mixture import GaussianMixture
+
+    gm = GaussianMixture(2, random_state=seed).fit(np.asarray(distances, dtype=np.float64).reshape(-1, 1))
+    lo, hi = np.argsort(gm.means_.ravel())
+    mu_lo, mu_hi = float(gm.means_[lo, 0]), float(gm.means_[hi, 0])
+    between = dens.grid[(dens.grid >= mu_lo) & (dens.grid <= mu_hi)]
+    if not len(between):
+        return mu_lo
+    post = gm.predict_proba(between.reshape(-1, 1))[:, lo]
+    below = np.flatnonzero(post < 0.5)
+    first_below = int(below[0]) if len(below) else len(between)
+    return float(between[max(first_below - 1, 0)])
+
+
+CUTS: dict[str, Callable[[np.ndarray, Density], float]] = {
+    "valley": cut_valley,
+    "otsu": cut_otsu,
+    "gmm": cut_gmm,
+}
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One method's cut of one set of edge lengths: `threshold` t, the valley `depth` of the density at t
+    (does a valley exist?), the `separation` of the two sides (how far apart are the modes?), and the
+    density's `bandwidth`."""
+
+    threshold: float
+    depth: float
+    separation: float
+    bandwidth: float
+
+
+def separation(distances: np.ndarray, t: float) -> float:
+    """Ashman's D of the lengths ≤ t and > t: √2·|μ₁ − μ₀| / √(σ₀² + σ₁²) (two Gaussians of equal weight
+    are bimodal for D > 2). Unlike the depth it does not saturate at an empty gap, so it ranks weights whose
+    valleys are all deep; 0 when a side is empty."""
+    d = np.asarray(distances, dtype=np.float64)
+    lo, hi = d[d <= t], d[d > t]
+    if not len(lo) or not len(hi):
+        return 0.0
+    spread = max(float(np.sqrt(lo.var() + hi.var())), 1e-12)  # finite, for JSON, when both sides are constant
+    return float(np.sqrt(2) * (hi.mean() - lo.mean()) / spread)
+
+
+def cut_of(distances: np.ndarray, method: str = DEFAULT_METHOD) -> Cut:
+    """`method`'s cut of these edge lengths, t clipped to [0, 2], with its depth and separation."""
+    dens = density(distances)
+    if dens.bandwidth == 0:
+        return Cut(float(np.clip(distances[0], 0.0, 2.0)), 0.0, 0.0, 0.0)
+    t = float(np.clip(CUTS[method](distances, dens), 0.0, 2.0))
+    return Cut(t, depth_at(dens, t), separation(distances, t), dens.bandwidth)
+
+
+def choose(emb: Poolable, weights: Sequence[float] = W_GRID, method: str = DEFAULT_METHOD, k: int = 20,
+           min_depth: float = MIN_DEPTH, who: str = "link --threshold auto") -> AutoCut:
+    """Choose t (and w among `weights`) from the embeddings alone.
+
+    For each w: the MST edge lengths of the pooled vectors (`edge_lengths`) and `method`'s cut. Among the
+    weights whose valley depth is ≥ `min_depth`, the one with the largest separation wins (ties: nearest
+    0.5, then smaller): depth says whether the cut is clear, separation how far apart the modes it splits
+    are. Raises BadInput (one line: the best depth, the bound and what to do) when fewer than MIN_EDGES
+    edges exist or no weight reaches `min_depth`: never a silent fallback; `who` begins the message.
+    Cost: one `edge_lengths` per weight.
+    """
+    grid = []
+    for w in weights:
+        d = edge_lengths(emb.pooled(w), k=k)
+        if len(d) < MIN_EDGES:
+            raise BadInput(f"{who}: only {len(d)} MST edges (at least {MIN_EDGES} are needed to see a valley); "
+                           "give --threshold T")
+        cut = cut_of(d, method)
+        grid.append({"im_wt": float(w), "threshold": cut.threshold, "depth": cut.depth,
+                     "separation": cut.separation, "bandwidth": cut.bandwidth, "edges": int(len(d))})
+    clear = [g for g in grid if g["depth"] >= min_depth]
+    if not clear:
+        deepest = max(grid, key=lambda g: g["depth"])
+        raise BadInput(
+            f"{who}: no clear cut in the MST edge lengths (method {method}: valley depth {deepest['depth']:.3f} < "
+            f"{min_depth:g} at t = {deepest['threshold']:.4f}, w = {deepest['im_wt']:g}); give --threshold T, "
+            "or tune t on labelled clippings ('clippings tune --archive LABELLED')"
+        )
+    best = max(clear, key=lambda g: (g["separation"], -abs(g["im_wt"] - 0.5), -g["im_wt"]))
+    return AutoCut(method, best["threshold"], best["im_wt"], best["depth"], best["separation"], best["edges"],
+                   best["bandwidth"], grid)
+
+
+def cut_table(mst: Mst, threshold: float, exact_up_to: float,
+              factors: Sequence[float] = TABLE_FACTORS) -> dict:
+    """What cuts near t do: {"delta": δ, "rows": one per t·factor (≤ 2)} with clusters, largest cluster,
+    singletons, and the MST edges within ±δ of that cut (δ = DELTA_FRACTION·t: how many merges a small
+    change would flip); `exact` is False above the MST's exact_up_to. Cost: O(n) per row."""
+    delta = DELTA_FRACTION * threshold
+    rows = []
+    for factor in factors:
+        t = min(2.0, threshold * factor)
+        sizes = np.bincount(components(mst, t))
+        rows.append({
+            "threshold": t,
+            "clusters": int(len(sizes)),
+            "largest": int(sizes.max()) if len(sizes) else 0,
+            "singletons": int((sizes == 1).sum()),
+            "edges_within_delta": int((np.abs(mst.distance - t) <= delta).sum()),
+            "exact": bool(t <= exact_up_to),
+        })
+    return {"delta": delta, "rows": rows}
