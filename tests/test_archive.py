@@ -164,6 +164,7 @@ def test_evaluate_reads_an_s3_archive(s3_bucket, tmp_path, capsys):
     ids = [f"c{i:03d}" for i in range(6)]
     write_table_atomic(pa.table({"clipping_id": ids, "cluster_id": ["c000", "c000", "c002", "c002", "c004", "c004"],
                                  "cluster_size": [2] * 6}, schema=CLUSTERS_SCHEMA), f"{s3_bucket}/links/clusters.parquet")
+    write_json(f"{s3_bucket}/links/links.json", {"threshold": 0.2})  # last, as a link writes it
     assert cli.main(["evaluate", "--links", f"{s3_bucket}/links", "--archive", f"{s3_bucket}/test"]) == 0
     assert read_json(f"{s3_bucket}/links/metrics.json")["ari"] == 1.0
     missing = f"{s3_bucket}/absent"

@@ -27,6 +27,7 @@ from clippings.archive import (
     read_quarantine,
     resolve_image_path,
     write_dataset,
+    write_json,
     write_table_atomic,
 )
 from clippings.embeddings import read_embeddings
@@ -302,6 +303,7 @@ def test_report_shows_a_refused_image_and_reads_an_allowed_one(local_case, tmp_p
                                 schema=CLUSTERS_SCHEMA), f"{links}/clusters.parquet")
     write_table_atomic(pa.table({"src": ids[:3], "dst": ids[1:], "distance": [0.1, 0.2, 0.3]}, schema=MST_SCHEMA),
                        f"{links}/mst.parquet")
+    write_json(f"{links}/links.json", {"threshold": 0.35})  # last, as a link writes it
     out = str(tmp_path / "report")
     assert cli.main(["report", "--links", links, "--archive", archive, "--out", out]) == 0
     page = open(os.path.join(out, "index.html")).read()

@@ -59,7 +59,9 @@ def test_import_navigator_cli_resumes_without_redoing_parts(ray_local, tmp_path,
     assert cli.main(argv) == 0
     assert "(0 parts written, 3 done before)" in capsys.readouterr().out
     assert _ids(out) == (ids, bad)
-    # other input into the same folder is refused in one line
+    # other settings or other input into the same folder are refused in one line
+    assert cli.main([*argv, "--min-score", "0.6"]) == 2
+    assert "use a new --out folder" in capsys.readouterr().err
     monkeypatch.setattr(job, "PAGES_PER_PART", 3)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()

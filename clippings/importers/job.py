@@ -85,8 +85,23 @@ def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def plan_tasks(fmt: str, input_path: str, options: ImportOptions) -> tuple[list[Task], int]:
+def output_settings(fmt: str, options: ImportOptions, long_side: int | None) -> str:
+    """The choices that change what a task writes (not where it caches or how fast it asks), folded into
+    every task key: a re-run with another --min-score or crop size is refused instead of mixing parts."""
+    keep = {k: getattr(options, k) for k in ("pages", "classes", "min_score", "box_format", "box_units", "boxes",
+                                             "iiif")}
+    from clippings.importers.crops import CROP_LONG_SIDE
+
+    return json.dumps({"format": fmt, "long_side": long_side or CROP_LONG_SIDE, **keep}, sort_keys=True,
+                      default=list)
+
+
+def plan_tasks(fmt: str, input_path: str, options: ImportOptions, long_side: int | None = None
+               ) -> tuple[list[Task], int]:
     """(tasks in a fixed order, detections left out on the driver by class or score).
+
+    A task's key digests the settings (`output_settings`) and what it reads: its documents' names, or its
+    page groups in full. A document edited in place under the same name is not noticed: use a new --out.
 
     Cost: a listing of the input; table documents read whole on the driver (their rows, no images).
     """
@@ -100,13 +115,14 @@ def plan_tasks(fmt: str, input_path: str, options: ImportOptions) -> tuple[list[
             found, left_out = module.parse_rows(doc, options)
             groups += found
             skipped += left_out
+    salt = output_settings(fmt, options, long_side)
     tasks = []
     for start in range(0, len(page_docs), PAGES_PER_PART):
         chunk = tuple(page_docs[start:start + PAGES_PER_PART])
-        tasks.append(Task(part_name(len(tasks)), _digest("\n".join(chunk)), docs=chunk, pages=len(chunk)))
+        tasks.append(Task(part_name(len(tasks)), _digest(salt + "\n".join(chunk)), docs=chunk, pages=len(chunk)))
     for start in range(0, len(groups), PAGES_PER_PART):
         payload = json.dumps([g.to_json() for g in groups[start:start + PAGES_PER_PART]], sort_keys=True)
-        tasks.append(Task(part_name(len(tasks)), _digest(payload), groups=payload,
+        tasks.append(Task(part_name(len(tasks)), _digest(salt + payload), groups=payload,
                           pages=len(groups[start:start + PAGES_PER_PART])))
     return tasks, skipped
 
@@ -226,7 +242,7 @@ def import_archive(fmt: str, input_path: str, out: str, options: ImportOptions |
     if options.max_requests_per_minute:  # the user's limit is for the whole run: each task process gets a share
         share = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
         options = replace(options, max_requests_per_minute=options.max_requests_per_minute / share)
-    tasks, skipped = plan_tasks(fmt, input_path, options)
+    tasks, skipped = plan_tasks(fmt, input_path, options, long_side)
     makedirs(out)
     done = finished_tasks(out, tasks)
     summary = ImportSummary(skipped=skipped, parts_resumed=len(done))

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 def read_page(group: PageGroup, images: ImagePolicy) -> tuple[str, bytes]:
     """(location, bytes) of the group's page: `page`, then each of `alternatives`, resolved against `root`
-    under `images`. Raises ValueError naming every place tried when none holds the file."""
+    under `images`. A name the policy refuses (leading out of `root`) stops the search with that refusal
+    rather than being looked for under shorter names. Raises ValueError naming every place tried when none
+    holds the file."""
     names = [n for n in [group.page, *group.alternatives] if n]
     if not names:
         raise ValueError("the document names no page image")
