@@ -3,7 +3,7 @@
 A dataset is a folder (local path or `s3://` URI) of `part-*.parquet` files. Every write is atomic: a local
 file is written under a temporary name and renamed; an S3 object is one PUT (or one completed multipart
 upload), which S3 makes visible all at once. Every check raises `BadInput` with one line naming the dataset,
-the file or row, and the fix (see design.md §4 and §8).
+the file or row, and the fix (see docs/architecture.md#data-contract and #reliability).
 """
 
 from __future__ import annotations
@@ -316,7 +316,8 @@ def iter_archive_parts(path: str, require_labels: bool = False) -> Iterator[tupl
 
 @dataclass(frozen=True)
 class ImagePolicy:
-    """Which image locations outside the archive folder a run may read (design.md §4).
+    """Which image locations outside the archive folder a run may read
+    (docs/architecture.md#where-images-are-read-from).
 
     An archive handed over by someone else must not pull arbitrary files of the job's user (`/etc/passwd`,
     a key file behind a symlink) into a job, so by default an `image_path` is read only inside the archive

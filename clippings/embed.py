@@ -1,6 +1,6 @@
 """The Ray Data embedding pipeline: archive parts in, one embeddings part (both towers) per input part out.
 
-Stages (design.md §2, §8, §9):
+Stages (docs/architecture.md#data-flow, #reliability, #local-runs-and-tests):
   read (CPU tasks, one per run of READ_ROWS rows of a part) → decode + preprocess images, tokenise captions
   (`map_batches` with a function) → embed both towers: on GPUs a pool of model actors; on CPUs the same
   tasks, each worker process keeping its model replica between tasks (`_cached_embedder`) → the driver
@@ -235,7 +235,8 @@ def read_shards(plan: Plan, shards: list[Shard], images: ImagePolicy = ARCHIVE_O
 
     One read task per run of READ_ROWS rows of a part, so a large part decodes on every CPU; each task reads
     only the row groups its run overlaps (parts written with row groups of a few thousand rows at most keep
-    that cheap). cpus: the CPUs each read task asks for (fractional beside training workers, design.md §9).
+    that cheap). cpus: the CPUs each read task asks for (fractional beside training workers,
+    docs/architecture.md#local-runs-and-tests).
     """
     import ray
 

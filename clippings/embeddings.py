@@ -67,7 +67,7 @@ class Embeddings:
     model_name: str
 
     def pooled(self, im_wt: float) -> np.ndarray:
-        """Unit-norm `w·img + (1−w)·txt` (design.md §1); float32 (n, d)."""
+        """Unit-norm `w·img + (1−w)·txt` (docs/architecture.md#the-job); float32 (n, d)."""
         return pool(self.image, self.text, im_wt)
 
 

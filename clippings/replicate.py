@@ -95,9 +95,9 @@ SCALES = {
     # the built-in archive's default size, within the demo budget on 2 CPU cores: tiny CLIP, a few epochs
     "small": Scale(stories=2000, model="tiny", pretrain_epochs=8, train_epochs=12, batch_size=64),
     # the built-in pretrained model (MiniLM text tower + one-patch image tower): pretraining locks the text
-    # tower and trains the image tower on re-scanned views alone (no CLIP term: chosen on val, README
-    # "Keeping the image tower's own view"); SupCon fine-tunes the text tower at a low rate for 1 epoch
-    # (~45 captions/s on 2 CPU cores)
+    # tower and trains the image tower on re-scanned views alone (no CLIP term: chosen on val,
+    # docs/training.md#keeping-the-image-towers-own-view); SupCon fine-tunes the text tower at a low rate for
+    # 1 epoch (~45 captions/s on 2 CPU cores)
     "medium": Scale(stories=2000, model="minilm", pretrain_epochs=4, train_epochs=12, batch_size=64,
                     text_train_epochs=1, pretrain_text_lr=0.0, view_weight=1.0, clip_weight=0.0,
                     train_text_lr=2e-5),

@@ -326,7 +326,8 @@ _JS = """
 
 
 NO_CAPTION = "(no caption)"
-"""Shown for a null or empty caption: such a clipping is linked by its image alone (design.md §4)."""
+"""Shown for a null or empty caption: such a clipping is linked by its image alone
+(docs/architecture.md#data-contract)."""
 
 
 def _member_html(m: Member) -> str:

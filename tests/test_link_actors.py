@@ -60,7 +60,7 @@ def test_part_lists_hold_each_cells_rows_in_place(tmp_path):
     each cell exactly its rows and their vectors."""
     from clippings.link.cellfile import open_lists, write_lists
     from clippings.link.cells import PartLists, centroid_quantizer, probe_cells
-    from clippings.link.knn import _exact_pairs
+    from clippings.link.exact import exact_pairs
 
     x = reprint_groups(3_000, 16, seed=2)
     centroids = x[:: 3_000 // 24][:24].copy()
@@ -86,8 +86,8 @@ def test_part_lists_hold_each_cells_rows_in_place(tmp_path):
         seen = np.concatenate([numbers for numbers, _ in lists.pieces(700)])
         assert np.array_equal(np.sort(seen), np.arange(3_000))
         sample = np.arange(0, 3_000, 50)
-        pairs = _exact_pairs(lists, None, sample, T)
-        assert len(pairs) > len(sample) and np.array_equal(pairs, _exact_pairs(x, None, sample, T))
+        pairs = exact_pairs(lists, None, sample, T)
+        assert len(pairs) > len(sample) and np.array_equal(pairs, exact_pairs(x, None, sample, T))
 
 
 def _brute(x: np.ndarray):
@@ -279,8 +279,8 @@ def test_probes_with_a_calibrated_margin_reach_the_target_with_fewer_cells():
     per row: never more than the smallest plain nprobe reaching it (margin ∞, a point of the grid). The
     linking reports the margin and its mean probes per row."""
     from clippings.link.cells import centroid_quantizer, nearest_centroids, probe_table, train_centroids
+    from clippings.link.exact import exact_pairs
     from clippings.link.ivf import PROBE_MARGINS, calibrate_probes, nprobe_ladder, probe_recall
-    from clippings.link.knn import _exact_pairs
 
     table = probe_table(np.array([[0.9, 0.895, 0.8], [0.5, 0.2, 0.1]], np.float32),
                         np.array([[4, 7, 2], [3, 5, 6]], np.int32), 3, margin=0.01)
@@ -289,7 +289,7 @@ def test_probes_with_a_calibrated_margin_reach_the_target_with_fewer_cells():
     x = reprint_groups(20_000, 32, seed=6)
     quantizer = centroid_quantizer(train_centroids(x, 283, 0))
     rows = np.sort(np.random.default_rng(0).choice(len(x), 500, replace=False))
-    truth = _exact_pairs(x, None, rows, T)
+    truth = exact_pairs(x, None, rows, T)
     nprobe, margin = calibrate_probes(quantizer, x, truth, rows, 0.995, 283)
     sims, cells = nearest_centroids(quantizer, x, 64)
     chosen = probe_table(sims, cells, nprobe, margin)
@@ -308,7 +308,7 @@ def test_an_add_calibrates_its_own_probes_for_pairs_found_from_one_side(tmp_path
     calibrated for pairs found from either side, misses more. The add calibrates its own probes on the
     one-sided coverage; its recall (reported, and measured here against brute force on every new row's
     pairs) reaches the target."""
-    from clippings.link.knn import _exact_pairs
+    from clippings.link.exact import exact_pairs
 
     x = reprint_groups(20_000, 32, seed=9)
     _write(str(tmp_path / "old"), x[:18_000])
@@ -323,7 +323,7 @@ def test_an_add_calibrates_its_own_probes_for_pairs_found_from_one_side(tmp_path
     assert "probe_margin" in add and info["graph"]["nprobe_calibrated"] is True
     clusters = pq.read_table(os.path.join(links, "clusters.parquet")).to_pydict()
     cluster = dict(zip(clusters["clipping_id"], clusters["cluster_id"], strict=True))
-    truth = _exact_pairs(x, None, np.arange(18_000, 20_000), T)
+    truth = exact_pairs(x, None, np.arange(18_000, 20_000), T)
     a, b = truth // len(x), truth % len(x)
     joined = np.array([cluster[f"c{i:07d}"] == cluster[f"c{j:07d}"] for i, j in zip(a, b, strict=True)])
     assert len(truth) > 1000 and joined.mean() >= 0.99

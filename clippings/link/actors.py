@@ -29,6 +29,7 @@ import numpy as np
 from clippings.errors import BadInput, RunFailed
 from clippings.link.cellfile import open_lists
 from clippings.link.cells import Probes, search_cells
+from clippings.link.devicecells import products
 from clippings.link.slink import ForestBuffer
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ class CellSearcher:
     """A Ray actor holding the IVF lists (mapped from their folder) that searches batches of cells."""
 
     def __init__(self, lists_folder: str, device: str | None = None):
-        from clippings.link.ivf import products
-
         self.lists = open_lists(lists_folder)  # BLAS sizes its threads from the actor's runtime env
         self.product = products(device)
 

@@ -326,7 +326,7 @@ class BlasProduct:
 
     Float32, not float16 or int8, on CPUs: on the AVX2 machine this was measured on (no AVX-512, VNNI or
     AMX) a 12,600 × 256 × 1,581 product ran at 64.7 GF/s in float32, 7.8 in float16 and bfloat16, and 3.3
-    GOP/s in int8, and the search is bound by these products (README, linking at scale)."""
+    GOP/s in int8, and the search is bound by these products (docs/linking-at-scale.md#gpus)."""
 
     name = "cpu-float32"
 

@@ -12,6 +12,10 @@ search's (tested against it, float16 run on the CPU).
 
 The lists stay where they are (a mapped file: clippings.link.cellfile); a batch's queries go to the device
 once, each list when its cell comes (each list is multiplied exactly once over the whole search).
+
+`products` picks a search's products for its device, here and not in the search's callers, so the driver's
+search (clippings.link.ivf) and each search actor's (clippings.link.actors) import it without importing
+each other.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from clippings.link.cells import BlasProduct
 
 HALF_MARGIN = 2.0**-9
 """Bound on |float16 product − float32 product| of two unit vectors (3·2⁻¹¹ ≈ 1.5·10⁻³, with room)."""
@@ -60,3 +66,9 @@ class TorchProduct:
             return (v[jj_t] * q[kk_t]).sum(dim=1).cpu().numpy()
 
         return i.cpu().numpy(), j.cpu().numpy(), sims.cpu().numpy(), similarity
+
+
+def products(device: str | None) -> BlasProduct | TorchProduct:
+    """The lists' products: float32 BLAS on the CPUs (device None), else torch on `device` in float16 with
+    every candidate re-checked in float32 (TorchProduct)."""
+    return BlasProduct() if device is None else TorchProduct(device)

@@ -35,15 +35,10 @@ from clippings.link.cells import (
     probe_cells,
     search_cells,
 )
+from clippings.link.exact import cosine_distances_of_pairs, exact_pairs
+from clippings.link.graph import Graph, IvfCells
 from clippings.link.ivf import calibrate_probes, calibration_pairs, probe_recall
-from clippings.link.knn import (
-    Graph,
-    IvfCells,
-    _exact_pairs,
-    cosine_distances_of_pairs,
-    default_max_edges,
-    range_search_forest,
-)
+from clippings.link.knn import default_max_edges, range_search_forest
 from clippings.link.pipeline import LinkResult, diagnostics, positions, read_mst
 from clippings.link.pruned import row_norms
 from clippings.link.slink import Mst, components, mst_from_graph
@@ -229,7 +224,7 @@ def search_new_rows(
                                                       max_edges, fold=False)
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        truth = _exact_pairs(rows, None, measure, threshold)
+        truth = exact_pairs(rows, None, measure, threshold)
         recall = probe_recall(n, truth, table, assign)
         timings["recall_s"] = time.perf_counter() - t0
     stats = {

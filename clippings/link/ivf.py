@@ -1,5 +1,5 @@
 """The `ivf` linking: every pair within t that a cell-by-cell IVF range search finds, in this process or on
-Ray actors, with nprobe calibrated to a recall target and the recall measured (design.md §7).
+Ray actors, with nprobe calibrated to a recall target and the recall measured (docs/linking-at-scale.md).
 
 Steps: train the centroids (nlist = 2·√n by default: clippings.link.cells), calibrate the probes on one
 sample of rows (for each margin, the smallest nprobe of 1, 2, 3, 4, 6, 8, 12, … whose probes examine
@@ -21,7 +21,6 @@ import numpy as np
 
 from clippings.link.cellfile import in_memory_lists, open_lists, remove_lists, write_lists
 from clippings.link.cells import (
-    BlasProduct,
     PartLists,
     balanced_shards,
     cell_batches,
@@ -35,7 +34,9 @@ from clippings.link.cells import (
     search_cells,
     train_centroids,
 )
-from clippings.link.knn import Graph, IvfCells, _exact_pairs, cosine_distances_of_pairs
+from clippings.link.devicecells import products
+from clippings.link.exact import cosine_distances_of_pairs, exact_pairs
+from clippings.link.graph import Graph, IvfCells
 from clippings.link.pruned import row_norms
 
 MAX_NPROBE = 256
@@ -64,16 +65,6 @@ def probe_recall(n: int, truth: np.ndarray, table: np.ndarray, assign: np.ndarra
     return float(coverage(table[a], assign[a], table[b], assign[b]).mean())
 
 
-def products(device: str | None) -> BlasProduct:
-    """The lists' products: float32 BLAS on the CPUs (device None), else torch on `device` in float16 with
-    every candidate re-checked in float32 (clippings.link.devicecells)."""
-    if device is None:
-        return BlasProduct()
-    from clippings.link.devicecells import TorchProduct
-
-    return TorchProduct(device)
-
-
 def nprobe_ladder(limit: int) -> list[int]:
     """The nprobe values calibration tries, up to `limit`: 1, 2, 3, 4, 6, 8, 12, 16, … (steps of 1.5 and 4/3,
     not 2: the search's time is proportional to nprobe; at 10M rows calibration chose 12, where powers of
@@ -86,7 +77,7 @@ def calibration_pairs(x: np.ndarray | PartLists, norms: np.ndarray | None, rows:
                       rng: np.random.Generator) -> np.ndarray:
     """The exact within-t pairs of `rows` (keys a·n + b) that calibration counts: all of them, or a random
     CALIBRATION_PAIRS when there are more. Cost: O(len(rows)·n·d) brute force."""
-    truth = _exact_pairs(x, norms, rows, threshold)
+    truth = exact_pairs(x, norms, rows, threshold)
     if len(truth) > CALIBRATION_PAIRS:
         truth = np.sort(rng.choice(truth, size=CALIBRATION_PAIRS, replace=False))
     return truth
@@ -197,7 +188,7 @@ def ivf_cells_graph(
         dist = cosine_distances_of_pairs(x, norms, src, dst)
         timings["search_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        truth = _exact_pairs(x, norms, measure, threshold)
+        truth = exact_pairs(x, norms, measure, threshold)
         recall = probe_recall(n, truth, probes.cells, assign)
         timings["recall_s"] = time.perf_counter() - t0
     finally:

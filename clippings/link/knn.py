@@ -1,14 +1,13 @@
 """The neighbour graph that single linkage needs: every pair at cosine distance ≤ t, proven complete.
 
-Single-linkage clusters at t are the components of the graph of pairs with d ≤ t (design.md §7). A kNN
-graph holds all of a point's pairs closer than its k-th neighbour, so it is complete up to the smallest
-k-th-neighbour distance; points whose k-th neighbour lies within t ("saturated") are re-queried with a
-larger k, then with a range search, until every pair ≤ t is in. `exact_up_to` records the largest
-threshold for which the graph provably holds every pair.
+Single-linkage clusters at t are the components of the graph of pairs with d ≤ t
+(docs/architecture.md#linking). A kNN graph holds all of a point's pairs closer than its k-th neighbour, so
+it is complete up to the smallest k-th-neighbour distance; points whose k-th neighbour lies within t
+("saturated") are re-queried with a larger k, then with a range search, until every pair ≤ t is in.
+`exact_up_to` records the largest threshold for which the graph provably holds every pair.
 
-FAISS computes inner products in float32; every edge's distance is recomputed in float64 as scipy's
-cosine distance (1 − x·y / (|x||y|)), and candidates are gathered with a margin (the float32 dot-product
-error bound) so no pair at exactly t is lost to rounding. Distances are clipped to [0, 2].
+FAISS computes inner products in float32; candidates are gathered with the float32 error margin and every
+edge's distance is recomputed in float64 (clippings.link.exact), so no pair at exactly t is lost to rounding.
 
 Three searches: "flat" (exact kNN + re-queries, above), "pruned" (exact ε-graph by ball-pruned cells,
 clippings.link.pruned) and "ivf" (FAISS IVF range search at radius t, nprobe chosen on a sample to reach a
@@ -22,51 +21,16 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from clippings.errors import BadInput
-from clippings.link.pruned import BLOCK, float32_margin, pruned_range_graph, row_norms
+from clippings.link.exact import confirmed_pairs, cosine_distances_of_pairs, exact_pairs
+from clippings.link.graph import Graph, IvfCells
+from clippings.link.pruned import float32_margin, pruned_range_graph, row_norms
 from clippings.link.slink import ForestBuffer
 
-if TYPE_CHECKING:
-    from clippings.link.cells import PartLists
-
 INDEXES = ("flat", "ivf", "pruned")
-
-
-@dataclass
-class Graph:
-    """Undirected edges (src < dst, row indices into the vectors) with float64 cosine distances.
-
-    exact_up_to: single linkage of the graph is exact up to this distance: the graph holds every pair
-    ≤ exact_up_to, or a minimum spanning forest of them when compacted (`ivf`: spanning forests of each
-    batch's pairs; up to the recall).
-    recall: for `ivf`, the fraction of the exact within-threshold pairs found, measured on a sample.
-    stats: counts and timings for links.json.
-    cells: for `ivf`, the index's cells (centroids, cell of each row), which `link --add` reuses to
-    index new rows without re-training or re-assigning the old ones.
-    """
-
-    n: int
-    src: np.ndarray
-    dst: np.ndarray
-    distance: np.ndarray
-    exact_up_to: float
-    index: str
-    recall: float | None = None
-    stats: dict = field(default_factory=dict)
-    cells: IvfCells | None = None
-
-
-@dataclass
-class IvfCells:
-    """The cells of an IVF index: centroids (nlist, d) float32 and the cell of each row (n,) int64."""
-
-    centroids: np.ndarray
-    assign: np.ndarray
 
 
 def ivf_cells(index) -> IvfCells:
@@ -78,27 +42,6 @@ def ivf_cells(index) -> IvfCells:
     for cell in range(index.nlist):
         assign[get_invlist(index.invlists, cell)[0]] = cell
     return IvfCells(index.quantizer.reconstruct_n(0, index.nlist), assign)
-
-
-def cosine_distances_of_pairs(
-    x: np.ndarray | PartLists, norms: np.ndarray | None, src: np.ndarray, dst: np.ndarray, chunk: int = 1024
-) -> np.ndarray:
-    """float64 cosine distance 1 − x_i·x_j / (|x_i||x_j|) of each pair, clipped to [0, 2].
-
-    The same formula as scipy's `cosine` and sklearn's `cosine_distances`, so cuts agree with them at the
-    boundary. norms: float64 row norms of x (None: computed from the pairs' rows, when few rows are paired).
-    Cost: O(E·d) time, O(chunk·d) extra memory.
-    """
-    out = np.empty(len(src), dtype=np.float64)
-    for start in range(0, len(src), chunk):
-        i, j = src[start : start + chunk], dst[start : start + chunk]
-        a, b = x[i].astype(np.float64), x[j].astype(np.float64)
-        if norms is None:
-            scale = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        else:
-            scale = norms[i] * norms[j]
-        out[start : start + chunk] = 1.0 - np.einsum("ij,ij->i", a, b) / scale
-    return np.clip(out, 0.0, 2.0, out=out)
 
 
 def _faiss_index(x: np.ndarray, index: str, nlist: int | None, seed: int):
@@ -265,7 +208,7 @@ def knn_graph(
     backend = gpu_backend() if gpu is None or gpu else None
     if gpu and backend is None:
         raise BadInput("link --gpu: neither faiss-gpu nor CUDA through torch is available here; drop --gpu or "
-                       "install the GPU build (README)")
+                       "install the GPU build (docs/operations.md#gpus)")
     searcher = None
     if backend == "torch" and index == "flat":
         kind = "flat"
@@ -334,26 +277,6 @@ def knn_graph(
     return Graph(n, src, dst, dist, max(0.0, exact_up_to), kind, None, stats)
 
 
-def _confirmed_pairs(
-    x: np.ndarray | PartLists, norms: np.ndarray | None, src: np.ndarray, dst: np.ndarray, sims: np.ndarray,
-    threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate pairs with float32 similarities → (a < b, b, float64-safe distance) of those ≤ threshold.
-
-    Pairs whose float32 distance lies within the rounding margin of t are recomputed in float64; the
-    others keep the float32 distance (the final edges are recomputed in float64 anyway). Self pairs drop.
-    """
-    margin = float32_margin(x.shape[1])
-    keep = src != dst
-    src, dst = src[keep], dst[keep]
-    dist = 1.0 - sims[keep].astype(np.float64)
-    near = np.flatnonzero(np.abs(dist - threshold) <= margin)
-    dist[near] = cosine_distances_of_pairs(x, norms, src[near], dst[near])
-    keep = dist <= threshold
-    src, dst, dist = src[keep], dst[keep], np.clip(dist[keep], 0.0, 2.0)
-    return np.minimum(src, dst), np.maximum(src, dst), dist
-
-
 def _query_pairs(
     index, x: np.ndarray, norms: np.ndarray, rows: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -362,7 +285,7 @@ def _query_pairs(
     min_sim = 1.0 - threshold - 2 * float32_margin(x.shape[1])
     lims, sims, labels = index.range_search(x[rows], float(min_sim))
     src = np.repeat(rows, np.diff(lims.astype(np.int64)))
-    return _confirmed_pairs(x, norms, src, labels.astype(np.int64), sims, threshold)
+    return confirmed_pairs(x, norms, src, labels.astype(np.int64), sims, threshold)
 
 
 def default_max_edges(n: int) -> int:
@@ -384,28 +307,6 @@ def range_search_forest(index, x: np.ndarray, norms: np.ndarray, first: int, thr
         buffer.add(*_query_pairs(index, x, norms, np.arange(q0, min(n, q0 + batch)), threshold))
     src, dst, _ = buffer.result()
     return src, dst, cosine_distances_of_pairs(x, norms, src, dst), buffer.compactions
-
-
-def _exact_pairs(x: np.ndarray | PartLists, norms: np.ndarray | None, rows: np.ndarray, threshold: float
-                 ) -> np.ndarray:
-    """Keys a·n + b (a < b) of every pair within threshold that involves x[rows], by brute force in float32
-    blocks (no copy of x) with the float64 check. x: an array, or row blocks (clippings.link.cells.PartLists,
-    walked piece by piece). Cost: O(len(rows)·n·d)."""
-    n = len(x)
-    min_sim = 1.0 - threshold - 2 * float32_margin(x.shape[1])
-    step = max(1, BLOCK // max(1, len(rows)))
-    queries = x[rows]
-    if isinstance(x, np.ndarray):
-        pieces = ((np.arange(s, min(n, s + step)), x[s : s + step]) for s in range(0, n, step))
-    else:
-        pieces = x.pieces(step)
-    keys = [np.empty(0, np.int64)]
-    for numbers, block in pieces:
-        sims = queries @ block.T
-        i, j = np.nonzero(sims > min_sim)
-        a, b, _ = _confirmed_pairs(x, norms, rows[i], numbers[j], sims[i, j], threshold)
-        keys.append(a * n + b)
-    return np.unique(np.concatenate(keys))
 
 
 def recall_of(found: np.ndarray, truth: np.ndarray) -> float:
@@ -448,7 +349,7 @@ def _ivf_range_graph(
     if kind == "ivf":
         t0 = time.perf_counter()
         if not nprobe:
-            truth = _exact_pairs(x, norms, calibrate, threshold)
+            truth = exact_pairs(x, norms, calibrate, threshold)
             nprobe = 1
             while nprobe < index.nlist:
                 index.nprobe = nprobe
@@ -463,7 +364,7 @@ def _ivf_range_graph(
     recall = None
     if kind == "ivf":
         t0 = time.perf_counter()
-        truth = _exact_pairs(x, norms, measure, threshold)
+        truth = exact_pairs(x, norms, measure, threshold)
         recall = _pair_recall(index, x, norms, measure, threshold, truth)
         timings["recall_s"] = time.perf_counter() - t0
     stats = {

@@ -1,9 +1,9 @@
 """The link stage as functions over data: embeddings → graph → MST → clusters, and the links folder.
 
-`link_embeddings` does no I/O; `write_links` writes a whole links folder at once (design.md §4):
-`mst.parquet`, `clusters.parquet`, `links.json`, the pooled vectors a later `link --add` searches
-(clippings.link.store), `changes.parquet` after an add, `_quarantine/`; `read_links`/`recut` re-cut a saved
-MST at another threshold without recomputing.
+`link_embeddings` does no I/O; `write_links` writes a whole links folder at once
+(docs/architecture.md#data-contract): `mst.parquet`, `clusters.parquet`, `links.json`, the pooled vectors a
+later `link --add` searches (clippings.link.store), `changes.parquet` after an add, `_quarantine/`;
+`read_links`/`recut` re-cut a saved MST at another threshold without recomputing.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from clippings.archive import (
     write_bytes_atomic,
 )
 from clippings.errors import BadInput
-from clippings.link.knn import IvfCells
+from clippings.link.graph import IvfCells
 
 VECTORS = "vectors"
 CENTROIDS = "centroids.arrow"

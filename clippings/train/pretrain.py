@@ -9,7 +9,8 @@ With a view weight λ > 0 the loss adds λ × an image-image InfoNCE between eac
 of it (clippings.train.views), which keeps the image tower telling prints apart rather than only repeating
 their captions. A CLIP weight below 1 scales the CLIP term down; at 0 (with λ > 0 and the text tower locked)
 the image tower learns from the views alone and stays an independent view of the print beside a pretrained
-text tower, which is what the multimodal embedding needs from it (README, "Keeping the image tower's own view").
+text tower, which is what the multimodal embedding needs from it
+(docs/training.md#keeping-the-image-towers-own-view).
 A held-out slice gives a validation loss each epoch (the same sum, fixed views); the checkpoint with the
 lowest one is written out.
 Rows whose image cannot be read or decoded are quarantined (`OUT/_quarantine/`, counted in clippings.json).

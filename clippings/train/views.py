@@ -2,7 +2,7 @@
 
 Why: LiT-style pretraining (a locked pretrained text tower) teaches the image tower to predict the caption,
 and the image embedding then repeats what the text tower already says. Reprint identity in images lives in
-low-resolution layout and tone (README, image towers), which a caption does not carry: on the built-in
+low-resolution layout and tone (docs/models.md#which-image-tower), which a caption does not carry: on the built-in
 archive the frozen `minilm` model's random image tower added to its text tower (Frozen multimodal) linked
 better on test than after LiT pretraining (Self-supervised multimodal), 88.1 vs 85.7 over 3 seeds. The view
 term asks the image tower to tell each image from the batch's others under what reprinting does to a
