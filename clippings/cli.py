@@ -23,6 +23,7 @@ COMMANDS = (
     "compose",
     "pretrain",
     "train",
+    "mine",
     "embed",
     "tune",
     "link",

@@ -1,0 +1,95 @@
+"""`clippings mine`: pseudo-labelled train/val folders from an unlabelled archive (clippings.mine)."""
+
+from __future__ import annotations
+
+import argparse
+
+from clippings.commands import add_overwrite_argument
+from clippings.commands.embed import add_image_arguments, image_policy
+from clippings.link.auto import METHODS
+from clippings.params import Interval, OneOf, validate_params
+
+HELP = ("Mine pseudo-labelled train/val folders from an unlabelled archive: groups whose pairs the image tower, "
+        "the text tower (each at a strict label-free cut) and caption character n-grams all agree on.")
+
+CONSTRAINTS = {
+    "rounds": Interval(int, 1, None),
+    "strictness": Interval(float, 0.0, 1.0, open_low=True),
+    "ngram": Interval(int, 1, None),
+    "min_jaccard": Interval(float, 0.0, 1.0, open_low=True),
+    "auto_method": OneOf(METHODS),
+    "k": Interval(int, 1, None),
+    "seed": Interval(int, 0, None),
+    "val_fraction": Interval(float, 0.0, 1.0, open_low=True, open_high=True),
+    "batch_size": Interval(int, 1, None),
+    "epochs": Interval(int, 1, None),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from clippings import mine
+
+    parser.add_argument("--archive", required=True, help="unlabelled archive folder (local or s3://)")
+    parser.add_argument("--model", required=True, help="model: a folder, an s3:// folder, 'tiny' or a hub id")
+    parser.add_argument("--out", required=True,
+                        help="output folder: train/, val/ (labelled archives), leftovers.parquet, mine.json, "
+                             "embeddings/")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="mine, then R−1 times: train SupCon on the mined folders and mine again with that "
+                             "model (default: 1)")
+    parser.add_argument("--strictness", type=float, default=mine.STRICTNESS,
+                        help=f"each tower's strict cut = this × its label-free auto cut (default: {mine.STRICTNESS})")
+    parser.add_argument("--ngram", type=int, default=mine.NGRAM,
+                        help=f"character n-gram size of the caption witness (default: {mine.NGRAM})")
+    parser.add_argument("--min-jaccard", type=float, default=mine.MIN_JACCARD,
+                        help="a mined pair's captions share at least this Jaccard similarity of character n-grams "
+                             f"(default: {mine.MIN_JACCARD})")
+    parser.add_argument("--auto-method", default="valley",
+                        help=f"how each tower's auto cut is read from its MST edge lengths: {', '.join(METHODS)} "
+                             "(default: valley)")
+    parser.add_argument("--k", type=int, default=20, help="neighbours per clipping in the kNN graphs (default: 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split of the groups (default: 0)")
+    parser.add_argument("--val-fraction", type=float, default=mine.VAL_FRACTION,
+                        help=f"share of the groups put in val (default: {mine.VAL_FRACTION})")
+    parser.add_argument("--batch-size", type=int, default=64, help="rows per model call when embedding (64)")
+    parser.add_argument("--gpu", action="store_true", help="embed (and train, with --rounds) on GPUs")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="with --rounds R > 1: SupCon epochs per round (default: 3)")
+    add_overwrite_argument(parser)
+    add_image_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    validate_params("mine", vars(args), CONSTRAINTS)
+    images = image_policy(args)
+    from clippings.archive import list_parts
+    from clippings.logs import finish, setup_logging
+    from clippings.mine import MineRules, mine_archive
+    from clippings.progress import Progress
+    from clippings.raylocal import init_ray
+
+    log = setup_logging(args.out, "mine")
+    list_parts(args.archive, "archive")  # a missing or empty archive is one line before Ray starts
+    if args.rounds > 1:
+        from clippings.errors import BadInput
+
+        raise BadInput("mine: --rounds above 1 is not available yet; give --rounds 1 and run 'clippings train' "
+                       "on the mined folders")
+    else:
+        rules = MineRules(strictness=args.strictness, ngram=args.ngram, min_jaccard=args.min_jaccard,
+                          method=args.auto_method, k=args.k)
+        init_ray()
+        with Progress("mine: embed", unit="row") as bar:
+            record = mine_archive(args.archive, args.model, args.out, rules=rules, seed=args.seed,
+                                  val_fraction=args.val_fraction, images=images, batch_size=args.batch_size,
+                                  gpu=args.gpu, overwrite=args.overwrite, progress=bar)
+    cuts = record["cuts"]
+    log.info("mine: strict cuts image t=%.4f (auto %.4f), text t=%.4f (auto %.4f)", cuts["image"]["strict"],
+             cuts["image"]["auto"], cuts["text"]["strict"], cuts["text"]["auto"])
+    c = record["counts"]
+    agree = record.get("agreement")
+    extra = (f"; against the input's labels: pair precision {agree['pair_precision']:.3f}, recall "
+             f"{agree['pair_recall']:.3f}" if agree else "")
+    finish(f"{c['groups']} groups ({c['rows_in_groups']} rows), {c['singletons']} singletons; train {c['train']}, "
+           f"val {c['val']} rows, {c['leftovers']} left out (leftovers.parquet){extra}")
+    return 0

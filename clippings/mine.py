@@ -1,0 +1,427 @@
+"""Pseudo-labels from an unlabelled archive: reprint groups that independent witnesses agree on.
+
+`clippings mine` embeds an archive with a model, keeps only the pairs of clippings that three witnesses
+agree are reprints, and writes the groups they form as a labelled `train/` and `val/` archive that
+`clippings train` takes unchanged. It is built for precision, not recall: a wrong pseudo-label teaches
+SupCon to pull two different clippings together, while a missed pair only costs a training example.
+
+The rules (docs/label-free.md):
+
+- **Strict cut per tower.** For the image tower (w = 1) and the text tower (w = 0) alone, the label-free
+  auto cut t of clippings.link.auto (the valley of the MST edge lengths, `cut_of`) is taken and made
+  stricter: t_strict = `strictness` · t (default 0.75). A tower whose edge lengths show no clear valley
+  (depth < clippings.link.auto.MIN_DEPTH) still gives its cut, but `mine.json` records it as unclear and a
+  warning is logged: the other two witnesses must then carry the precision.
+- **A mined pair** (i, j) has all three witnesses: image distance ≤ the image t_strict, text distance ≤ the
+  text t_strict, and caption agreement: the Jaccard similarity of the two captions' sets of character
+  `ngram`-grams (default 4; of the cleaned text: lower case, punctuation dropped, `clippings.baselines.
+  clean_caption`) ≥ `min_jaccard` (default 0.3). The n-grams are the witness that needs no model: they stop
+  the pairs a weak tower makes (two empty captions embed identically; a random image tower finds look-alikes
+  everywhere). A clipping without a caption therefore joins no group.
+- **Groups** are the connected components of the mined pairs. Each row keeps its group's confidence
+  (`mined_confidence`): a pair's confidence is its smallest margin, min(1 − d_img/t_img, 1 − d_txt/t_txt,
+  (J − min_jaccard)/(1 − min_jaccard)), in [0, 1]; a group's is the weakest link of its most confident
+  spanning tree (the bottleneck that holds it together).
+- **Rows in no group.** SupCon needs negatives and every row of a labelled set needs a label, but a row
+  labelled as its own singleton is a claim that it has no reprint: a wrong claim pushes true reprints
+  apart. So a row is kept as a singleton only when neither tower sees any other clipping within its loose
+  (auto, not strict) cut: its nearest neighbour lies beyond t in both towers (the text tower among rows
+  with a caption only; a row without a caption is judged by its image alone). Every other row is left out
+  and listed in `leftovers.parquet` (`clipping_id`, `stage`, `reason`) with the distances that made it
+  ambiguous, beside the rows embedding quarantined (their own reason): input ids = train ∪ val ∪ leftovers.
+- **Split.** Groups (not rows) go to val with probability `val_fraction` (default 0.2) by a seeded
+  shuffle, multi-member groups and singletons separately, so both splits get some of each and no group
+  straddles them; labels are `mined-<smallest member id>`, stable across re-runs.
+
+`mine_embeddings` is the pure rule (vectors and captions in, a `Mined` out); `mine_archive` embeds, mines
+and writes `out/{train,val}/part-*.parquet`, `out/leftovers.parquet`, `out/mine.json` (settings, cuts,
+counts, and when the input carries labels the mined pairs' precision and recall against them) and keeps
+the embeddings in `out/embeddings/` (a re-run resumes them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from clippings.archive import (
+    ARCHIVE_ONLY,
+    QUARANTINE_SCHEMA,
+    ImagePolicy,
+    exists,
+    filesystem,
+    join,
+    list_parts,
+    normalise_archive,
+    read_part,
+    read_quarantine,
+    read_row_image,
+    remove_tree,
+    validate_archive_part,
+    write_json,
+    write_table_atomic,
+)
+from clippings.errors import BadInput
+
+STRICTNESS = 0.75
+NGRAM = 4
+MIN_JACCARD = 0.3
+VAL_FRACTION = 0.2
+LABEL_PREFIX = "mined-"
+CONFIDENCE = "mined_confidence"
+LEFTOVERS = "leftovers.parquet"
+MINE_JSON = "mine.json"
+EMBEDDINGS = "embeddings"
+STAGE = "mine"
+
+log = logging.getLogger("clippings.mine")
+
+
+@dataclass(frozen=True)
+class MineRules:
+    """The mining rule's settings (see the module docstring): `strictness` × the auto cut per tower,
+    `ngram` and `min_jaccard` of the caption witness, the auto cut's `method` and the kNN `k`."""
+
+    strictness: float = STRICTNESS
+    ngram: int = NGRAM
+    min_jaccard: float = MIN_JACCARD
+    method: str = "valley"
+    k: int = 20
+
+
+@dataclass(frozen=True)
+class TowerCut:
+    """One tower's cuts: the label-free `auto` t with its valley `depth` (clear when ≥ MIN_DEPTH) and
+    `strict` = strictness · auto."""
+
+    tower: str
+    auto: float
+    strict: float
+    depth: float
+    clear: bool
+
+
+@dataclass
+class Mined:
+    """The mining of n rows (aligned with `ids`): `label` (None: left out), `confidence` (NaN for
+    singletons and left-out rows), `kind` ("group", "singleton" or "leftover"), `reason` (leftovers only),
+    the two towers' cuts and the counts of pairs at each witness."""
+
+    ids: np.ndarray
+    label: np.ndarray
+    confidence: np.ndarray
+    kind: np.ndarray
+    reason: np.ndarray
+    cuts: dict[str, TowerCut]
+    pairs: dict[str, int] = field(default_factory=dict)
+
+
+def char_ngram_sets(captions: Sequence[str | None], n: int = NGRAM):
+    """Each caption's set of character n-grams (of the cleaned words joined by one space) as
+    clippings.baselines.NgramSets; a caption shorter than n characters has its whole text as one gram, an
+    empty one none. Cost: one Python pass over the characters."""
+    from clippings.baselines import NgramSets, clean_caption
+
+    vocab: dict[str, int] = {}
+    grams, sizes = [], np.zeros(len(captions), np.int64)
+    for i, caption in enumerate(captions):
+        text = " ".join(clean_caption(caption))
+        keys = {text[s:s + n] for s in range(max(len(text) - n + 1, 1))} if text else set()
+        ids = np.unique(np.fromiter((vocab.setdefault(g, len(vocab)) for g in keys), np.int64, len(keys)))
+        grams.append(ids)
+        sizes[i] = len(ids)
+    indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    flat = np.concatenate(grams) if grams else np.zeros(0, np.int64)
+    return NgramSets(indptr, flat, len(vocab))
+
+
+def tower_cut(vectors: np.ndarray, tower: str, rules: MineRules) -> TowerCut:
+    """The auto cut of one tower's unit vectors (clippings.link.auto.cut_of of the MST edge lengths) and
+    its strict version. Cost: one kNN graph and MST (clippings.link.auto.edge_lengths)."""
+    from clippings.link.auto import MIN_DEPTH, MIN_EDGES, cut_of, edge_lengths
+
+    lengths = edge_lengths(vectors, k=rules.k)
+    if len(lengths) < MIN_EDGES:
+        raise BadInput(f"mine: only {len(lengths) + 1} clippings embedded; at least {MIN_EDGES + 1} are needed to "
+                       "read a cut from the edge lengths: give a larger archive")
+    cut = cut_of(lengths, rules.method)
+    return TowerCut(tower, cut.threshold, rules.strictness * cut.threshold, cut.depth, cut.depth >= MIN_DEPTH)
+
+
+def _pairs_within(vectors: np.ndarray, threshold: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (src < dst) at cosine distance ≤ threshold (exact: the kNN graph is completed up to t)."""
+    from clippings.link.knn import knn_graph
+
+    graph = knn_graph(vectors, k=min(k, max(len(vectors) - 1, 1)), threshold=threshold, index="flat")
+    keep = graph.distance <= threshold
+    return graph.src[keep].astype(np.int64), graph.dst[keep].astype(np.int64)
+
+
+def _nearest(vectors: np.ndarray) -> np.ndarray:
+    """Each row's distance to its nearest other row (inf for a lone row). Cost: one k = 1 kNN search."""
+    from clippings.link.knn import knn_graph
+
+    out = np.full(len(vectors), np.inf)
+    if len(vectors) < 2:
+        return out
+    graph = knn_graph(vectors, k=1, index="flat")
+    np.minimum.at(out, graph.src, graph.distance)
+    np.minimum.at(out, graph.dst, graph.distance)
+    return out
+
+
+def _distances(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    dots = np.einsum("ij,ij->i", x[a].astype(np.float64), x[b].astype(np.float64))
+    return np.clip(1.0 - dots, 0.0, 2.0)
+
+
+def _margin(d: np.ndarray, t: float) -> np.ndarray:
+    return np.ones_like(d) if t <= 0 else np.clip(1.0 - d / t, 0.0, 1.0)
+
+
+def mine_embeddings(ids: np.ndarray, image: np.ndarray, text: np.ndarray, captions: Sequence[str | None],
+                    rules: MineRules = MineRules()) -> Mined:
+    """The mining rule (module docstring) over rows aligned with `ids`: unit `image` and `text` vectors
+    (n, d) and `captions`. No I/O, no labels read.
+
+    Cost: two edge-length passes (one kNN graph and MST per tower), one range-completed kNN graph at the
+    image tower's strict cut, two k = 1 searches; memory O(n·d + pairs within the strict image cut).
+    """
+    from clippings.baselines import jaccard_of_pairs
+    from clippings.link.slink import mst_from_graph, stable_cluster_ids
+
+    n = len(ids)
+    cuts = {"image": tower_cut(image, "image", rules), "text": tower_cut(text, "text", rules)}
+    for cut in cuts.values():
+        if not cut.clear:
+            log.warning("mine: the %s tower's edge lengths show no clear valley (depth %.3f); its cut t=%.4f is "
+                        "used, the other witnesses carry the precision", cut.tower, cut.depth, cut.auto)
+    ti, tt = cuts["image"].strict, cuts["text"].strict
+    a, b = _pairs_within(image, ti, rules.k)
+    di = _distances(image, a, b)
+    dt = _distances(text, a, b)
+    text_ok = dt <= tt
+    sets = char_ngram_sets(captions, rules.ngram)
+    jac = np.zeros(len(a))
+    jac[text_ok] = jaccard_of_pairs(sets, a[text_ok], b[text_ok])
+    mined = text_ok & (jac >= rules.min_jaccard)
+    a, b, di, dt, jac = a[mined], b[mined], di[mined], dt[mined], jac[mined]
+    conf = np.minimum.reduce([_margin(di, ti), _margin(dt, tt),
+                              np.clip((jac - rules.min_jaccard) / max(1.0 - rules.min_jaccard, 1e-12), 0.0, 1.0)])
+    # the most confident spanning forest (a minimum one on 1 − confidence): its weakest link per group
+    tree = mst_from_graph(n, a, b, 1.0 - conf)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(tree.src), np.int8), (tree.src, tree.dst)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    sizes = np.bincount(comp, minlength=n)
+    weakest = np.zeros(comp.max() + 1 if n else 0)
+    np.maximum.at(weakest, comp[tree.src], tree.distance)
+    in_group = sizes[comp] >= 2
+    names = stable_cluster_ids(np.asarray(ids, object), comp)
+
+    label = np.full(n, None, object)
+    confidence = np.full(n, np.nan)
+    kind = np.full(n, "leftover", object)
+    reason = np.full(n, None, object)
+    label[in_group] = np.char.add(LABEL_PREFIX, names[in_group].astype(str)).astype(object)
+    confidence[in_group] = 1.0 - weakest[comp[in_group]]
+    kind[in_group] = "group"
+
+    near_image = _nearest(image)
+    near_text = np.full(n, np.inf)
+    has_caption = np.diff(sets.indptr) > 0
+    near_text[has_caption] = _nearest(text[has_caption])
+    alone = (near_image > cuts["image"].auto) & (near_text > cuts["text"].auto) & ~in_group
+    label[alone] = np.char.add(LABEL_PREFIX, np.asarray(ids, object)[alone].astype(str)).astype(object)
+    kind[alone] = "singleton"
+    left = ~in_group & ~alone
+    reason[left] = [
+        f"in no confident group, yet not alone: nearest image at d={di_:.4f} (auto cut {cuts['image'].auto:.4f}), "
+        f"nearest caption at d={dt_:.4f} (auto cut {cuts['text'].auto:.4f})"
+        for di_, dt_ in zip(near_image[left], near_text[left], strict=True)
+    ]
+    counts = {"image_strict": int(len(mined)), "image_and_text_strict": int(text_ok.sum()),
+              "mined": int(mined.sum())}
+    return Mined(np.asarray(ids, object), label, confidence, kind, reason, cuts, counts)
+
+
+def split_val(mined: Mined, seed: int = 0, val_fraction: float = VAL_FRACTION) -> np.ndarray:
+    """Which rows go to val (bool, n): whole groups, chosen by a seeded shuffle of the sorted labels, about
+    `val_fraction` of the multi-member groups and of the singletons separately (at least one multi-member
+    group each side when there are two or more). Leftover rows are False (they go nowhere)."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    val = np.zeros(len(mined.ids), bool)
+    for kind in ("group", "singleton"):
+        labels = np.unique(mined.label[mined.kind == kind].astype(str))
+        if not len(labels):
+            continue
+        take = int(round(val_fraction * len(labels)))
+        if kind == "group" and len(labels) >= 2:
+            take = min(max(take, 1), len(labels) - 1)
+        chosen = set(labels[rng.permutation(len(labels))[:take]].tolist())
+        rows = mined.kind == kind
+        val[rows] = np.fromiter((x in chosen for x in mined.label[rows]), bool, int(rows.sum()))
+    return val
+
+
+def agreement(true_labels: Sequence[str | None], mined: Mined) -> dict[str, Any]:
+    """The mined labels against labels the input happened to carry (rows with a true label only): pairwise
+    precision and recall (clippings.evaluate.pairwise_prf; a left-out row or a singleton predicts no pair),
+    and the share of kept singletons whose true label occurs once. Never used to mine."""
+    from clippings.evaluate import pairwise_prf
+
+    truth = np.asarray(true_labels, object)
+    known = np.array([t is not None for t in truth])
+    pred = np.where(mined.kind == "group", mined.label, np.char.add("row-", mined.ids.astype(str)).astype(object))
+    prf = pairwise_prf(truth[known].astype(str), pred[known].astype(str))
+    values, counts = np.unique(truth[known].astype(str), return_counts=True)
+    once = dict(zip(values.tolist(), (counts == 1).tolist(), strict=True))
+    singles = [once[t] for t, k in zip(truth[known], mined.kind[known], strict=True) if k == "singleton"]
+    return {"rows_with_labels": int(known.sum()), "pair_precision": prf["precision"], "pair_recall": prf["recall"],
+            "mined_pairs": prf["predicted_pairs"], "true_pairs": prf["true_pairs"],
+            "correct_pairs": prf["true_positive_pairs"],
+            "singletons_truly_alone": float(np.mean(singles)) if singles else None}
+
+
+# ---------------------------------------------------------------- the archive in, the folders out
+
+
+def _text_columns(archive: str) -> tuple[list[str], list[str | None], list[str | None] | None]:
+    """(ids, captions, labels or None) of every part, without reading images."""
+    import pyarrow.parquet as pq
+
+    ids: list[str] = []
+    captions: list[str | None] = []
+    labels: list[str | None] = []
+    any_label = False
+    for part in list_parts(archive, "archive"):
+        fs, inner = filesystem(part)
+        with fs.open(inner, "rb") as f:
+            names = pq.read_schema(f).names
+        wanted = [c for c in ("clipping_id", "caption", "label") if c in names]
+        table = read_part(part, "archive", wanted)
+        n = table.num_rows
+        ids += table.column("clipping_id").to_pylist() if "clipping_id" in names else [None] * n
+        captions += table.column("caption").to_pylist() if "caption" in names else [None] * n
+        if "label" in names:
+            any_label = True
+            labels += table.column("label").to_pylist()
+        else:
+            labels += [None] * n
+    return ids, captions, (labels if any_label and any(x is not None for x in labels) else None)
+
+
+def check_out(out: str, overwrite: bool) -> None:
+    """Refuse an --out holding an earlier mining unless `overwrite`; with it, remove that mining's folders
+    (the embeddings are cleared by the embed stage's own --overwrite)."""
+    if exists(join(out, MINE_JSON)) and not overwrite:
+        raise BadInput(f"mine: --out {out} already holds a mining ({MINE_JSON}); give --overwrite to replace it, "
+                       "or another --out")
+    if overwrite:
+        for name in (MINE_JSON, LEFTOVERS, "train", "val"):
+            remove_tree(join(out, name))
+
+
+def write_mined(archive: str, out: str, mined: Mined, val: np.ndarray, quarantine: pa.Table,
+                images: ImagePolicy = ARCHIVE_ONLY) -> dict[str, int]:
+    """Write the kept rows as `out/train` and `out/val` (one part per input part that has rows there, its
+    name kept) with the mined `label` and `mined_confidence`, and `out/leftovers.parquet`.
+
+    Images given by `image_path` are read and stored inline (`image`), so the folders stand alone: a relative
+    path would not resolve from them. A row whose image cannot be read is listed in the leftovers with the
+    reason. Returns rows per split and leftovers. Memory: one input part at a time.
+    """
+    where = {i: r for r, i in enumerate(mined.ids.tolist())}
+    counts = {"train": 0, "val": 0}
+    extra_left: list[tuple[str, str]] = []
+    for part in list_parts(archive, "archive"):
+        table = read_part(part, "archive")
+        validate_archive_part(table, part)
+        table = normalise_archive(table)
+        rows = np.array([where.get(i, -1) for i in table.column("clipping_id").to_pylist()], np.int64)
+        kept = rows >= 0
+        kept[kept] = mined.kind[rows[kept]] != "leftover"
+        images_col = table.column("image").to_pylist()
+        paths = table.column("image_path").to_pylist()
+        for i in np.flatnonzero(kept & (table.column("image").is_null().to_numpy(zero_copy_only=False))):
+            try:
+                images_col[i] = read_row_image(archive, None, paths[i], images)
+            except ValueError as e:
+                kept[i] = False
+                extra_left.append((table.column("clipping_id")[int(i)].as_py(), str(e)))
+        table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(images_col, pa.binary()))
+        table = table.set_column(table.schema.get_field_index("image_path"), "image_path",
+                                 pa.nulls(table.num_rows, pa.string()))
+        safe = np.where(rows >= 0, rows, 0)
+        table = table.set_column(table.schema.get_field_index("label"), "label",
+                                 pa.array(mined.label[safe].tolist(), pa.string()))
+        table = table.append_column(CONFIDENCE, pa.array(mined.confidence[safe], pa.float64()).fill_null(np.nan))
+        name = part.rstrip("/").rsplit("/", 1)[-1]
+        for split, mask in (("train", kept & ~val[safe]), ("val", kept & val[safe])):
+            if mask.any():
+                write_table_atomic(table.filter(pa.array(mask)), join(out, split, name))
+                counts[split] += int(mask.sum())
+    left = mined.kind == "leftover"
+    ids = mined.ids[left].tolist() + [i for i, _ in extra_left] + quarantine.column("clipping_id").to_pylist()
+    stages = [STAGE] * (int(left.sum()) + len(extra_left)) + quarantine.column("stage").to_pylist()
+    reasons = mined.reason[left].tolist() + [r for _, r in extra_left] + quarantine.column("reason").to_pylist()
+    write_table_atomic(pa.table({"clipping_id": ids, "stage": stages, "reason": reasons}, schema=QUARANTINE_SCHEMA),
+                       join(out, LEFTOVERS))
+    counts["leftovers"] = len(ids)
+    counts["unreadable_images"] = len(extra_left)
+    return counts
+
+
+def mine_archive(archive: str, model: str, out: str, *, rules: MineRules = MineRules(), seed: int = 0,
+                 val_fraction: float = VAL_FRACTION, images: ImagePolicy = ARCHIVE_ONLY, batch_size: int = 64,
+                 gpu: bool = False, overwrite: bool = False, progress=None) -> dict[str, Any]:
+    """Embed `archive` with `model` into `out/embeddings` (resumable), mine it (`mine_embeddings`), split
+    (`split_val`) and write `out/{train,val}`, `out/leftovers.parquet` and, last, `out/mine.json`, whose
+    record is returned. Ray must be initialised. Labels in the input are read only for `agreement`.
+
+    Cost: one embedding pass, the mining (see `mine_embeddings`), one pass over the archive to write;
+    driver memory: both towers (2·n·d·4 bytes), captions, one part's rows.
+    """
+    from clippings.embed import embed_archive
+    from clippings.embeddings import read_embeddings
+
+    start = time.perf_counter()
+    ids, captions, true_labels = _text_columns(archive)
+    check_out(out, overwrite)
+    emb_dir = join(out, EMBEDDINGS)
+    embed_archive(archive, model, emb_dir, batch_size=batch_size, gpu=gpu, images=images, progress=progress,
+                  overwrite=overwrite)
+    emb = read_embeddings(emb_dir)
+    position = {i: r for r, i in enumerate(ids)}
+    order = np.array([position[i] for i in emb.ids.tolist()], np.int64)
+    mined = mine_embeddings(emb.ids, emb.image, emb.text, [captions[r] for r in order], rules)
+    val = split_val(mined, seed, val_fraction)
+    quarantine = read_quarantine(emb_dir)
+    counts = write_mined(archive, out, mined, val, quarantine, images)
+    groups = mined.kind == "group"
+    record: dict[str, Any] = {
+        "archive": archive, "model": model, "fingerprint": emb.fingerprint,
+        "settings": {**asdict(rules), "seed": seed, "val_fraction": val_fraction},
+        "cuts": {name: asdict(cut) for name, cut in mined.cuts.items()},
+        "pairs": mined.pairs,
+        "counts": {
+            "input_rows": len(ids), "embedded": int(len(emb.ids)), "quarantined_by_embed": quarantine.num_rows,
+            "groups": int(len(np.unique(mined.label[groups].astype(str)))), "rows_in_groups": int(groups.sum()),
+            "singletons": int((mined.kind == "singleton").sum()), **counts,
+        },
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if true_labels is not None:
+        record["agreement"] = agreement([true_labels[r] for r in order], mined)
+    if counts["train"] + counts["val"] + counts["leftovers"] != len(ids):
+        raise RuntimeError(f"mine: {len(ids)} input rows but {counts} written; every id must be accounted for")
+    write_json(join(out, MINE_JSON), record)
+    return record

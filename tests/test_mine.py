@@ -1,0 +1,108 @@
+"""`clippings mine`: every input id accounted for, groups whole in one split, mined pairs precise against the
+hidden labels of the built-in archive, output a valid labelled archive, one-line refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from clippings import cli
+from clippings.archive import read_archive, read_dataset, write_dataset
+from clippings.evaluate import pairwise_prf
+from clippings.mine import LEFTOVERS, MINE_JSON, Mined, char_ngram_sets, split_val
+
+
+@pytest.fixture(scope="module")
+def hidden(tmp_path_factory):
+    """The built-in archive's train split (150 stories, seed 2) without its labels: (folder, id -> label)."""
+    from clippings.synth import generate
+
+    root = tmp_path_factory.mktemp("mine_input")
+    paths = generate(str(root / "synth"), stories=150, seed=2)
+    table = read_dataset(paths["train"], "archive")
+    truth = dict(zip(table.column("clipping_id").to_pylist(), table.column("label").to_pylist(), strict=True))
+    folder = str(root / "unlabelled")
+    write_dataset(table.drop(["label"]), folder, rows_per_part=80)  # two parts
+    return folder, truth
+
+
+@pytest.fixture(scope="module")
+def mined(hidden, ray_local, tmp_path_factory):
+    folder, _ = hidden
+    out = str(tmp_path_factory.mktemp("mined") / "out")
+    rc = cli.main(["mine", "--archive", folder, "--model", "tiny", "--out", out])
+    return rc, out
+
+
+def test_mine_accounts_for_every_id_and_keeps_groups_whole(hidden, mined):
+    _, truth = hidden
+    rc, out = mined
+    assert rc == 0
+    train = read_archive(f"{out}/train", require_labels=True)  # the project's reader, labels on every row
+    val = read_archive(f"{out}/val", require_labels=True)
+    left = pq.read_table(f"{out}/{LEFTOVERS}")
+    ids = (train.column("clipping_id").to_pylist() + val.column("clipping_id").to_pylist()
+           + left.column("clipping_id").to_pylist())
+    assert sorted(ids) == sorted(truth)  # no id lost, none twice
+    assert all(r for r in left.column("reason").to_pylist())
+    assert not set(train.column("label").to_pylist()) & set(val.column("label").to_pylist())
+    assert val.num_rows > 0 and train.num_rows > val.num_rows
+    assert train.column("image").null_count == 0 and "mined_confidence" in train.column_names
+    import json
+
+    record = json.loads(open(f"{out}/{MINE_JSON}").read())
+    counts = record["counts"]
+    assert (counts["train"], counts["val"], counts["leftovers"]) == (train.num_rows, val.num_rows, left.num_rows)
+    assert "agreement" not in record  # the input carried no labels
+    assert record["cuts"]["image"]["strict"] < record["cuts"]["image"]["auto"]
+
+
+def test_mined_pairs_are_precise_against_the_hidden_labels(hidden, mined):
+    _, truth = hidden
+    _, out = mined
+    kept = pa.concat_tables([read_archive(f"{out}/train"), read_archive(f"{out}/val")])
+    ids = kept.column("clipping_id").to_pylist()
+    labels = kept.column("label").to_pylist()
+    true = [truth[i] for i in ids]
+    prf = pairwise_prf(true, labels)
+    assert prf["predicted_pairs"] >= 20
+    assert prf["precision"] >= 0.9
+    # the same group sizes over the same rows, members drawn at random: far below the bar
+    shuffled = np.random.default_rng(0).permutation(np.asarray(labels, object))
+    assert pairwise_prf(true, shuffled.tolist())["precision"] < 0.5
+    # confidence: one value per group, in [0, 1]; NaN only for singletons
+    conf = np.asarray(kept.column("mined_confidence").to_pylist(), float)
+    sizes = dict(zip(*np.unique(labels, return_counts=True), strict=True))
+    grouped = np.array([sizes[x] > 1 for x in labels])
+    assert np.all((conf[grouped] >= 0) & (conf[grouped] <= 1)) and np.all(np.isnan(conf[~grouped]))
+
+
+def test_mine_refuses_a_missing_archive_and_an_earlier_mining(tmp_path, capsys, mined, hidden):
+    rc = cli.main(["mine", "--archive", str(tmp_path / "nope"), "--model", "tiny", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "folder not found" in err[0]
+    _, out = mined
+    rc = cli.main(["mine", "--archive", hidden[0], "--model", "tiny", "--out", out])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "--overwrite" in err[-1]
+
+
+def test_split_keeps_groups_together_and_gives_val_a_group():
+    labels = np.array(["mined-a"] * 3 + ["mined-b"] * 2 + ["mined-c"] * 2 + ["mined-x", "mined-y", None], object)
+    kind = np.array(["group"] * 7 + ["singleton"] * 2 + ["leftover"], object)
+    mined = Mined(np.array([f"r{i}" for i in range(10)], object), labels, np.zeros(10), kind,
+                  np.full(10, None, object), {})
+    val = split_val(mined, seed=3)
+    assert not val[-1]
+    for label in ("mined-a", "mined-b", "mined-c"):
+        assert len(set(val[labels == label])) == 1
+    assert val[:7].any() and not val[:7].all()
+    assert (split_val(mined, seed=3) == val).all()
+
+
+def test_char_ngrams_ignore_case_and_punctuation():
+    sets = char_ngram_sets(["Gen. Pershing", "gen pershing!", "", "ab"], 4)
+    assert list(sets.sizes) == [9, 9, 0, 1]
+    assert (sets.grams[sets.indptr[0]:sets.indptr[1]] == sets.grams[sets.indptr[1]:sets.indptr[2]]).all()
