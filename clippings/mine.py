@@ -382,10 +382,12 @@ def write_mined(archive: str, out: str, mined: Mined, val: np.ndarray, quarantin
 
 def mine_archive(archive: str, model: str, out: str, *, rules: MineRules = MineRules(), seed: int = 0,
                  val_fraction: float = VAL_FRACTION, images: ImagePolicy = ARCHIVE_ONLY, batch_size: int = 64,
-                 gpu: bool = False, overwrite: bool = False, progress=None) -> dict[str, Any]:
+                 gpu: bool = False, overwrite: bool = False, progress=None,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Embed `archive` with `model` into `out/embeddings` (resumable), mine it (`mine_embeddings`), split
     (`split_val`) and write `out/{train,val}`, `out/leftovers.parquet` and, last, `out/mine.json`, whose
-    record is returned. Ray must be initialised. Labels in the input are read only for `agreement`.
+    record is returned (with `extra` merged in). Ray must be initialised. Labels in the input are read only
+    for `agreement`.
 
     Cost: one embedding pass, the mining (see `mine_embeddings`), one pass over the archive to write;
     driver memory: both towers (2·n·d·4 bytes), captions, one part's rows.
@@ -418,6 +420,7 @@ def mine_archive(archive: str, model: str, out: str, *, rules: MineRules = MineR
             "singletons": int((mined.kind == "singleton").sum()), **counts,
         },
         "seconds": round(time.perf_counter() - start, 2),
+        **(extra or {}),
     }
     if true_labels is not None:
         record["agreement"] = agreement([true_labels[r] for r in order], mined)
@@ -425,3 +428,67 @@ def mine_archive(archive: str, model: str, out: str, *, rules: MineRules = MineR
         raise RuntimeError(f"mine: {len(ids)} input rows but {counts} written; every id must be accounted for")
     write_json(join(out, MINE_JSON), record)
     return record
+
+
+def _round_done(folder: str, model: str, rules: MineRules, seed: int, val_fraction: float) -> dict[str, Any] | None:
+    """The record of a round already mined into `folder` with these settings and model; None when there is
+    none. A record of other settings is refused (one line): its folders would train another model."""
+    from clippings.archive import read_json
+
+    if not exists(join(folder, MINE_JSON)):
+        return None
+    record = read_json(join(folder, MINE_JSON))
+    wanted = {**asdict(rules), "seed": seed, "val_fraction": val_fraction}
+    if record.get("settings") != wanted or record.get("model") != model:
+        raise BadInput(f"mine: {folder} holds a round mined with other settings or another model; give --overwrite "
+                       "to start afresh, or another --out")
+    return record
+
+
+def mine_rounds(archive: str, model: str, out: str, rounds: int = 1, *, rules: MineRules = MineRules(),
+                seed: int = 0, val_fraction: float = VAL_FRACTION, images: ImagePolicy = ARCHIVE_ONLY,
+                batch_size: int = 64, gpu: bool = False, overwrite: bool = False, epochs: int = 3,
+                progress=None) -> dict[str, Any]:
+    """Mine, then `rounds` − 1 times train SupCon on the mined folders and mine again with the model just
+    trained (self-training: a better model finds more pairs at its own strict cuts).
+
+    Round r < `rounds` mines into `out/round-r/` and trains `out/round-r/model` (clippings.train.supcon.
+    train_supcon, `epochs` epochs, its checkpoints in `out/round-r/model_runs`, threshold tuned on the mined
+    val); the last round mines into `out` itself, whose `mine.json` lists the earlier rounds (`rounds`). A
+    re-run resumes: a round whose `mine.json` records the same settings and model is not mined again, and
+    training resumes from its checkpoints; `overwrite` starts every round afresh. Refused (one line) when a
+    round mines fewer than two groups for train or none for val. Ray must be initialised.
+    Cost: `rounds` minings plus `rounds` − 1 trainings.
+    """
+    check_out(out, overwrite)
+    current, history = model, []
+    for r in range(1, rounds):
+        from clippings.train.supcon import train_supcon
+
+        folder = join(out, f"round-{r}")
+        record = None if overwrite else _round_done(folder, current, rules, seed, val_fraction)
+        if record is None:
+            if overwrite:
+                remove_tree(folder)
+            record = mine_archive(archive, current, folder, rules=rules, seed=seed, val_fraction=val_fraction,
+                                  images=images, batch_size=batch_size, gpu=gpu, overwrite=overwrite,
+                                  progress=progress, extra={"round": r})
+        else:
+            log.info("mine: round %d already mined into %s; resuming", r, folder)
+        counts = record["counts"]
+        if counts["groups"] < 2 or not counts["val"]:
+            raise BadInput(f"mine: round {r} mined {counts['groups']} groups ({counts['train']} train rows, "
+                           f"{counts['val']} val rows): too few to train on; give a larger archive, a trained "
+                           "--model or a lower --min-jaccard")
+        trained = join(folder, "model")
+        state = train_supcon(join(folder, "train"), join(folder, "val"), trained, model=current, epochs=epochs,
+                             gpu=gpu, seed=seed, images=images, overwrite=overwrite)
+        best = state["best"]
+        log.info("mine: round %d: trained %s (ARI %.4f on the mined val)", r, trained, best["val_ari"])
+        history.append({"round": r, "model": current, "folder": folder, "counts": counts, "cuts": record["cuts"],
+                        "agreement": record.get("agreement"), "trained": trained,
+                        "mined_val_ari": float(best["val_ari"])})
+        current = trained
+    return mine_archive(archive, current, out, rules=rules, seed=seed, val_fraction=val_fraction, images=images,
+                        batch_size=batch_size, gpu=gpu, overwrite=overwrite, progress=progress,
+                        extra={"round": rounds, "rounds": history})

@@ -106,3 +106,45 @@ def test_char_ngrams_ignore_case_and_punctuation():
     sets = char_ngram_sets(["Gen. Pershing", "gen pershing!", "", "ab"], 4)
     assert list(sets.sizes) == [9, 9, 0, 1]
     assert (sets.grams[sets.indptr[0]:sets.indptr[1]] == sets.grams[sets.indptr[1]:sets.indptr[2]]).all()
+
+
+def test_rule_needs_all_three_witnesses():
+    """Ten near-duplicate pairs among ten loners: a pair joins only when its captions agree too; the loners
+    (far from everything in both towers) are kept as singletons; the pairs the captions veto are left out."""
+    from clippings.mine import mine_embeddings
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(20, 16))
+    rows = np.concatenate([np.repeat(base[:10], 2, axis=0), base[10:]])
+    image = rows + 0.01 * rng.normal(size=rows.shape)
+    text = rows[:, ::-1] + 0.01 * rng.normal(size=rows.shape)
+    image /= np.linalg.norm(image, axis=1, keepdims=True)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    captions = [f"story number {i // 2} about Mr. Wolfling of Kirkvale" for i in range(20)] + [
+        f"loner {i} at Laurelport" for i in range(10)]
+    captions[0] = captions[1] = ""  # empty captions embed alike: no witness
+    captions[3] = "an entirely different caption"
+    ids = np.array([f"c{i:02d}" for i in range(30)], object)
+    mined = mine_embeddings(ids, image.astype(np.float32), text.astype(np.float32), captions)
+    assert list(mined.kind[:4]) == ["leftover"] * 4
+    assert list(mined.kind[4:20]) == ["group"] * 16 and list(mined.kind[20:]) == ["singleton"] * 10
+    assert len(set(mined.label[4:20])) == 8 and mined.label[4] == "mined-c04"
+    assert all(0 <= c <= 1 for c in mined.confidence[4:20]) and np.isnan(mined.confidence[20:]).all()
+    assert all("not alone" in r for r in mined.reason[:4])
+
+
+@pytest.mark.slow
+def test_rounds_train_on_the_mined_folders_and_mine_again(hidden, ray_local, tmp_path):
+    import json
+    import os
+
+    folder, truth = hidden
+    out = str(tmp_path / "out")
+    assert cli.main(["mine", "--archive", folder, "--model", "tiny", "--out", out, "--rounds", "2",
+                     "--epochs", "1"]) == 0
+    record = json.loads(open(f"{out}/{MINE_JSON}").read())
+    assert record["round"] == 2 and [r["round"] for r in record["rounds"]] == [1]
+    assert os.path.isfile(f"{out}/round-1/model/clippings.json") and record["model"] == f"{out}/round-1/model"
+    left = pq.read_table(f"{out}/{LEFTOVERS}").column("clipping_id").to_pylist()
+    kept = [read_archive(f"{out}/{s}", require_labels=True).column("clipping_id").to_pylist() for s in ("train", "val")]
+    assert sorted(left + kept[0] + kept[1]) == sorted(truth)

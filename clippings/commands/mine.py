@@ -64,25 +64,26 @@ def run(args: argparse.Namespace) -> int:
     images = image_policy(args)
     from clippings.archive import list_parts
     from clippings.logs import finish, setup_logging
-    from clippings.mine import MineRules, mine_archive
+    from clippings.mine import MineRules, mine_rounds
     from clippings.progress import Progress
     from clippings.raylocal import init_ray
 
     log = setup_logging(args.out, "mine")
     list_parts(args.archive, "archive")  # a missing or empty archive is one line before Ray starts
-    if args.rounds > 1:
-        from clippings.errors import BadInput
-
-        raise BadInput("mine: --rounds above 1 is not available yet; give --rounds 1 and run 'clippings train' "
-                       "on the mined folders")
-    else:
-        rules = MineRules(strictness=args.strictness, ngram=args.ngram, min_jaccard=args.min_jaccard,
-                          method=args.auto_method, k=args.k)
-        init_ray()
-        with Progress("mine: embed", unit="row") as bar:
-            record = mine_archive(args.archive, args.model, args.out, rules=rules, seed=args.seed,
-                                  val_fraction=args.val_fraction, images=images, batch_size=args.batch_size,
-                                  gpu=args.gpu, overwrite=args.overwrite, progress=bar)
+    rules = MineRules(strictness=args.strictness, ngram=args.ngram, min_jaccard=args.min_jaccard,
+                      method=args.auto_method, k=args.k)
+    init_ray()
+    with Progress("mine: embed", unit="row") as bar:
+        record = mine_rounds(args.archive, args.model, args.out, args.rounds, rules=rules, seed=args.seed,
+                             val_fraction=args.val_fraction, images=images, batch_size=args.batch_size,
+                             gpu=args.gpu, overwrite=args.overwrite, epochs=args.epochs, progress=bar)
+    for earlier in record.get("rounds", []):
+        agree = earlier.get("agreement")
+        shown = (f", pair precision {agree['pair_precision']:.3f}, recall {agree['pair_recall']:.3f} against the "
+                 "input's labels" if agree else "")
+        log.info("mine: round %d: %d groups, %d train and %d val rows%s; trained %s", earlier["round"],
+                 earlier["counts"]["groups"], earlier["counts"]["train"], earlier["counts"]["val"], shown,
+                 earlier["trained"])
     cuts = record["cuts"]
     log.info("mine: strict cuts image t=%.4f (auto %.4f), text t=%.4f (auto %.4f)", cuts["image"]["strict"],
              cuts["image"]["auto"], cuts["text"]["strict"], cuts["text"]["auto"])
