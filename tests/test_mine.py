@@ -148,3 +148,16 @@ def test_rounds_train_on_the_mined_folders_and_mine_again(hidden, ray_local, tmp
     left = pq.read_table(f"{out}/{LEFTOVERS}").column("clipping_id").to_pylist()
     kept = [read_archive(f"{out}/{s}", require_labels=True).column("clipping_id").to_pylist() for s in ("train", "val")]
     assert sorted(left + kept[0] + kept[1]) == sorted(truth)
+
+
+@pytest.mark.slow
+def test_mine_reads_and_writes_s3(hidden, ray_local, s3_bucket):
+    folder, truth = hidden
+    archive, out = f"{s3_bucket}/unlabelled", f"{s3_bucket}/mined"
+    write_dataset(read_dataset(folder, "archive"), archive, rows_per_part=80)
+    assert cli.main(["mine", "--archive", archive, "--model", "tiny", "--out", out]) == 0
+    kept = [read_archive(f"{out}/{s}", require_labels=True).column("clipping_id").to_pylist() for s in ("train", "val")]
+    from clippings.archive import read_part
+
+    left = read_part(f"{out}/{LEFTOVERS}", "leftovers").column("clipping_id").to_pylist()
+    assert sorted(left + kept[0] + kept[1]) == sorted(truth)
