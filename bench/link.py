@@ -20,6 +20,11 @@ exact (pruned links, flat search of the new rows) at --add-sizes × 512, cluster
 --big × 256 (the full re-link is the IVF run above), cluster agreement reported. Both sides are timed as
 compute alone (the library call on data in memory) and end to end (reading the embeddings or the links
 folder, writing the new links folder); their memory counts the inputs they read (baseline after imports).
+
+At scale (`--scale N,…`): ours, the cell-by-cell ivf search (in one process, and with --search-actors on Ray
+actors), beside the peer, FAISS's own `IndexIVFFlat` with `range_search` at radius 1 − t at the nlist and
+nprobe ours chose (up to --faiss-max rows), each reading the same pooled rows memory-mapped; recall of
+within-t pairs on a sample for both.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ def _mark_baseline(out: str) -> None:
         f.write(str(_rss()))
 
 
-def _worker(method: str, data: str, out: str) -> None:
+def _worker(method: str, data: str, out: str, nlist: int | None = None, nprobe: int | None = None) -> None:
     """Run one method on the saved vectors; write labels and a JSON record (seconds)."""
     import faiss  # noqa: F401 - imported before the baseline, like sklearn for DBSCAN
     from scipy.sparse.csgraph import connected_components  # noqa: F401 - imported before the baseline
@@ -82,7 +87,7 @@ def _worker(method: str, data: str, out: str) -> None:
 
     record: dict = {}
     if method.startswith("scale-"):
-        _scale_worker(method, data, out)
+        _scale_worker(method, data, out, nlist, nprobe)
         return
     if method.startswith(("relink-", "base-", "add")):
         _link_worker(method, data, out)
@@ -178,14 +183,13 @@ def write_scale_embeddings(path: str, n: int, dim: int = 256, seed: int = 1, chu
     return path
 
 
-def _scale_worker(method: str, data: str, out: str) -> None:
-    """`scale-rows`: today's ivf search (a FAISS IndexIVFFlat in the heap, nlist 2·√n, a range search per
-    query in row order); `scale-cells` / `scale-actorsN`: the cell-by-cell search (on N Ray actors). All read
-    the pooled rows memory-mapped, so the rows differ in the search alone (today's reading, both towers
-    read whole, was killed for memory at 5M: 22.4 GB anon on this 23 GB machine). Links the embeddings
-    `data` at t = THRESHOLD and writes the links folder `out`."""
+def _scale_worker(method: str, data: str, out: str, nlist: int | None = None, nprobe: int | None = None) -> None:
+    """`scale-cells` / `scale-actorsN`: clippings' ivf link (on N Ray actors), which writes the links folder
+    `out`; `scale-faiss`: the peer, FAISS's own `IndexIVFFlat` (inner product on the unit rows) and its
+    `range_search` at radius 1 − t, at the `nlist` and `nprobe` ours chose, its pairs folded into a spanning
+    forest as ours are. All read the pooled rows memory-mapped, so the rows differ in the search alone.
+    Links the embeddings `data` at t = THRESHOLD."""
     from clippings.embeddings import read_pooled
-    from clippings.link.pipeline import link_embeddings, write_links
 
     if "actors" in method:
         from clippings.raylocal import init_ray
@@ -194,29 +198,66 @@ def _scale_worker(method: str, data: str, out: str) -> None:
     _mark_baseline(out)
     start = time.perf_counter()
     emb = read_pooled(data, 0.5)
-    if method == "scale-rows":
-        kwargs = {"ivf_scheme": "rows", "nlist": max(16, int(2 * np.sqrt(len(emb.ids))))}
-    else:
-        kwargs = {"search_actors": int(method.rsplit("actors", 1)[1]) if "actors" in method else 0}
     t0 = time.perf_counter()
-    result = link_embeddings(emb, THRESHOLD, 0.5, index="ivf", **kwargs)
-    compute = time.perf_counter() - t0
-    write_links(out, result)
-    info = result.info
-    record = {
-        "seconds": compute,
-        "total_s": time.perf_counter() - start,
-        "read_s": t0 - start,
-        "recall": info["recall"],
-        "search": info["search"],
-        "probes": {key: info["graph"].get(key) for key in ("probe_margin", "mean_probes")},
-        "timings": info["timings"],
-        "clusters": info["counts"]["clusters"],
-        "edges": info["counts"]["graph_edges"],
-        "load": os.getloadavg()[0],
-    }
+    if method == "scale-faiss":
+        record = _faiss_ivf(emb.vectors, nlist, nprobe)
+        record["seconds"] = time.perf_counter() - t0
+    else:
+        from clippings.link.pipeline import link_embeddings, write_links
+
+        actors = int(method.rsplit("actors", 1)[1]) if "actors" in method else 0
+        result = link_embeddings(emb, THRESHOLD, 0.5, index="ivf", search_actors=actors)
+        record = {"seconds": time.perf_counter() - t0}
+        write_links(out, result)
+        info = result.info
+        record.update(recall=info["recall"], search=info["search"], timings=info["timings"],
+                      probes={key: info["graph"].get(key) for key in ("probe_margin", "mean_probes")},
+                      clusters=info["counts"]["clusters"], edges=info["counts"]["graph_edges"])
+    record.update(total_s=time.perf_counter() - start, read_s=t0 - start, load=os.getloadavg()[0])
     with open(out + ".json", "w") as f:
         json.dump(record, f, default=float)
+
+
+def _faiss_ivf(x: np.ndarray, nlist: int, nprobe: int, batch: int = 16384, sample: int = 1000) -> dict:
+    """FAISS's IVF range search of every row of x at t = THRESHOLD: k-means on 64·nlist sampled rows (10
+    iterations), every row added, `nprobe` cells probed a query, pairs folded into a spanning forest (memory
+    O(n + edges held)); its recall of within-t pairs measured on `sample` rows against brute force."""
+    import faiss
+
+    from clippings.link.exact import confirmed_pairs, exact_pairs
+    from clippings.link.knn import default_max_edges, range_search_forest
+    from clippings.link.pruned import float32_margin, row_norms
+    from clippings.link.slink import components, mst_from_graph
+
+    n, dim = x.shape
+    timings = {}
+    t0 = time.perf_counter()
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = 10
+    rng = np.random.default_rng(0)
+    index.train(np.ascontiguousarray(x[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]))
+    for first in range(0, n, 1 << 20):
+        index.add(np.ascontiguousarray(x[first : first + (1 << 20)]))
+    index.nprobe = nprobe
+    timings["index_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    norms = row_norms(x)
+    src, dst, dist, _ = range_search_forest(index, x, norms, 0, THRESHOLD, batch, default_max_edges(n))
+    timings["search_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rows = np.sort(rng.choice(n, size=min(n, sample), replace=False))
+    truth = exact_pairs(x, norms, rows, THRESHOLD)
+    lims, sims, labels = index.range_search(np.ascontiguousarray(x[rows]),
+                                            float(1.0 - THRESHOLD - 2 * float32_margin(dim)))
+    a, b, _ = confirmed_pairs(x, norms, np.repeat(rows, np.diff(lims.astype(np.int64))),
+                              labels.astype(np.int64), sims, THRESHOLD)
+    recall = float(np.isin(truth, a * n + b).mean()) if len(truth) else 1.0
+    timings["recall_s"] = time.perf_counter() - t0
+    clusters = len(np.unique(components(mst_from_graph(n, src, dst, dist), THRESHOLD)))
+    return {"recall": recall, "search": {"backend": "faiss IndexIVFFlat", "nlist": nlist, "nprobe": nprobe,
+                                         "actors": 0},
+            "timings": {key: round(v, 3) for key, v in timings.items()}, "clusters": clusters,
+            "edges": int(len(src))}
 
 
 def _memory(pid: int | str) -> tuple[int, int]:
@@ -291,11 +332,12 @@ def _sampled_memory(proc: subprocess.Popen, base_file: str, timeout: float) -> t
     return peak_anon / 2**20, peak_file / 2**20, peak_pss / 2**20
 
 
-def _scale_rows(sizes: list[int], old_max: int, cells_max: int, actors: int, tmp: str,
+def _scale_rows(sizes: list[int], faiss_max: int, cells_max: int, actors: int, tmp: str,
                 data_dir: str | None = None) -> None:
     """For each n: write the data to disk in chunks (or reuse it from `data_dir`, where a finished write is
-    kept), then link it with today's method (n ≤ old_max), the cell-by-cell search in one process
-    (n ≤ cells_max, 0: any n), and (actors > 0) the same on Ray actors; print one table."""
+    kept), then link it with the cell-by-cell search in one process (n ≤ cells_max, 0: any n), (actors > 0)
+    the same on Ray actors, and FAISS's IVF range search at the nlist and nprobe ours chose (n ≤ faiss_max;
+    after one of ours); print one table."""
     import shutil
 
     rows = []
@@ -306,17 +348,20 @@ def _scale_rows(sizes: list[int], old_max: int, cells_max: int, actors: int, tmp
             write_scale_embeddings(data, n)
             if data_dir:
                 open(data + ".complete", "w").close()
-        methods = ["scale-rows"] if n <= old_max else []
-        methods += ["scale-cells"] if not cells_max or n <= cells_max else []
+        methods = ["scale-cells"] if not cells_max or n <= cells_max else []
         methods += [f"scale-actors{actors}"] if actors else []
+        methods += ["scale-faiss"] if methods and n <= faiss_max else []
+        ours: dict = {}
         for method in methods:
             out = os.path.join(tmp, f"{method}-{n}")
+            probes = ["--nlist", str(ours["nlist"]), "--nprobe", str(ours["nprobe"])] if ours else []
             proc = subprocess.Popen([sys.executable, "-m", "bench.link", "--worker", method, "--data", data,
-                                     "--out", out])
+                                     "--out", out, *probes])
             memory = _sampled_memory(proc, out + ".base", 4 * 3600)
             with open(out + ".json") as f:
                 rec = json.load(f)
             rows.append((n, method, rec, *memory))
+            ours = ours or rec["search"]
             _print_scale(rows[-1])
             shutil.rmtree(out, ignore_errors=True)
         if not data_dir:
@@ -454,9 +499,10 @@ def main(argv: list[str] | None = None) -> int:
         "--scale",
         default="",
         help="sizes of the ivf scale rows at d=256, e.g. 1000000,5000000,10000000: data written to disk in "
-        "chunks, today's method beside the cell-by-cell search ('': none)",
+        "chunks, the cell-by-cell search beside FAISS's IVF range search ('': none)",
     )
-    parser.add_argument("--old-max", type=int, default=5_000_000, help="largest n for today's method")
+    parser.add_argument("--faiss-max", type=int, default=5_000_000,
+                        help="largest n for FAISS's IVF range search beside ours")
     parser.add_argument("--cells-max", type=int, default=0,
                         help="largest n for the cell-by-cell search in one process (0: every n)")
     parser.add_argument("--search-actors", type=int, default=0, help="also run the scale rows on N actors")
@@ -466,9 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--nlist", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--nprobe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        _worker(args.worker, args.data, args.out)
+        _worker(args.worker, args.data, args.out, args.nlist, args.nprobe)
         return 0
     from sklearn.metrics import adjusted_rand_score
 
@@ -477,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         scale = [int(v) for v in args.scale.split(",") if v]
         if scale:
-            _scale_rows(scale, args.old_max, args.cells_max, args.search_actors, tmp, args.data_dir)
+            _scale_rows(scale, args.faiss_max, args.cells_max, args.search_actors, tmp, args.data_dir)
         for n in sizes:
             x, group = make_data(n, 512, seed=n)
             data = os.path.join(tmp, f"x{n}.npy")

@@ -1,15 +1,12 @@
 """Training throughput and ingestion: `python -m bench.train [--quick] [--contention] [--ingest] [--gpu-vitb32]`.
 
 Ingestion rows (`--ingest` alone, or with the default run): each configuration runs in its own subprocess so
-high-water marks do not mix; "today" is the in-memory path of commit TODAY (driver decodes the archive into
-float32 and `ray.put`s it), checked out with `git archive` into a temp folder (skipped without git).
+high-water marks do not mix.
 1. Driver peak RSS pretraining on N and 4N unlabelled pairs at 224 px input (a tiny CLIP with a 224 px,
-   32 px-patch vision tower; 256 px JPEGs; 1 epoch, 1 worker): streaming vs today, with the 4N/N ratio
-   (goal ≤ 1.2). RSS is the driver process's, sampled every 5 ms: peak, and peak above the baseline after
-   imports and the model load (Ray's own processes are not the driver).
-2. Pretraining samples/s (train loop; wall time apart) of the tiny model on the built-in unlabelled split:
-   streaming vs today (goal ≥ 0.9).
-3. Decode + preprocess throughput (read, decode, resize/crop to uint8 224 px, tokenise; no training) with 1
+   32 px-patch vision tower; 256 px JPEGs; 1 epoch, 1 worker), with the 4N/N ratio (goal ≤ 1.2: the driver
+   streams the pairs, never holds them). RSS is the driver process's, sampled every 5 ms: peak, and peak
+   above the baseline after imports and the model load (Ray's own processes are not the driver).
+2. Decode + preprocess throughput (read, decode, resize/crop to uint8 224 px, tokenise; no training) with 1
    and 2 CPUs for decoding (goal ≥ 1.6×): the pretraining stream's tasks, and SupCon's labelled store
    (the same JPEGs with labels).
 
@@ -31,8 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-
-TODAY = "834d2ac"  # the last commit with the in-memory training path (clippings/train/common.py load_pairs)
 
 
 def bench_workers(quick: bool) -> None:
@@ -153,18 +148,6 @@ json.dump({"wall": time.perf_counter() - began, "rate": sum(r["samples_per_s"] f
 """
 
 
-def _checkout_today(tmp: str) -> str | None:
-    """The code of commit TODAY in `tmp/today` (None without git or the commit)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    folder = os.path.join(tmp, "today")
-    os.makedirs(folder)
-    archive = subprocess.run(["git", "-C", root, "archive", TODAY], capture_output=True)
-    if archive.returncode:
-        return None
-    subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
-    return folder
-
-
 def _pretrain_child(code: str, archive: str, out: str, model: str, epochs: int, batch: int) -> dict:
     """Pretrain in a fresh process importing clippings from `code`; its driver's sampled RSS (MB) added."""
     from bench.link import _sampled_peak
@@ -220,35 +203,20 @@ def jpeg_archive(folder: str, n: int, size: int = 256) -> str:
 
 
 def bench_ingest(quick: bool) -> None:
-    """The three ingestion rows (module docstring)."""
-    from clippings.synth import generate
-
+    """The two ingestion rows (module docstring)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     n = 250 if quick else 2000
     with tempfile.TemporaryDirectory() as tmp:
-        today = _checkout_today(tmp)
-        codes = [("streaming", root)] + ([("today", today)] if today else [])
         model = model_224(os.path.join(tmp, "model224"))
         print(f"driver peak RSS, pretraining 1 epoch at 224 px (tiny CLIP, 1 worker); load {os.getloadavg()[0]:.2f}")
-        print(f"{'path':>10} {'pairs':>6} {'peak MB':>8} {'above base MB':>14} {'4N/N peak':>10} {'load':>5}")
-        for name, code in codes:
-            first = None
-            for pairs in (n, 4 * n):
-                archive = jpeg_archive(os.path.join(tmp, f"jpeg{pairs}"), pairs) if name == "streaming" else \
-                    os.path.join(tmp, f"jpeg{pairs}")
-                r = _pretrain_child(code, archive, os.path.join(tmp, f"{name}{pairs}"), model, 1, 64)
-                first = first or r["peak_mb"]
-                ratio = f"{r['peak_mb'] / first:.2f}" if pairs != n else ""
-                print(f"{name:>10} {pairs:>6} {r['peak_mb']:>8.0f} {r['above_base_mb']:>14.0f} {ratio:>10} "
-                      f"{r['load']:>5.2f}")
-        synth = generate(os.path.join(tmp, "synth"), stories=150 if quick else 600, seed=0)["unlabelled"]
-        print(f"\npretraining samples/s, tiny model, built-in unlabelled split, 1 worker; load {os.getloadavg()[0]:.2f}")
-        print(f"{'path':>10} {'samples/s':>10} {'vs today':>9} {'wall s':>7} {'load':>5}")
-        rows = [(name, _pretrain_child(code, synth, os.path.join(tmp, f"tiny-{name}"), "tiny", 2 if quick else 3, 64))
-                for name, code in codes]
-        base = rows[-1][1]["rate"]
-        for name, r in rows:
-            print(f"{name:>10} {r['rate']:>10.1f} {r['rate'] / base:>9.2f} {r['wall']:>7.1f} {r['load']:>5.2f}")
+        print(f"{'pairs':>6} {'peak MB':>8} {'above base MB':>14} {'4N/N peak':>10} {'load':>5}")
+        first = None
+        for pairs in (n, 4 * n):
+            archive = jpeg_archive(os.path.join(tmp, f"jpeg{pairs}"), pairs)
+            r = _pretrain_child(root, archive, os.path.join(tmp, f"rss{pairs}"), model, 1, 64)
+            first = first or r["peak_mb"]
+            ratio = f"{r['peak_mb'] / first:.2f}" if pairs != n else ""
+            print(f"{pairs:>6} {r['peak_mb']:>8.0f} {r['above_base_mb']:>14.0f} {ratio:>10} {r['load']:>5.2f}")
         print(f"\ndecode + preprocess to uint8 224 px ({4 * n} JPEGs of 256 px), Ray CPU tasks")
         print(f"{'what':>16} {'CPUs':>5} {'pairs/s':>8} {'vs 1':>6} {'load':>5}")
         labelled = labelled_copy(os.path.join(tmp, f"jpeg{4 * n}"), os.path.join(tmp, f"labelled{4 * n}"))
@@ -317,7 +285,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quick", action="store_true", help="small smoke version")
     parser.add_argument("--gpu-vitb32", action="store_true", help="ViT-B/32 bf16 samples/s on CUDA, no Ray")
     parser.add_argument("--contention", action="store_true", help="only the busy-machine row")
-    parser.add_argument("--ingest", action="store_true", help="only the ingestion rows (driver RSS, stream, decode)")
+    parser.add_argument("--ingest", action="store_true", help="only the ingestion rows (driver RSS, decode)")
     parser.add_argument("--decode-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.decode_child:

@@ -25,23 +25,12 @@ from collections.abc import Callable
 import numpy as np
 
 from clippings.errors import BadInput
-from clippings.link.exact import confirmed_pairs, cosine_distances_of_pairs, exact_pairs
-from clippings.link.graph import Graph, IvfCells
+from clippings.link.exact import confirmed_pairs, cosine_distances_of_pairs
+from clippings.link.graph import Graph
 from clippings.link.pruned import float32_margin, pruned_range_graph, row_norms
 from clippings.link.slink import ForestBuffer
 
 INDEXES = ("flat", "ivf", "pruned")
-
-
-def ivf_cells(index) -> IvfCells:
-    """Centroids and row assignments of a FAISS IndexIVF whose ids are row numbers (read from its inverted
-    lists: no search). Cost: O(n) ids, one pass over the lists."""
-    from faiss.contrib.inspect_tools import get_invlist
-
-    assign = np.empty(index.ntotal, dtype=np.int64)
-    for cell in range(index.nlist):
-        assign[get_invlist(index.invlists, cell)[0]] = cell
-    return IvfCells(index.quantizer.reconstruct_n(0, index.nlist), assign)
 
 
 def _faiss_index(x: np.ndarray, index: str, nlist: int | None, seed: int):
@@ -157,7 +146,6 @@ def knn_graph(
     progress: Callable[[int], None] | None = None,
     search_actors: int = 0,
     index_dir: str | None = None,
-    ivf_scheme: str = "cells",
 ) -> Graph:
     """Neighbour graph of unit vectors (cosine distance), complete up to `threshold` (module docstring).
 
@@ -166,7 +154,8 @@ def knn_graph(
     (exact kNN + re-queries), "pruned" (exact ε-graph, needs threshold) or "ivf" (approximate; with a
     threshold a range search whose probes, unless nprobe is given, are calibrated to reach `recall_target`
     on `recall_sample` points with the fewest cells per row (clippings.link.ivf.calibrate_probes); the
-    recall of within-t pairs is then measured on another sample against exact search). nlist: ivf cells
+    recall of within-t pairs is then measured on another sample against exact search; below 1,024 rows,
+    too few for cells, the exact flat search instead). nlist: ivf cells
     (default 2·√n). gpu: a CUDA torch matmul top-k for the flat kNN step, and for ivf's range search float16
     products on the GPU, every candidate re-checked in float32: in this process, or with search actors one
     GPU per actor (None: where this process sees CUDA, or where the Ray cluster has a GPU per actor; True
@@ -175,9 +164,7 @@ def knn_graph(
     progress: called with the number of points queried after each batch of the flat/ivf search.
     search_actors: ivf with a threshold: spread the range search over this many Ray actors (0: in this
     process; clippings.link.actors), which load the index from `index_dir` (default: a local temporary
-    folder; on a cluster without a shared disk give an s3:// folder). ivf_scheme: "cells" (each list
-    searched by GEMM against the rows probing it: clippings.link.cells) or "rows" (the earlier search: a
-    FAISS range search per query, in row order; kept to measure against).
+    folder; on a cluster without a shared disk give an s3:// folder).
     Cost: flat O(n²·d) time, O(batch·n) transient and O(n·k) edge memory; pruned see
     clippings.link.pruned; ivf ~ nprobe/nlist of flat plus O(n·nlist·d), memory a copy of x + max_edges.
     """
@@ -190,9 +177,7 @@ def knn_graph(
     if index == "pruned":
         src, dst, dist, stats = pruned_range_graph(x, threshold, max_edges=max_edges)
         return Graph(n, src, dst, dist, float(threshold), "pruned", None, {"edges": int(len(src)), **stats})
-    if index == "ivf" and threshold is not None and (ivf_scheme == "rows" or n < 1024):
-        return _ivf_range_graph(x, threshold, nlist, nprobe, recall_sample, recall_target, seed, max_edges)
-    if index == "ivf" and threshold is not None:
+    if index == "ivf" and threshold is not None and n >= 1024:
         from clippings.link.ivf import ivf_cells_graph
 
         cuda = not search_actors and gpu is not False and _cuda_available()
@@ -307,73 +292,3 @@ def range_search_forest(index, x: np.ndarray, norms: np.ndarray, first: int, thr
         buffer.add(*_query_pairs(index, x, norms, np.arange(q0, min(n, q0 + batch)), threshold))
     src, dst, _ = buffer.result()
     return src, dst, cosine_distances_of_pairs(x, norms, src, dst), buffer.compactions
-
-
-def recall_of(found: np.ndarray, truth: np.ndarray) -> float:
-    """Fraction of the exact within-threshold pair keys `truth` that a search found (`found` keys); 1 when
-    there are none."""
-    return float(np.isin(truth, found).mean()) if len(truth) else 1.0
-
-
-def _pair_recall(index, x: np.ndarray, norms: np.ndarray, rows: np.ndarray, threshold: float, truth) -> float:
-    """Fraction of the exact within-threshold pairs of x[rows] (`truth` keys) that searching x[rows] finds."""
-    if not len(truth):
-        return 1.0
-    a, b, _ = _query_pairs(index, x, norms, rows, threshold)
-    return recall_of(a * len(x) + b, truth)
-
-
-def _ivf_range_graph(
-    x: np.ndarray,
-    threshold: float,
-    nlist: int | None,
-    nprobe: int | None,
-    recall_sample: int,
-    recall_target: float,
-    seed: int,
-    max_edges: int,
-    batch: int = 16384,
-) -> Graph:
-    """Every pair ≤ threshold that an IVF range search finds (a minimum spanning forest of them once over
-    max_edges), with nprobe calibrated on one sample and the recall measured on another (see knn_graph).
-    The earlier scheme (ivf_scheme="rows"): nlist 2·√n, queries in row order; see clippings.link.ivf."""
-    n = len(x)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    norms = row_norms(x)
-    index, kind = _faiss_index(x, "ivf", nlist, seed)
-    timings["index_s"] = time.perf_counter() - start
-    rng = np.random.default_rng(seed)
-    samples = rng.choice(n, size=min(n, 2 * recall_sample), replace=False)
-    calibrate, measure = np.sort(samples[: len(samples) // 2]), np.sort(samples[len(samples) // 2 :])
-    if kind == "ivf":
-        t0 = time.perf_counter()
-        if not nprobe:
-            truth = exact_pairs(x, norms, calibrate, threshold)
-            nprobe = 1
-            while nprobe < index.nlist:
-                index.nprobe = nprobe
-                if _pair_recall(index, x, norms, calibrate, threshold, truth) >= recall_target:
-                    break
-                nprobe *= 2
-        index.nprobe = min(nprobe, index.nlist)
-        timings["calibrate_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    src, dst, dist, compactions = range_search_forest(index, x, norms, 0, threshold, batch, max_edges)
-    timings["search_s"] = time.perf_counter() - t0
-    recall = None
-    if kind == "ivf":
-        t0 = time.perf_counter()
-        truth = exact_pairs(x, norms, measure, threshold)
-        recall = _pair_recall(index, x, norms, measure, threshold, truth)
-        timings["recall_s"] = time.perf_counter() - t0
-    stats = {
-        "edges": int(len(src)),
-        "nlist": int(index.nlist) if kind == "ivf" else None,
-        "nprobe": int(index.nprobe) if kind == "ivf" else None,
-        "compactions": compactions,
-        "search": {"backend": "faiss-cpu", "actors": 0, "scheme": "rows"},
-        "timings": {key: round(v, 3) for key, v in timings.items()},
-    }
-    cells = ivf_cells(index) if kind == "ivf" else None
-    return Graph(n, src, dst, dist, float(threshold), kind, recall, stats, cells)

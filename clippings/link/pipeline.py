@@ -66,7 +66,6 @@ def link_embeddings(
     progress: Callable[[int], None] | None = None,
     search_actors: int = 0,
     index_dir: str | None = None,
-    ivf_scheme: str = "cells",
     gpu: bool | None = None,
 ) -> LinkResult:
     """Single-linkage clusters of the pooled embeddings at `threshold` (linked when distance ≤ threshold).
@@ -74,15 +73,15 @@ def link_embeddings(
     emb: both towers (see clippings.embeddings). im_wt: image weight w of the pooled vector. k: neighbours
     per point. index: "flat" (exact), "ivf" (approximate, recall reported) or "pruned" (exact ε-graph).
     progress: told the points queried by the kNN search as it goes (flat and ivf).
-    search_actors, index_dir, ivf_scheme: ivf only: the range search on this many Ray actors, which load
-    the index from `index_dir`; the search scheme. gpu: the search on GPUs (see clippings.link.knn.knn_graph).
+    search_actors, index_dir: ivf only: the range search on this many Ray actors, which load the index from
+    `index_dir`. gpu: the search on GPUs (see clippings.link.knn.knn_graph).
     Cost: see clippings.link.knn.knn_graph; MST and cut O(n·k log n); memory O(n·d + n·k).
     """
     start = time.perf_counter()
     vectors = emb.pooled(im_wt)
     graph = knn_graph(vectors, k=k, threshold=threshold, index=index, nlist=nlist, nprobe=nprobe,
                       progress=progress, search_actors=search_actors, index_dir=index_dir,
-                      ivf_scheme=ivf_scheme, gpu=gpu)
+                      gpu=gpu)
     t0 = time.perf_counter()
     mst = mst_from_graph(graph.n, graph.src, graph.dst, graph.distance)
     cluster_ids = cut_mst(emb.ids, mst, threshold)
