@@ -52,3 +52,33 @@ def test_one_tower_training_leaves_the_other_tower_alone(im_wt, frozen, train_ar
     trained = "vision_" if frozen == "text_" else "text_"
     assert changed and all(not k.startswith(frozen) for k in changed)
     assert any(k.startswith(trained) for k in changed)
+
+
+def test_multimodal_training_is_bit_identical_beside_a_busy_loop_on_every_core(train_archives, tiny_model_dir,
+                                                                               ray_local, tmp_path):
+    """The demo's table must not move with the machine's load: the multimodal stage (both towers) trained
+    twice, once beside a busy-looping process on every core, gives the same weights bit for bit."""
+    import subprocess
+    import sys
+
+    from clippings.model import load_model
+    from clippings.train.supcon import train_supcon
+
+    def trained(out: str) -> dict[str, torch.Tensor]:
+        train_supcon(train_archives["train"], train_archives["val"], out, model=str(tiny_model_dir), im_wt=0.5,
+                     workers=1, epochs=2, groups_per_step=4)
+        return load_model(out).model.state_dict()
+
+    quiet = trained(str(tmp_path / "quiet"))
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        busy = trained(str(tmp_path / "busy"))
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert quiet.keys() == busy.keys()
+    differ = [k for k in quiet if not torch.equal(quiet[k], busy[k])]
+    assert not differ, f"weights differ under load: {differ[:5]}"
+    base = load_model(str(tiny_model_dir)).model.state_dict()
+    assert any(not torch.equal(base[k], quiet[k]) for k in base)  # it did train
