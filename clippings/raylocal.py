@@ -12,7 +12,7 @@ console (`clippings.logs`).
 Threads: a process given c CPUs by Ray runs every thread pool (torch intra- and inter-op, OpenMP, MKL,
 OpenBLAS, the tokenizers' Rayon pool, Arrow's) at max(1, floor(c)) threads, Ray's own rule for OMP_NUM_THREADS.
 Pools larger than the grant make each fork-join step wait for descheduled threads as soon as anything else
-uses the cores (docs/benchmarks.md has the measured fall).
+uses the cores (docs/benchmarks.md#training-beside-a-busy-process).
 The sizes travel as environment variables in each task's, actor's and train worker's runtime env (read when
 the libraries load) and are applied again in-process by `size_thread_pools`. Local mode also starts workers
 at niceness 0 instead of Ray's 15, which left them a sliver of a core beside any ordinary process.

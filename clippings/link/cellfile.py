@@ -1,8 +1,8 @@
 """The IVF lists of the cell search as files: the rows in cell order, one float32 `.npy` that is
 memory-mapped, never a copy in the heap.
 
-Why not a FAISS IndexIVFFlat, as before: FAISS fills its lists in the heap (n·d·4 bytes: 10 GB at 10M × 256)
-before the index can be written and mapped, so the heap's peak held a full copy of the vectors besides the
+Why not a FAISS IndexIVFFlat: FAISS fills its lists in the heap (n·d·4 bytes: 10 GB at 10M × 256) before
+the index can be written and mapped, so the heap's peak would hold a full copy of the vectors besides the
 mapped pooled rows. Here the rows are gathered into the file in cell order a chunk at a time, so the heap
 holds one chunk; the search reads each list as a slice of the mapped file (clippings.link.cells.PartLists),
 and a Ray actor maps the same file (pages shared on one machine) or downloads it once from s3://.

@@ -1,19 +1,17 @@
 """The IVF range search done list by list: every list is compared, in one float32 GEMM, with all the
 queries that probe it.
 
-Why not `index.range_search(x[rows])`, as before: FAISS scans a list vector by vector for each query (and
-queries in row order jump between unrelated lists), where BLAS multiplies a block of queries by a list at
-once. Each row probes the cells of its nprobe nearest centroids, its own first (the quantizer's search,
+Why not `index.range_search(x[rows])`: FAISS scans a list vector by vector for each query (and queries in
+row order jump between unrelated lists), where BLAS multiplies a block of queries by a list at once. Each row probes the cells of its nprobe nearest centroids, its own first (the quantizer's search,
 as FAISS probes; one BLAS GEMM against the centroids, which also places the row in its cell), and the
 search runs over the inverted table — for each cell, the rows probing it — a batch of consecutive cells at
 a time. With nlist = 2·√n (`nlist_for`) the probe search and the list scans cost about the same.
 
-Probing by the cells nearest each row, not by a table of the cells nearest the row's own cell (a first
-version): on bench.link's data at 1M × 256 (3,906 cells) the own-cell table tops out at a recall of 0.992
-however wide (the pairs it misses straddle cells whose centroids are not close), so calibration widened
-it to every cell; a row's own nearest centroids reach 0.994 at nprobe 2 and 0.996 at 4. The recall of
-within-t pairs is calibrated and measured with the same probes (clippings.link.ivf), so it is what is
-reported.
+Probing by the cells nearest each row, not by a table of the cells nearest the row's own cell: the pairs
+such a table misses straddle cells whose centroids are not close, so its recall stops short of the target
+however wide it grows, while a row's own nearest centroids reach it with a few probes
+(docs/benchmarks.md#ivf-probing-by-own-cell-table-failed). The recall of within-t pairs is calibrated and
+measured with the same probes (clippings.link.ivf), so it is what is reported.
 
 A reprint group of g rows gives g²/2 pairs within t; single linkage needs a spanning forest of them, so
 each batch's pairs leave as their minimum spanning forest (the cycle property: the MST of the union is the
@@ -54,8 +52,9 @@ LARGE_NLIST = 2048
 """From this many cells, k-means is FAISS's two-level one (its cost grows as nlist^1.5, not nlist²)."""
 HNSW_NLIST = 20_000
 """From this many cells (an --nlist given by hand: the default reaches it at 100M rows) rows find their cells
-through an HNSW graph of the centroids, O(log nlist·d) a row, instead of the flat quantizer's BLAS search
-(O(nlist·d): 14 µs a row at 3,906 × 256 on this 2-CPU machine against 50 µs for HNSW, efSearch 64)."""
+through an HNSW graph of the centroids, O(log nlist·d) a row, instead of the flat quantizer's BLAS search,
+O(nlist·d) a row: one GEMM beats a graph walk per row until nlist is large, and HNSW can miss a row's
+nearest cell (docs/benchmarks.md#quantizer-flat-gemm-vs-hnsw)."""
 
 
 def train_centroids(x: np.ndarray, nlist: int, seed: int = 0, train_per_cell: int = 32, niter: int = 10
@@ -197,8 +196,9 @@ def confirm(lists: PartLists, q: np.ndarray, local: np.ndarray, rows: np.ndarray
 class PartLists:
     """IVF lists over row blocks each sorted by cell (a links folder's `vectors/` parts, mapped, then a
     batch): list c is the concatenation of each block's run of cell c, so the old rows are never copied
-    wholesale (`link --add`: joining 1M × 256 mapped rows and filling an index cost ~2 s, and fresh memory
-    is slow to fault in on small VMs). A block not sorted by cell (a links folder written before the parts
+    wholesale (`link --add`: a join and an index filled from it would cost a pass over every old row and as
+    much fresh memory, slow to fault in on small VMs; docs/benchmarks.md#adding-a-batch-old-lists-read-in-place).
+    A block not sorted by cell (a links folder written before the parts
     were) is sorted here, a copy of that block.
 
     Rows are numbered consecutively over the blocks, in the blocks' own order; `take` and indexing by an
@@ -324,9 +324,9 @@ def shortcut_pairs(similarity: Callable[[np.ndarray, np.ndarray], np.ndarray], q
 class BlasProduct:
     """The lists' products on the CPU: one float32 BLAS GEMM of a list with all its queries.
 
-    Float32, not float16 or int8, on CPUs: on the AVX2 machine this was measured on (no AVX-512, VNNI or
-    AMX) a 12,600 × 256 × 1,581 product ran at 64.7 GF/s in float32, 7.8 in float16 and bfloat16, and 3.3
-    GOP/s in int8, and the search is bound by these products (docs/linking-at-scale.md#gpus)."""
+    Float32, not float16 or int8, on CPUs: a CPU without AVX-512 FP16, VNNI or AMX has no native float16,
+    bfloat16 or int8 products, so BLAS runs them several times slower than float32, and the search is bound
+    by these products (docs/benchmarks.md#cpu-products-by-dtype, docs/linking-at-scale.md#gpus)."""
 
     name = "cpu-float32"
 
@@ -339,7 +339,8 @@ class BlasProduct:
         """(query positions i, member positions j, float32 similarities) of the pairs above min_sim between
         a list's vectors and queries q, and the lookup of any (member, query) similarity (shortcut_pairs)."""
         m = len(q)
-        # (list × queries), the hits read as flat indices: a 2-D np.nonzero of the block cost ~7× more
+        # (list × queries), the hits read as flat indices: a 2-D np.nonzero of the block costs several
+        # times more (docs/benchmarks.md#cell-search-details)
         block = (vectors @ q.T).ravel()
         hits = np.flatnonzero(block > min_sim)
         j, i = np.divmod(hits, m)

@@ -2,8 +2,8 @@
 candidate re-checked in float32 — compressed vectors where the hardware multiplies them faster.
 
 Why float16 on a GPU and float32 on CPUs: a GPU's float16 tensor-core products run several times faster
-than its float32 ones, while on the AVX2 CPU this was developed on float16 ran 8× slower than float32
-(clippings.link.cells.BlasProduct). A float16 product of unit vectors lies within HALF_MARGIN of the
+than its float32 ones, while a CPU without native float16 products runs them several times slower than
+float32 (clippings.link.cells.BlasProduct, docs/benchmarks.md#cpu-products-by-dtype). A float16 product of unit vectors lies within HALF_MARGIN of the
 float32 one (each input rounded to 11 bits: 2·2⁻¹¹; the product rounded once more: 2⁻¹¹; accumulation in
 float32), so every pair the float32 search keeps is among the candidates above min_sim − HALF_MARGIN. Each
 candidate's similarity is then recomputed in float32 from the float32 rows (a gather and a row-wise dot on

@@ -67,8 +67,8 @@ def probe_recall(n: int, truth: np.ndarray, table: np.ndarray, assign: np.ndarra
 
 def nprobe_ladder(limit: int) -> list[int]:
     """The nprobe values calibration tries, up to `limit`: 1, 2, 3, 4, 6, 8, 12, 16, … (steps of 1.5 and 4/3,
-    not 2: the search's time is proportional to nprobe; at 10M rows calibration chose 12, where powers of
-    two would have meant 16)."""
+    not 2: the search's time is proportional to nprobe, so a finer ladder stops nearer the fewest probes
+    that reach the target; docs/benchmarks.md#linking-at-scale-10m-before-the-probe-margin)."""
     powers = [2**k for k in range(max(1, limit).bit_length())]
     return sorted({v for p in powers for v in (p, 3 * p // 2) if v < limit} | {max(1, limit)})
 

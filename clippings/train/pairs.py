@@ -314,8 +314,8 @@ class DecodedCache:
     Within a part a stream yields rows in archive order, and parts come in `part_order`; a replay yields the
     kept parts in that order, so it is the very sequence a new stream would give: the lane shuffles, the
     batches and the 1-vs-2-worker equality are unchanged. Decoding costs far more than a training step of a
-    small model (a stream of the built-in archive ran at 0.27 of the old decode-once path), so an archive
-    whose rank share fits is decoded once; one that does not streams every epoch, as the memory bound needs.
+    small model (docs/benchmarks.md#pretraining-ingestion), so an archive whose rank share fits is decoded
+    once; one that does not streams every epoch, as the memory bound needs.
     """
 
     def __init__(self, budget: int) -> None:

@@ -2,10 +2,9 @@
 
 Why: LiT-style pretraining (a locked pretrained text tower) teaches the image tower to predict the caption,
 and the image embedding then repeats what the text tower already says. Reprint identity in images lives in
-low-resolution layout and tone (docs/models.md#which-image-tower), which a caption does not carry: on the built-in
-archive the frozen `minilm` model's random image tower added to its text tower (Frozen multimodal) linked
-better on test than after LiT pretraining (Self-supervised multimodal), 88.1 vs 85.7 over 3 seeds. The view
-term asks the image tower to tell each image from the batch's others under what reprinting does to a
+low-resolution layout and tone (docs/models.md#which-image-tower), which a caption does not carry, so LiT
+pretraining alone can leave the pooled embedding linking worse than the untrained image tower beside the
+same text tower (docs/benchmarks.md#pretraining-settings-at-medium). The view term asks the image tower to tell each image from the batch's others under what reprinting does to a
 photo: a small shift and crop, a change of exposure and contrast, grain.
 
 The views are drawn on the worker's device from a generator the caller seeds (per epoch and rank, so a run
