@@ -24,9 +24,10 @@ The rules (docs/label-free.md):
   spanning tree (the bottleneck that holds it together).
 - **Rows in no group.** SupCon needs negatives and every row of a labelled set needs a label, but a row
   labelled as its own singleton is a claim that it has no reprint: a wrong claim pushes true reprints
-  apart. So a row is kept as a singleton only when neither tower sees any other clipping within its loose
-  (auto, not strict) cut: its nearest neighbour lies beyond t in both towers (the text tower among rows
-  with a caption only; a row without a caption is judged by its image alone). Every other row is left out
+  apart. So a row is kept as a singleton only when no witness sees any other clipping near it: its nearest
+  neighbour lies beyond the loose (auto, not strict) cut t in both towers (the text tower among rows with
+  a caption only; a row without a caption is judged by its image alone), and no other caption reaches
+  `min_jaccard` of character n-grams with its own (`_caption_echo`). Every other row is left out
   and listed in `leftovers.parquet` (`clipping_id`, `stage`, `reason`) with the distances that made it
   ambiguous, beside the rows embedding quarantined (their own reason): input ids = train ∪ val ∪ leftovers.
 - **Split.** Groups (not rows) go to val with probability `val_fraction` (default 0.2) by a seeded
@@ -176,6 +177,21 @@ def _nearest(vectors: np.ndarray) -> np.ndarray:
     return out
 
 
+def _caption_echo(sets, min_jaccard: float) -> np.ndarray:
+    """Each caption's highest n-gram Jaccard with any other caption, among pairs that may reach
+    `min_jaccard` (clippings.baselines.candidate_pairs: prefix filtering with a cap that keeps the cost
+    linear, so an echo through only very common n-grams can be missed); 0 where none does."""
+    from clippings.baselines import candidate_pairs, jaccard_of_pairs
+
+    best = np.zeros(len(sets))
+    found = candidate_pairs(sets, min_jaccard)
+    if len(found.a):
+        jac = jaccard_of_pairs(sets, found.a, found.b)
+        np.maximum.at(best, found.a, jac)
+        np.maximum.at(best, found.b, jac)
+    return best
+
+
 def _distances(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     dots = np.einsum("ij,ij->i", x[a].astype(np.float64), x[b].astype(np.float64))
     return np.clip(1.0 - dots, 0.0, 2.0)
@@ -239,14 +255,16 @@ def mine_embeddings(ids: np.ndarray, image: np.ndarray, text: np.ndarray, captio
     near_text = np.full(n, np.inf)
     has_caption = np.diff(sets.indptr) > 0
     near_text[has_caption] = _nearest(text[has_caption])
-    alone = (near_image > cuts["image"].auto) & (near_text > cuts["text"].auto) & ~in_group
+    echo = _caption_echo(sets, rules.min_jaccard)
+    alone = (near_image > cuts["image"].auto) & (near_text > cuts["text"].auto) & (echo < rules.min_jaccard) & ~in_group
     label[alone] = np.char.add(LABEL_PREFIX, np.asarray(ids, object)[alone].astype(str)).astype(object)
     kind[alone] = "singleton"
     left = ~in_group & ~alone
     reason[left] = [
         f"in no confident group, yet not alone: nearest image at d={di_:.4f} (auto cut {cuts['image'].auto:.4f}), "
-        f"nearest caption at d={dt_:.4f} (auto cut {cuts['text'].auto:.4f})"
-        for di_, dt_ in zip(near_image[left], near_text[left], strict=True)
+        f"nearest caption at d={dt_:.4f} (auto cut {cuts['text'].auto:.4f}), caption n-gram Jaccard {j_:.2f} with "
+        f"another (bar {rules.min_jaccard:g})"
+        for di_, dt_, j_ in zip(near_image[left], near_text[left], echo[left], strict=True)
     ]
     counts = {"image_strict": int(len(mined)), "image_and_text_strict": int(text_ok.sum()),
               "mined": int(mined.sum())}

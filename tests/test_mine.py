@@ -110,7 +110,8 @@ def test_char_ngrams_ignore_case_and_punctuation():
 
 def test_rule_needs_all_three_witnesses():
     """Ten near-duplicate pairs among ten loners: a pair joins only when its captions agree too; the loners
-    (far from everything in both towers) are kept as singletons; the pairs the captions veto are left out."""
+    (far from everything in both towers and in caption n-grams) are kept as singletons; the pairs the
+    captions veto are left out."""
     from clippings.mine import mine_embeddings
 
     rng = np.random.default_rng(0)
@@ -120,8 +121,10 @@ def test_rule_needs_all_three_witnesses():
     text = rows[:, ::-1] + 0.01 * rng.normal(size=rows.shape)
     image /= np.linalg.norm(image, axis=1, keepdims=True)
     text /= np.linalg.norm(text, axis=1, keepdims=True)
-    captions = [f"story number {i // 2} about Mr. Wolfling of Kirkvale" for i in range(20)] + [
-        f"loner {i} at Laurelport" for i in range(10)]
+    words = ["Kirkvale", "Laurelport", "Fitzmann", "Wolfling", "Ashby", "Quimper", "Dunmoor", "Yarrow",
+             "Belcourt", "Ostrava", "Penhallow", "Zeeland"]
+    captions = [f"{words[i // 2]} and {words[(i // 2 + 3) % 12]} meet" for i in range(20)] + [
+        "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 16)) for _ in range(10)]  # echo no one
     captions[0] = captions[1] = ""  # empty captions embed alike: no witness
     captions[3] = "an entirely different caption"
     ids = np.array([f"c{i:02d}" for i in range(30)], object)
