@@ -69,11 +69,11 @@ from clippings.archive import (
     write_table_atomic,
 )
 from clippings.errors import BadInput
+from clippings.params import MINE_MIN_JACCARD as MIN_JACCARD
+from clippings.params import MINE_NGRAM as NGRAM
+from clippings.params import MINE_STRICTNESS as STRICTNESS
+from clippings.params import MINE_VAL_FRACTION as VAL_FRACTION
 
-STRICTNESS = 0.75
-NGRAM = 4
-MIN_JACCARD = 0.3
-VAL_FRACTION = 0.2
 LABEL_PREFIX = "mined-"
 CONFIDENCE = "mined_confidence"
 LEFTOVERS = "leftovers.parquet"
@@ -156,7 +156,9 @@ def tower_cut(vectors: np.ndarray, tower: str, rules: MineRules) -> TowerCut:
 
 
 def _pairs_within(vectors: np.ndarray, threshold: float, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair (src < dst) at cosine distance ≤ threshold (exact: the kNN graph is completed up to t)."""
+    """The pairs (src < dst) at cosine distance ≤ threshold: every one while they fit the kNN graph's edge
+    budget (clippings.link.knn.default_max_edges), beyond it a minimum spanning forest of them (the search
+    compacts its buffer), so a dense tower costs candidate pairs, never memory, and never adds a wrong one."""
     from clippings.link.knn import knn_graph
 
     graph = knn_graph(vectors, k=min(k, max(len(vectors) - 1, 1)), threshold=threshold, index="flat")
@@ -207,7 +209,8 @@ def mine_embeddings(ids: np.ndarray, image: np.ndarray, text: np.ndarray, captio
     (n, d) and `captions`. No I/O, no labels read.
 
     Cost: two edge-length passes (one kNN graph and MST per tower), one range-completed kNN graph at the
-    image tower's strict cut, two k = 1 searches; memory O(n·d + pairs within the strict image cut).
+    image tower's strict cut, two k = 1 searches, one prefix-filtered caption candidate pass (at most ~40
+    candidate pairs per caption); memory O(n·d + the edge budget of the strict image graph).
     """
     from clippings.baselines import jaccard_of_pairs
     from clippings.link.slink import mst_from_graph, stable_cluster_ids
