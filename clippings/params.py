@@ -73,3 +73,33 @@ def validate_params(command: str, values: Mapping[str, Any], constraints: Mappin
             raise BadInput(
                 f"The '{name}' parameter of {command} must be {constraint.describe()}. Got {value!r} instead."
             )
+
+
+# Choices and defaults that argument definitions (clippings/commands) share with library modules importing
+# torch, transformers or pyarrow. They live here, and those modules import them from here, so building the
+# parser (`clippings <command> --help`) imports none of those libraries.
+
+VISION_BUILTINS = ("cnn", "vit-onepatch", "efficientnet-lite0")
+"""Built-in vision encoders of `clippings.towers.compose` (described there)."""
+MINILM = "minilm"
+TEXT_BUILTINS = (MINILM,)
+"""Built-in text encoders of `clippings.towers.compose`."""
+POOLINGS = ("auto", "mean", "pooler")
+"""Text poolings of `clippings.towers.compose`: auto picks mean for sentence-transformers encoders."""
+
+NAVIGATOR_CLASSES = ("Photograph", "Illustration", "Map", "Comics/Cartoon", "Editorial Cartoon", "Headline",
+                     "Advertisement")
+"""Newspaper Navigator's detection classes, by class number (`clippings.importers.navigator`)."""
+NAVIGATOR_MIN_SCORE = 0.5
+"""The released files keep every detection down to a score of 0.05, most of the low ones not photos at all;
+0.5, the usual cut for a Faster R-CNN detector's output, keeps the confident photos. Lower it for recall
+(linking tolerates a few non-photos: they stay singletons) or raise it for a cleaner archive."""
+
+MINE_STRICTNESS = 0.75
+"""`clippings.mine`: each tower's strict cut = this × its label-free auto cut."""
+MINE_NGRAM = 4
+"""`clippings.mine`: character n-gram size of the caption witness."""
+MINE_MIN_JACCARD = 0.3
+"""`clippings.mine`: least Jaccard similarity of a mined pair's caption n-grams."""
+MINE_VAL_FRACTION = 0.2
+"""`clippings.mine`: share of the mined groups put in val."""

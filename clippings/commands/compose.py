@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from clippings.params import Interval, OneOf, validate_params
+from clippings.params import (
+    POOLINGS,
+    TEXT_BUILTINS,
+    VISION_BUILTINS,
+    Interval,
+    OneOf,
+    validate_params,
+)
 
 HELP = "Build a two-tower model (VisionTextDualEncoder) from a vision and a text encoder; writes a model folder."
 
-CONSTRAINTS = {"projection_dim": Interval(int, 1, None), "seed": Interval(int, 0, None)}
+CONSTRAINTS = {
+    "projection_dim": Interval(int, 1, None),
+    "seed": Interval(int, 0, None),
+    "text_pooling": OneOf(POOLINGS),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from clippings.towers import POOLINGS, TEXT_BUILTINS, VISION_BUILTINS
-
     parser.add_argument("--vision", required=True,
                         help=f"vision encoder: {', '.join(VISION_BUILTINS)}, a hub id or a local folder")
     parser.add_argument("--text", required=True,
@@ -27,9 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clippings.towers import POOLINGS
-
-    validate_params("compose", vars(args), {**CONSTRAINTS, "text_pooling": OneOf(POOLINGS)})
+    validate_params("compose", vars(args), CONSTRAINTS)
     from clippings.logs import finish
     from clippings.model import save_model, text_pooling, weights_fingerprint
     from clippings.towers import compose

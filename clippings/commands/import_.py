@@ -8,7 +8,7 @@ import argparse
 import os
 
 from clippings.errors import BadInput
-from clippings.params import Interval, OneOf, validate_params
+from clippings.params import NAVIGATOR_CLASSES, NAVIGATOR_MIN_SCORE, Interval, OneOf, validate_params
 
 HELP = "Import page scans + layout (navigator, americanstories, alto, manifest) into an archive of crops."
 
@@ -34,7 +34,6 @@ CONSTRAINTS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from clippings.commands.embed import add_image_arguments
     from clippings.importers.crops import CROP_LONG_SIDE, PAGE_PIXEL_CAP
-    from clippings.importers.navigator import CLASSES, DEFAULT_MIN_SCORE
 
     formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
     for name, text in FORMAT_HELP.items():
@@ -53,10 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "navigator":
             p.add_argument("--classes", default="0",
                            help="classes kept, numbers or names, comma-separated (default: 0 = Photograph; "
-                                f"{', '.join(f'{i} {c}' for i, c in enumerate(CLASSES))})")
-            p.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
-                           help=f"lowest detection score kept (default: {DEFAULT_MIN_SCORE}: the released files "
-                                "keep scores down to 0.05, mostly non-photos below 0.5; lower it for recall)")
+                                f"{', '.join(f'{i} {c}' for i, c in enumerate(NAVIGATOR_CLASSES))})")
+            p.add_argument("--min-score", type=float, default=NAVIGATOR_MIN_SCORE,
+                           help=f"lowest detection score kept (default: {NAVIGATOR_MIN_SCORE}: the released "
+                                "files keep scores down to 0.05, mostly non-photos below 0.5; lower it for recall)")
             p.add_argument("--iiif", default=None, metavar="BASE",
                            help="fetch each photo as a IIIF Image API region from BASE (the page's identifier: its "
                                 "filepath, percent-encoded) instead of reading pages from --pages")
@@ -77,18 +76,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_classes(text: str) -> tuple[int, ...]:
     """Navigator classes from '0,1' or 'Photograph,Map' (names case-insensitive)."""
-    from clippings.importers.navigator import CLASSES
-
-    names = {c.lower(): i for i, c in enumerate(CLASSES)}
+    names = {c.lower(): i for i, c in enumerate(NAVIGATOR_CLASSES)}
     found = []
     for item in (t.strip() for t in text.split(",")):
-        if item.isdigit() and int(item) < len(CLASSES):
+        if item.isdigit() and int(item) < len(NAVIGATOR_CLASSES):
             found.append(int(item))
         elif item.lower() in names:
             found.append(names[item.lower()])
         else:
-            raise BadInput(f"The 'classes' parameter of import navigator must be class numbers 0-{len(CLASSES) - 1} "
-                           f"or names ({', '.join(CLASSES)}). Got {item!r} instead.")
+            raise BadInput("The 'classes' parameter of import navigator must be class numbers "
+                           f"0-{len(NAVIGATOR_CLASSES) - 1} or names ({', '.join(NAVIGATOR_CLASSES)}). "
+                           f"Got {item!r} instead.")
     return tuple(found)
 
 

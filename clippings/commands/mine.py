@@ -7,7 +7,15 @@ import argparse
 from clippings.commands import add_overwrite_argument
 from clippings.commands.embed import add_image_arguments, image_policy
 from clippings.link.auto import METHODS
-from clippings.params import Interval, OneOf, validate_params
+from clippings.params import (
+    MINE_MIN_JACCARD,
+    MINE_NGRAM,
+    MINE_STRICTNESS,
+    MINE_VAL_FRACTION,
+    Interval,
+    OneOf,
+    validate_params,
+)
 
 HELP = ("Mine pseudo-labelled train/val folders from an unlabelled archive: groups whose pairs the image tower, "
         "the text tower (each at a strict label-free cut) and caption character n-grams all agree on.")
@@ -27,8 +35,6 @@ CONSTRAINTS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from clippings import mine
-
     parser.add_argument("--archive", required=True, help="unlabelled archive folder (local or s3://)")
     parser.add_argument("--model", required=True, help="model: a folder, an s3:// folder, 'tiny' or a hub id")
     parser.add_argument("--out", required=True,
@@ -37,20 +43,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="mine, then R−1 times: train SupCon on the mined folders and mine again with that "
                              "model (default: 1)")
-    parser.add_argument("--strictness", type=float, default=mine.STRICTNESS,
-                        help=f"each tower's strict cut = this × its label-free auto cut (default: {mine.STRICTNESS})")
-    parser.add_argument("--ngram", type=int, default=mine.NGRAM,
-                        help=f"character n-gram size of the caption witness (default: {mine.NGRAM})")
-    parser.add_argument("--min-jaccard", type=float, default=mine.MIN_JACCARD,
+    parser.add_argument("--strictness", type=float, default=MINE_STRICTNESS,
+                        help="each tower's strict cut = this × its label-free auto cut "
+                             f"(default: {MINE_STRICTNESS})")
+    parser.add_argument("--ngram", type=int, default=MINE_NGRAM,
+                        help=f"character n-gram size of the caption witness (default: {MINE_NGRAM})")
+    parser.add_argument("--min-jaccard", type=float, default=MINE_MIN_JACCARD,
                         help="a mined pair's captions share at least this Jaccard similarity of character n-grams "
-                             f"(default: {mine.MIN_JACCARD})")
+                             f"(default: {MINE_MIN_JACCARD})")
     parser.add_argument("--auto-method", default="valley",
                         help=f"how each tower's auto cut is read from its MST edge lengths: {', '.join(METHODS)} "
                              "(default: valley)")
     parser.add_argument("--k", type=int, default=20, help="neighbours per clipping in the kNN graphs (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split of the groups (default: 0)")
-    parser.add_argument("--val-fraction", type=float, default=mine.VAL_FRACTION,
-                        help=f"share of the groups put in val (default: {mine.VAL_FRACTION})")
+    parser.add_argument("--val-fraction", type=float, default=MINE_VAL_FRACTION,
+                        help=f"share of the groups put in val (default: {MINE_VAL_FRACTION})")
     parser.add_argument("--batch-size", type=int, default=64, help="rows per model call when embedding (64)")
     parser.add_argument("--gpu", action="store_true", help="embed (and train, with --rounds) on GPUs")
     parser.add_argument("--epochs", type=int, default=3,

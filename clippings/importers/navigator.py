@@ -30,12 +30,7 @@ from clippings.importers.text import join_words
 
 PREFIX = "nav"
 EXTENSIONS = (".json", ".csv", ".parquet", ".jsonl")
-CLASSES = ("Photograph", "Illustration", "Map", "Comics/Cartoon", "Editorial Cartoon", "Headline",
-           "Advertisement")
-DEFAULT_MIN_SCORE = 0.5
-"""The released files keep every detection down to a score of 0.05, most of the low ones not photos at all;
-0.5, the usual cut for a Faster R-CNN detector's output, keeps the confident photos. Lower it for recall
-(linking tolerates a few non-photos: they stay singletons) or raise it for a cleaner archive."""
+# its classes (by number) and default score cut: clippings.params.NAVIGATOR_CLASSES, NAVIGATOR_MIN_SCORE
 
 
 def is_page_document(doc: str) -> bool:

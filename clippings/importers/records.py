@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from clippings.importers.boxes import BoxSpec
+from clippings.params import NAVIGATOR_MIN_SCORE
 
 IMPORT_SCHEMA = pa.schema([
     pa.field("clipping_id", pa.string(), nullable=False),
@@ -119,7 +120,7 @@ class ImportOptions:
 
     pages: str | None = None
     classes: tuple[int, ...] = (0,)
-    min_score: float = 0.5
+    min_score: float = NAVIGATOR_MIN_SCORE
     box_format: str = "xyxy"
     box_units: str = "pixels"
     boxes: str | None = None
