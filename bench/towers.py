@@ -29,7 +29,7 @@ def main(argv: list[str]) -> None:
 
     from clippings.cli import main as cli
     from clippings.model import load_model
-    from clippings.pixels import run_pixel_baseline
+    from clippings.pixel_cosine import run_pixel_baseline
     from clippings.synth import generate
 
     stories = 400 if args.quick else args.stories

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from clippings.logs import finish
 
     if args.method == "pixels":
-        from clippings.pixels import run_pixel_baseline
+        from clippings.pixel_cosine import run_pixel_baseline
 
         info = run_pixel_baseline(args.archive, args.val, args.out, image_policy(args))
         ari = f"; ARI on {args.archive}: {info['ari']:.4f}" if "ari" in info else ""

@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from clippings.archive import read_archive, write_dataset
 from clippings.cli import main
-from clippings.pixels import pixel_embeddings, thumbnail_vector
+from clippings.pixel_cosine import pixel_embeddings, thumbnail_vector
 
 
 def _scipy_clusters(vectors: np.ndarray, threshold: float) -> np.ndarray:
