@@ -431,8 +431,8 @@ def mine_archive(archive: str, model: str, out: str, *, rules: MineRules = MineR
     counts = write_mined(archive, out, mined, val, quarantine, images)
     groups = mined.kind == "group"
     record: dict[str, Any] = {
-        "archive": archive, "model": model, "fingerprint": emb.fingerprint,
-        "settings": {**asdict(rules), "seed": seed, "val_fraction": val_fraction},
+        "archive": archive, "fingerprint": emb.fingerprint,
+        **round_settings(archive, model, rules, seed, val_fraction),
         "cuts": {name: asdict(cut) for name, cut in mined.cuts.items()},
         "pairs": mined.pairs,
         "counts": {
@@ -451,18 +451,26 @@ def mine_archive(archive: str, model: str, out: str, *, rules: MineRules = MineR
     return record
 
 
-def _round_done(folder: str, model: str, rules: MineRules, seed: int, val_fraction: float) -> dict[str, Any] | None:
-    """The record of a round already mined into `folder` with these settings and model; None when there is
-    none. A record of other settings is refused (one line): its folders would train another model."""
+def round_settings(archive: str, model: str, rules: MineRules, seed: int, val_fraction: float) -> dict[str, Any]:
+    """What defines a mining's folders: the input archive's parts (`dataset_fingerprint`), the model and
+    the rule's settings; `mine.json` records them, and a round resumes only with the same."""
+    from clippings.settings import dataset_fingerprint
+
+    return {"input": dataset_fingerprint(archive, "archive"), "model": model,
+            "settings": {**asdict(rules), "seed": seed, "val_fraction": val_fraction}}
+
+
+def _round_done(folder: str, wanted: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a round already mined into `folder` with the `wanted` settings (`round_settings`);
+    None when there is none. A record of others is refused, one line naming the first that differs
+    (clippings.settings.check_settings): its folders would train another model."""
     from clippings.archive import read_json
+    from clippings.settings import check_settings
 
     if not exists(join(folder, MINE_JSON)):
         return None
     record = read_json(join(folder, MINE_JSON))
-    wanted = {**asdict(rules), "seed": seed, "val_fraction": val_fraction}
-    if record.get("settings") != wanted or record.get("model") != model:
-        raise BadInput(f"mine: {folder} holds a round mined with other settings or another model; give --overwrite "
-                       "to start afresh, or another --out")
+    check_settings({k: record.get(k) for k in wanted}, wanted, f"mine: round folder {folder}", "--out")
     return record
 
 
@@ -481,13 +489,14 @@ def mine_rounds(archive: str, model: str, out: str, rounds: int = 1, *, rules: M
     round mines fewer than two groups for train or none for val. Ray must be initialised.
     Cost: `rounds` minings plus `rounds` − 1 trainings.
     """
+    from clippings.train.supcon import train_supcon
+
     check_out(out, overwrite)
     current, history = model, []
     for r in range(1, rounds):
-        from clippings.train.supcon import train_supcon
-
         folder = join(out, f"round-{r}")
-        record = None if overwrite else _round_done(folder, current, rules, seed, val_fraction)
+        record = None if overwrite else _round_done(folder, round_settings(archive, current, rules, seed,
+                                                                               val_fraction))
         if record is None:
             if overwrite:
                 remove_tree(folder)

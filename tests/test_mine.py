@@ -164,3 +164,21 @@ def test_mine_reads_and_writes_s3(hidden, ray_local, s3_bucket):
 
     left = read_part(f"{out}/{LEFTOVERS}", "leftovers").column("clipping_id").to_pylist()
     assert sorted(left + kept[0] + kept[1]) == sorted(truth)
+
+
+def test_a_round_mined_from_another_archive_is_not_resumed(hidden, mined, tmp_path):
+    """A round folder is resumed only for the input, model and settings its mine.json records."""
+    import json
+
+    from clippings.errors import BadInput
+    from clippings.mine import MineRules, _round_done, round_settings
+
+    folder, _ = hidden
+    _, out = mined
+    record = json.loads(open(f"{out}/{MINE_JSON}").read())
+    assert _round_done(out, round_settings(folder, "tiny", MineRules(), 0, 0.2)) == record
+    other = str(tmp_path / "other")
+    write_dataset(read_dataset(folder, "archive").slice(0, 50), other)
+    with pytest.raises(BadInput, match=r"input\.") as refused:
+        _round_done(out, round_settings(other, "tiny", MineRules(), 0, 0.2))
+    assert "\n" not in str(refused.value) and "--overwrite" in str(refused.value)
