@@ -69,6 +69,7 @@ from clippings.archive import (
     write_table_atomic,
 )
 from clippings.errors import BadInput
+from clippings.link.auto import DEFAULT_METHOD
 from clippings.params import MINE_MIN_JACCARD as MIN_JACCARD
 from clippings.params import MINE_NGRAM as NGRAM
 from clippings.params import MINE_STRICTNESS as STRICTNESS
@@ -92,7 +93,7 @@ class MineRules:
     strictness: float = STRICTNESS
     ngram: int = NGRAM
     min_jaccard: float = MIN_JACCARD
-    method: str = "valley"
+    method: str = DEFAULT_METHOD
     k: int = 20
 
 

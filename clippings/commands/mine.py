@@ -6,7 +6,7 @@ import argparse
 
 from clippings.commands import add_overwrite_argument
 from clippings.commands.embed import add_image_arguments, image_policy
-from clippings.link.auto import METHODS
+from clippings.link.auto import DEFAULT_METHOD, METHODS
 from clippings.params import (
     MINE_MIN_JACCARD,
     MINE_NGRAM,
@@ -51,9 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-jaccard", type=float, default=MINE_MIN_JACCARD,
                         help="a mined pair's captions share at least this Jaccard similarity of character n-grams "
                              f"(default: {MINE_MIN_JACCARD})")
-    parser.add_argument("--auto-method", default="valley",
+    parser.add_argument("--auto-method", default=DEFAULT_METHOD,
                         help=f"how each tower's auto cut is read from its MST edge lengths: {', '.join(METHODS)} "
-                             "(default: valley)")
+                             f"(default: {DEFAULT_METHOD})")
     parser.add_argument("--k", type=int, default=20, help="neighbours per clipping in the kNN graphs (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split of the groups (default: 0)")
     parser.add_argument("--val-fraction", type=float, default=MINE_VAL_FRACTION,
