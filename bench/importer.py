@@ -1,11 +1,12 @@
 """`clippings import navigator` on generated pages: 2 CPUs vs 1 CPU side by side, and a killed import resumed.
 
-    python -m bench.importer [--quick] [--pages N] [--jp2]
+    python -m bench.importer [--quick] [--pages N] [--jp2] [--repeat R]
 
 Generates N pages (default 1,000; --quick 200) of 1200 × 1600 px with three photos each and their Navigator
 per-page JSON, then imports them in a fresh process with Ray given 1 CPU and again with 2 CPUs (pages/s of the
-import itself, Ray's start excluded) and prints the ratio with the load average around each run (on a shared
-machine a ratio is only meaningful at a low load). Last, an import with 2 CPUs is killed (SIGKILL to its
+import itself, Ray's start excluded), R times in turn (default 3), and prints each pair's ratio with the load
+average around each run and the median of the R ratios (on a shared machine a ratio is only meaningful at a
+low load; a VM's speed also drifts between runs, which the turns spread over both counts). Last, an import with 2 CPUs is killed (SIGKILL to its
 process group) once a third of its parts are done, and run again: the finished parts must be skipped (their
 markers untouched) and every detection must end as a row or a quarantine entry.
 """
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,6 +119,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quick", action="store_true", help="200 pages")
     parser.add_argument("--pages", type=int, default=None, help="pages to generate (default: 1000)")
     parser.add_argument("--jp2", action="store_true", help="pages as JPEG 2000 (default: JPEG, cheaper to generate)")
+    parser.add_argument("--repeat", type=int, default=3, help="1-CPU / 2-CPU pairs run in turn (default: 3)")
     args = parser.parse_args(argv)
     n = args.pages or (200 if args.quick else 1000)
     from clippings.importers.job import PAGES_PER_PART
@@ -126,14 +129,19 @@ def main(argv: list[str]) -> None:
         input_path, pages = generate(tmp, n, args.jp2)
         print(f"generated {n} pages ({'JPEG 2000' if args.jp2 else 'JPEG'}, {SIZE[0]}x{SIZE[1]}, 3 photos each) "
               f"in {time.perf_counter() - start:.1f} s")
-        print(f"{'CPUs':>4} {'pages':>6} {'rows':>6} {'seconds':>8} {'pages/s':>8} {'load before':>12} {'after':>6}")
-        rates = {}
-        for cpus in (1, 2):
-            r = _run(cpus, input_path, pages, os.path.join(tmp, f"out{cpus}"))
-            rates[cpus] = r["pages"] / r["seconds"]
-            print(f"{cpus:>4} {r['pages']:>6} {r['rows']:>6} {r['seconds']:>8.1f} {rates[cpus]:>8.1f} "
-                  f"{r['load_before']:>12.2f} {r['load_after']:>6.2f}")
-        print(f"2 CPUs / 1 CPU: {rates[2] / rates[1]:.2f}x (load average now {os.getloadavg()[0]:.2f})")
+        print(f"{'turn':>4} {'CPUs':>4} {'pages':>6} {'rows':>6} {'seconds':>8} {'pages/s':>8} {'load before':>12} "
+              f"{'after':>6}")
+        ratios = []
+        for turn in range(1, args.repeat + 1):
+            rates = {}
+            for cpus in (1, 2):
+                r = _run(cpus, input_path, pages, os.path.join(tmp, f"out{turn}-{cpus}"))
+                rates[cpus] = r["pages"] / r["seconds"]
+                print(f"{turn:>4} {cpus:>4} {r['pages']:>6} {r['rows']:>6} {r['seconds']:>8.1f} {rates[cpus]:>8.1f} "
+                      f"{r['load_before']:>12.2f} {r['load_after']:>6.2f}")
+            ratios.append(rates[2] / rates[1])
+        print(f"2 CPUs / 1 CPU: median {statistics.median(ratios):.2f}x of {', '.join(f'{x:.2f}' for x in ratios)} "
+              f"(load average now {os.getloadavg()[0]:.2f})")
         parts = -(-n // PAGES_PER_PART)
         r = kill_and_resume(input_path, pages, os.path.join(tmp, "killed"), parts)
         whole = r["rows"] + r["quarantined"] == r["detections"] == 3 * n

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"crops are stored as JPEG with the long side at most this many pixels (default: "
                             f"{CROP_LONG_SIDE}); pages over {PAGE_PIXEL_CAP:,} pixels are quarantined")
         p.add_argument("--concurrency", type=int, default=None,
-                       help="tasks at once, one CPU each (default: as many as the CPUs allow)")
+                       help="import actors, one CPU each (default: one per CPU)")
         add_image_arguments(p)
         if name == "navigator":
             p.add_argument("--classes", default="0",

@@ -3,7 +3,8 @@
 Plan (driver, cheap): list the input documents. Page documents (a Navigator or American Stories page JSON,
 an ALTO file) are parsed inside the tasks, PAGES_PER_PART per task; table documents (a manifest, Navigator's
 yearly rows) are parsed on the driver — metadata only — and their page groups handed out PAGES_PER_PART per
-task. Each task decodes its pages, cuts the crops and writes, itself, `out/part-N.parquet`, its quarantine
+task. The tasks run on a Ray Data pool of import actors, one per CPU, each started once. Each task decodes
+its pages, cuts the crops and writes, itself, `out/part-N.parquet`, its quarantine
 rows and, last, `out/_done/part-N.json` (the task's key, counts), each atomically: the driver never holds a
 pixel. A re-run plans the same tasks in the same order and skips every part whose marker carries the same
 key; at most the tasks in flight at a crash are redone. Every selected input detection ends as a row or a
@@ -171,13 +172,21 @@ def run_task(task: Task, fmt: str, options: ImportOptions, out: str, images: Ima
     return marker
 
 
-def _run_batch(batch: dict[str, Any], fmt: str, options: ImportOptions, out: str, images: ImagePolicy,
-               long_side: int | None) -> dict[str, list]:
-    markers = [run_task(Task(str(n), str(k), tuple(json.loads(d)), str(g), int(p)), fmt, options, out, images,
-                        long_side)
-               for n, k, d, g, p in zip(batch["name"], batch["key"], batch["docs"], batch["groups"],
-                                        batch["pages"], strict=True)]
-    return {k: [m[k] for m in markers] for k in ("part", "pages", "detections", "rows", "quarantined", "skipped")}
+class _Importer:
+    """A Ray Data actor that runs import tasks, one batch row each. An actor per CPU, started once, keeps its
+    process (imports, PIL, the IIIF client's cache) for every task it is given, where a pool of Ray tasks
+    pays for leasing and starting workers as the queue drains."""
+
+    def __init__(self, fmt: str, options: ImportOptions, out: str, images: ImagePolicy, long_side: int | None):
+        self.fmt, self.options, self.out, self.images, self.long_side = fmt, options, out, images, long_side
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        markers = [run_task(Task(str(n), str(k), tuple(json.loads(d)), str(g), int(p)), self.fmt, self.options,
+                            self.out, self.images, self.long_side)
+                   for n, k, d, g, p in zip(batch["name"], batch["key"], batch["docs"], batch["groups"],
+                                            batch["pages"], strict=True)]
+        return {k: [m[k] for m in markers] for k in ("part", "pages", "detections", "rows", "quarantined",
+                                                      "skipped")}
 
 
 @dataclass
@@ -227,21 +236,21 @@ def import_archive(fmt: str, input_path: str, out: str, options: ImportOptions |
     """Import `input_path` (a file or folder, local or s3://) in layout `fmt` into the archive folder `out`.
 
     options: the layout's choices (`ImportOptions`). images: where page images and crops outside the pages
-    folder (`options.pages`, else the documents' folder) may be read. concurrency: tasks at once (default:
-    as many as the CPUs allow, one CPU each). long_side: crop cap (default crops.CROP_LONG_SIDE).
+    folder (`options.pages`, else the documents' folder) may be read. concurrency: import actors, one CPU
+    and one task at a time each (default: one per CPU of the cluster, at most one per task). long_side: crop cap (default crops.CROP_LONG_SIDE).
     progress: advanced by pages. Ray must be initialised. Raises BadInput when the input cannot be planned,
     or when two pages produced the same clipping id (the same page listed twice).
     """
     import ray
-    from ray.data import TaskPoolStrategy
+    from ray.data import ActorPoolStrategy
 
     from clippings.raylocal import runtime_env
 
     start = time.perf_counter()
     options = options or ImportOptions()
-    if options.max_requests_per_minute:  # the user's limit is for the whole run: each task process gets a share
-        share = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        options = replace(options, max_requests_per_minute=options.max_requests_per_minute / share)
+    pool = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    if options.max_requests_per_minute:  # the user's limit is for the whole run: each actor gets a share
+        options = replace(options, max_requests_per_minute=options.max_requests_per_minute / pool)
     tasks, skipped = plan_tasks(fmt, input_path, options, long_side)
     makedirs(out)
     done = finished_tasks(out, tasks)
@@ -258,8 +267,9 @@ def import_archive(fmt: str, input_path: str, out: str, options: ImportOptions |
         items = [{"name": t.name, "key": t.key, "docs": json.dumps(list(t.docs)), "groups": t.groups,
                   "pages": t.pages} for t in todo]
         result = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            _run_batch, batch_size=1, num_cpus=1, compute=TaskPoolStrategy(size=concurrency),
-            fn_kwargs={"fmt": fmt, "options": options, "out": out, "images": images, "long_side": long_side},
+            _Importer, batch_size=1, num_cpus=1, compute=ActorPoolStrategy(size=min(pool, len(items))),
+            fn_constructor_kwargs={"fmt": fmt, "options": options, "out": out, "images": images,
+                                   "long_side": long_side},
             runtime_env=runtime_env(1),
         )
         for row in result.iter_rows():
