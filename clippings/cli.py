@@ -24,6 +24,7 @@ COMMANDS = (
     "pretrain",
     "train",
     "mine",
+    "label",
     "embed",
     "tune",
     "link",
@@ -36,7 +37,7 @@ COMMANDS = (
 
 
 PATH_ARGS = ("input", "pages", "boxes", "archive", "val", "out", "embeddings", "links", "run_dir", "curve",
-             "from_links", "add", "to",
+             "from_links", "add", "to", "pairs",
              "index_dir")
 """Arguments holding local paths or URIs. Local ones are made absolute at the entry, because Ray workers and
 actors run in other working directories (a relative path would name another folder there)."""
@@ -61,7 +62,8 @@ def _command_module(name: str):
 
 VERBOSE_HELP = ("show Ray's, Ray Data's and Ray Train's own output on the console (by default it goes to the "
                 "stage's log file); CLIPPINGS_VERBOSE=1 does the same for jobs")
-INPUT_ARGS = ("input", "archive", "val", "embeddings", "links", "from_links", "add", "to", "model", "curve")
+INPUT_ARGS = ("input", "archive", "val", "embeddings", "links", "from_links", "add", "to", "model", "curve",
+              "pairs")
 """Arguments a stage's start line names (what it reads); its end line names where the output went."""
 NO_STAGE = ("status",)
 """Subcommands that only read: no start/end lines, no log file."""

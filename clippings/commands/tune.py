@@ -13,8 +13,9 @@ from clippings.params import Interval, OneOf, validate_params
 if TYPE_CHECKING:
     from clippings.embeddings import Embeddings
 
-HELP = ("Tune the linking threshold t (and optionally the image weight w) exactly on labelled embeddings, or "
-        "without --archive from the embeddings alone (the valley of the MST edge lengths).")
+HELP = ("Tune the linking threshold t (and optionally the image weight w) exactly on labelled embeddings, from "
+        "pairs answered in 'clippings label' (--pairs), or without labels from the embeddings alone (the valley of "
+        "the MST edge lengths).")
 
 CONSTRAINTS = {
     "im_wt": Interval(float, 0.0, 1.0),
@@ -34,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "gives it) is chosen without labels, as 'link --threshold auto' does, and refused where unclear",
     )
     parser.add_argument(
+        "--pairs",
+        default=None,
+        help="a label folder of 'clippings label': t (and w, unless --im-wt) from its answered pairs alone, with "
+        "an interval for t and precision/recall at t from the pairs asked at random",
+    )
+    parser.add_argument(
         "--auto-method",
         default=DEFAULT_METHOD,
         help=f"without --archive: {', '.join(METHODS)} (default: {DEFAULT_METHOD}, provisional)",
@@ -45,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="image weight w (default: --model's clippings.json, else 0.5)",
     )
-    w.add_argument("--search-im-wt", action="store_true", help="also choose w from the grid 0, 0.1, ..., 1")
+    w.add_argument("--search-im-wt", action="store_true",
+                   help="also choose w from the grid 0, 0.1, ..., 1 (with --pairs: the default)")
     parser.add_argument(
         "--model", default=None, help="model folder: the choice is written to its clippings.json"
     )
@@ -142,6 +150,58 @@ def _run_auto(args: argparse.Namespace, emb: Embeddings) -> int:
     return 0
 
 
+def _run_pairs(args: argparse.Namespace, emb: Embeddings) -> int:
+    """t (and w unless fixed) from the answers of a label folder alone (clippings.label.fit.fit_weights),
+    written to tune.json and --model's clippings.json."""
+    from clippings.archive import exists, join, read_json, write_json
+    from clippings.errors import BadInput
+    from clippings.label.answers import read_answers
+    from clippings.label.fit import both_towers, fit_weights
+    from clippings.logs import finish
+    from clippings.model_meta import read_clippings_meta, update_clippings_meta
+
+    if args.archive is not None:
+        raise BadInput("tune: give --pairs or --archive, not both (answered pairs or a labelled archive)")
+    answers = read_answers(args.pairs)
+    row = {cid: i for i, cid in enumerate(emb.ids.tolist())}
+    missing = [x for a in answers for x in (a.a, a.b) if x not in row]
+    if missing:
+        raise BadInput(f"embeddings {args.embeddings}: {len(set(missing))} answered clipping ids are not in them "
+                       f"(e.g. {missing[0]!r}); give the embeddings of the archive that was labelled")
+    rows = np.asarray([row[x] for a in answers for x in (a.a, a.b)], np.int64)
+    session = read_json(join(args.pairs, "label.json")) if exists(join(args.pairs, "label.json")) else {}
+    meta = read_clippings_meta(args.model) if args.model else {}
+    fixed = args.im_wt if args.im_wt is not None else None
+    if fixed is None and not both_towers(emb.image[rows], emb.text[rows]):
+        fixed = float(meta.get("im_wt", session.get("im_wt") or 0.5))
+    weights = (fixed,) if fixed is not None else GRID
+    prefer = float(session.get("im_wt") or meta.get("im_wt", 0.5))
+    try:
+        best_w, fit, grid = fit_weights(answers, emb.image[rows], emb.text[rows], weights, prefer)
+    except ValueError as e:
+        raise BadInput(f"pairs {args.pairs}: {len(answers)} answers give no threshold: {e}") from e
+    record = {**fit.record(), "im_wt": best_w, "answers": len(answers), "grid": grid, "pairs": args.pairs,
+              "embeddings": args.embeddings, "fingerprint": emb.fingerprint,
+              "rule": "fewest answered pairs on the wrong side of t (midpoint of the first best run of cuts); "
+                      "interval: 5th-95th percentile of a bootstrap; precision/recall: pairs asked at random"}
+    if args.out:
+        write_json(join(args.out, "tune.json"), record)
+    if args.model:
+        update_clippings_meta(args.model, im_wt=best_w, threshold=fit.threshold, threshold_method="pairs",
+                              auto_depth=None, val_ari=None)
+    low, high = fit.interval if fit.interval else (float("nan"), float("nan"))
+    pr = ("no random pairs answered" if fit.precision is None and fit.recall is None else
+          f"precision {_share(fit.precision)} recall {_share(fit.recall)} from {fit.random_pairs} random pairs")
+    finish(f"t={fit.threshold:.4f} [{low:.4f}, {high:.4f}] w={best_w:g} from {len(answers)} answers ({fit.same} "
+           f"same, {fit.different} different, {fit.unsure} unsure, {fit.disagreements} on the wrong side); {pr}",
+           args.out or args.model)
+    return 0
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def run(args: argparse.Namespace) -> int:
     validate_params("tune", vars(args), CONSTRAINTS)
     from clippings.archive import join, write_bytes_atomic, write_json
@@ -151,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     from clippings.model_meta import read_clippings_meta, update_clippings_meta
 
     emb = read_embeddings(args.embeddings)
+    if args.pairs is not None:
+        return _run_pairs(args, emb)
     if args.archive is None:
         return _run_auto(args, emb)
     labels = _labels_for(emb.ids, args.archive, args.embeddings)
