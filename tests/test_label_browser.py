@@ -36,13 +36,16 @@ SCRIPT = '<script>window.pwned = "script"</script> & "quotes"'
 ONERROR = '<img src="x" onerror="window.pwned = \'onerror\'">'
 
 
-def start_server(links: str, archive: str, out: str, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """`clippings label` in its own process on a free port; returns it and the URL (with token) it prints."""
+def start_server(links: str, archive: str, out: str, *extra: str, timeout: float = 60.0,
+                 seen: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`clippings label` in its own process on a free port; returns it and the URL (with token) it prints.
+    `seen` receives the console lines up to the URL's."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "clippings.cli", "label", "--links", links, "--archive", archive,
-                             "--out", out, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "--out", out, "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
-    deadline, seen = time.monotonic() + timeout, []
+    deadline = time.monotonic() + timeout
+    seen = [] if seen is None else seen
     while time.monotonic() < deadline:
         ready, _, _ = select.select([proc.stdout], [], [], 0.5)
         if ready:
@@ -199,3 +202,13 @@ def test_every_request_needs_the_token(evil):
     answer = json.dumps({"a": "x", "b": "y", "answer": "same"}).encode()
     assert _status(f"{base}/api/answer?token={token}", answer) == 409  # not the pair on show
     assert _status(f"{base}/api/answer", answer) == 403
+
+
+def test_another_host_is_said_out_loud(labelled_links, tmp_path):
+    """A --host other than 127.0.0.1 gets a warning line before the URL (127.0.0.2: still this machine)."""
+    seen: list[str] = []
+    proc, url = start_server(labelled_links["links"], labelled_links["archive"], str(tmp_path / "a"), "--host",
+                             "127.0.0.2", seen=seen)
+    stop(proc)
+    assert url.startswith("http://127.0.0.2:")
+    assert any("WARNING: listening on 127.0.0.2, not only on this machine" in line for line in seen)
