@@ -18,9 +18,10 @@ SHOWN_LEFT = 6
 """Stages left that `status` names one by one; the rest are counted."""
 
 
-def planned_stages(built_in: bool, demo: bool) -> list[str]:
-    """Every stage a replicate run or a demo (replicate, then `report`) runs, in order."""
-    return replicate_stages(built_in) + (["report"] if demo else [])
+def planned_stages(built_in: bool, demo: bool, label_free: bool = False) -> list[str]:
+    """Every stage a replicate run (with its label-free rows or not) or a demo (replicate, then `report`)
+    runs, in order."""
+    return replicate_stages(built_in, label_free) + (["report"] if demo else [])
 
 
 @dataclass
@@ -45,7 +46,10 @@ def run_status(folder: str) -> RunStatus:
                        "'clippings demo' (it appears when the first stage finishes)")
     record = read_json(path)
     demo = exists(join(folder, "demo.log")) or "report" in record
-    plan = planned_stages(built_in="synth" in record, demo=demo)  # synth is the first stage when it runs
+    # synth is the first stage when it runs; a run with the label-free rows has run an "-auto" stage once the
+    # frozen rows are tuned
+    label_free = any(name.endswith("-auto") for name in record)
+    plan = planned_stages(built_in="synth" in record, demo=demo, label_free=label_free)
     plan += [name for name in record if name not in plan]  # stages this code no longer plans still count
     done = {name: float(record[name]["seconds"]) for name in plan if name in record}
     return RunStatus(folder, "demo" if demo else "replicate", done, [n for n in plan if n not in record])

@@ -37,6 +37,20 @@ def test_seeds_markdown_lists_every_row_with_its_spread():
         assert f"| {name} | {100 * stats['mean']:.1f} ± {100 * stats['sd']:.1f} |" in table
 
 
+def test_label_free_columns_summarise_auto_ari_and_count_refusals():
+    runs = [_run(0), _run(1)]
+    runs[0]["rows"]["Mined multimodal"] = {"ari": 0.5, "auto_ari": 0.5, "auto_threshold": 0.2, "auto_im_wt": 0.5}
+    runs[1]["rows"]["Mined multimodal"] = {"ari": None, "auto_refused": True}
+    runs[0]["rows"]["Supervised multimodal"]["auto_ari"] = 0.4
+    runs[1]["rows"]["Supervised multimodal"]["auto_ari"] = 0.6
+    summary = summarise_seeds(runs)
+    assert summary["Mined multimodal"]["auto_refused"] == 1 and summary["Mined multimodal"]["ari"]["values"] == [0.5]
+    assert summary["Supervised multimodal"]["auto_ari"]["mean"] == pytest.approx(0.5)
+    table = seeds_markdown({"scale": "small", "seeds": 2, "rows": summary})
+    assert "ARI ×100 (test, auto t)" in table and "| 50.0 ± 14.1 |" in table
+    assert "| Mined multimodal | 50.0 ± 0.0 |  | " in table and "(refused in 1 of 2)" in table
+
+
 def test_scales_set_encoder_rates_and_epochs_per_row():
     small, medium = SCALES["small"], SCALES["medium"]
     assert small.lr_argv("train") == [] and small.epochs(0.0) == small.epochs(1.0) == small.train_epochs

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="repeat over seeds 0..N-1 into OUT/seed-<s>/ and report mean ± sd (default: 1)")
     parser.add_argument("--archive", default=None,
                         help="folder with unlabelled/train/val/test splits (default: the built-in archive)")
+    parser.add_argument("--label-free", action="store_true",
+                        help="add the rows that read no labels but test's (the self-supervised model at the auto t "
+                             "and w; SupCon on groups mined from unlabelled) and every row's test ARI at the auto t")
     add_scale_overrides(parser)
     add_image_arguments(parser)
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = scale_overrides(args)
     setup_logging(args.out, "replicate")
     results = replicate_seeds(args.out, args.seeds, scale=args.scale, archive=args.archive, images=images,
-                              **overrides)
+                              label_free=args.label_free, **overrides)
     print_table(results)
     finish(f"{len(results['rows'])} rows", then=f"Open next: {show_path(join(args.out, 'results.md'))} (the table); "
            f"'clippings status {show_path(args.out)}' lists the stages and their times.")
