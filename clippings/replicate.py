@@ -225,6 +225,18 @@ def planned_stages(built_in: bool, label_free: bool = False) -> list[str]:
     return names
 
 
+def skipped_by_refusals(record: Mapping[str, dict]) -> set[str]:
+    """Planned stages that never run because a stage before them was refused (`StageRunner.run(refusable)`):
+    a refused auto link leaves its evaluate, a refused training on mined groups the rest of its row."""
+    skipped = set()
+    for name, entry in record.items():
+        if entry.get("refused") and name.startswith("link-"):
+            skipped.add("evaluate-" + name[len("link-"):])
+        if entry.get("refused") and name == "train-mined":
+            skipped |= {"embed-mined-test", "link-mined", "evaluate-mined"}
+    return skipped
+
+
 def _metrics(links_dir: str) -> dict:
     return read_json(join(links_dir, "metrics.json"))
 
@@ -401,7 +413,7 @@ def _has_auto(rows: Mapping[str, dict]) -> bool:
 
 
 def _auto_cell(row: dict, value: str) -> str:
-    return " | refused" if row.get("auto_refused") else f" | {value}"
+    return " refused |" if row.get("auto_refused") else f" {value} |"
 
 
 def results_markdown(results: dict) -> str:
@@ -426,7 +438,7 @@ def results_markdown(results: dict) -> str:
                 f"{_cell(row.get('threshold'), '.4f')} | {_cell(row.get('im_wt'), '.2f')} |")
         if auto:
             line += (_auto_cell(row, _cell(None if auto_ari is None else 100 * auto_ari, ".1f"))
-                     + _auto_cell(row, _cell(row.get("auto_threshold"), ".4f")) + " |")
+                     + _auto_cell(row, _cell(row.get("auto_threshold"), ".4f")))
         lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -501,4 +513,4 @@ def print_table(results: dict) -> None:
         print(seeds_markdown(results))
         return
     print(results_markdown(results))
-    print(json.dumps({k: round(v["ari"], 4) for k, v in results["rows"].items()}))
+    print(json.dumps({k: None if v.get("ari") is None else round(v["ari"], 4) for k, v in results["rows"].items()}))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from clippings.archive import exists, join, read_json
 from clippings.errors import BadInput
 from clippings.replicate import planned_stages as replicate_stages
+from clippings.replicate import skipped_by_refusals
 
 SHOWN_LEFT = 6
 """Stages left that `status` names one by one; the rest are counted."""
@@ -49,7 +50,9 @@ def run_status(folder: str) -> RunStatus:
     # synth is the first stage when it runs; a run with the label-free rows has run an "-auto" stage once the
     # frozen rows are tuned
     label_free = any(name.endswith("-auto") for name in record)
-    plan = planned_stages(built_in="synth" in record, demo=demo, label_free=label_free)
+    skipped = skipped_by_refusals(record)
+    plan = [name for name in planned_stages(built_in="synth" in record, demo=demo, label_free=label_free)
+            if name not in skipped]
     plan += [name for name in record if name not in plan]  # stages this code no longer plans still count
     done = {name: float(record[name]["seconds"]) for name in plan if name in record}
     return RunStatus(folder, "demo" if demo else "replicate", done, [n for n in plan if n not in record])

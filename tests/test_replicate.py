@@ -8,7 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from clippings.replicate import ROWS, SCALES, seeds_markdown, summarise_seeds
+from clippings.replicate import (
+    ROWS,
+    SCALES,
+    print_table,
+    seeds_markdown,
+    skipped_by_refusals,
+    summarise_seeds,
+)
 
 
 def _run(seed: int) -> dict:
@@ -49,6 +56,17 @@ def test_label_free_columns_summarise_auto_ari_and_count_refusals():
     table = seeds_markdown({"scale": "small", "seeds": 2, "rows": summary})
     assert "ARI ×100 (test, auto t)" in table and "| 50.0 ± 14.1 |" in table
     assert "| Mined multimodal | 50.0 ± 0.0 |  | " in table and "(refused in 1 of 2)" in table
+
+
+def test_stages_after_a_refusal_are_not_left_and_a_refused_row_prints(capsys):
+    record = {"link-selfsup-visual-auto": {"refused": True}, "link-label_free": {"refused": False},
+              "train-mined": {"refused": True}}
+    assert skipped_by_refusals(record) == {"evaluate-selfsup-visual-auto", "embed-mined-test", "link-mined",
+                                           "evaluate-mined"}
+    print_table({"scale": "small", "archive": "a", "seed": 0,
+                 "rows": {"Mined multimodal": {"ari": None, "auto_refused": True}}})
+    out = capsys.readouterr().out
+    assert "| Mined multimodal |  |  |  |  |  | refused | refused |" in out and '"Mined multimodal": null' in out
 
 
 def test_scales_set_encoder_rates_and_epochs_per_row():
