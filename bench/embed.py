@@ -127,7 +127,8 @@ def bare_forward(model_dir: str, pairs: list[tuple[bytes, str]], batch_size: int
 
 
 def _run_stage(archive: str, model, batch_size: int, gpu: bool, parts: int) -> tuple[int, float]:
-    from clippings.embed import embed, plan_shards, read_shards
+    from clippings.embed import embed
+    from clippings.reader import plan_shards, read_shards
 
     plan = plan_shards(archive)
     shards = plan.shards[:parts]
@@ -145,7 +146,7 @@ def pipeline(archive: str, model_dir: str, batch_size: int, gpu: bool, parts: in
     Steady state = the slope between a run over a quarter of the parts and a run over all of them, which
     cancels the fixed cost of starting the workers and loading the model.
     """
-    from clippings.embed import describe_model
+    from clippings.preprocess import describe_model
 
     model = describe_model(model_dir)
     small_rows, small_s = _run_stage(archive, model, batch_size, gpu, max(1, parts // 4))

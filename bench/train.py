@@ -256,7 +256,7 @@ def decode_child(what: str, archive: str, model: str, cpus: int) -> None:
     from ray.data import DataContext
 
     from clippings.archive import ARCHIVE_ONLY
-    from clippings.embed import describe_model
+    from clippings.preprocess import describe_model
     from clippings.raylocal import init_ray
     from clippings.train.pairs import labelled_store, pretraining_plan, rank_dataset
 

@@ -1,11 +1,11 @@
 """The Ray Data embedding pipeline: archive parts in, one embeddings part (both towers) per input part out.
 
 Stages (docs/architecture.md#data-flow, #reliability, #local-runs-and-tests):
-  read (CPU tasks, one per run of READ_ROWS rows of a part) → decode + preprocess images, tokenise captions
-  (`map_batches` with a function) → embed both towers: on GPUs a pool of model actors; on CPUs the same
-  tasks, each worker process keeping its model replica between tasks (`_cached_embedder`) → the driver
-  gathers each part's rows, puts them back in the part's order and writes `out/part-N.parquet`, its
-  quarantine rows and, last, `out/_done/part-N.json`.
+  read (`clippings.reader`: CPU tasks, one per run of READ_ROWS rows of a part) → decode + preprocess images,
+  tokenise captions (`clippings.preprocess`, `map_batches` with a function) → embed both towers: on GPUs a
+  pool of model actors; on CPUs the same tasks, each worker process keeping its model replica between tasks
+  (`_cached_embedder`) → the driver gathers each part's rows, puts them back in the part's order and writes
+  `out/part-N.parquet`, its quarantine rows and, last, `out/_done/part-N.json`.
 `embed()` is the pure stage (dataset in, dataset out); `embed_archive()` plans, reads, calls it, writes and
 resumes. A re-run skips every part with a completion marker recording the same settings (`embed_settings`,
 `part_settings`; a marker of other settings is refused, or removed with `overwrite`); at most the parts in
@@ -17,290 +17,45 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import torch
 
 from clippings.archive import (
     ARCHIVE_ONLY,
     QUARANTINE_DIR,
     ImagePolicy,
-    check_unique_ids,
     filesystem,
     join,
-    list_parts,
     makedirs,
-    normalise_archive,
     quarantine_table,
-    read_image_bytes,
     read_json,
-    read_part,
     remove_tree,
-    resolve_image_path,
-    validate_archive_part,
     write_json,
     write_quarantine,
     write_table_atomic,
 )
+from clippings.embeddings import embeddings_table
 from clippings.errors import BadInput
+from clippings.model import load_model
+from clippings.preprocess import EmbedModel, describe_model, preprocess_rows
 from clippings.progress import Progress
+from clippings.raylocal import runtime_env, size_thread_pools
+from clippings.reader import Plan, Shard, plan_shards, read_shards
 from clippings.settings import check_settings
 
 STAGE = "embed"
 DONE_DIR = "_done"
 SKIPPED_FILES = "skipped-files.json"
-READ_ROWS = 256
-"""Rows per read task and per block read from a part: a part's rows decode in parallel, and a task's memory
-is bounded by READ_ROWS images plus the row groups it overlaps."""
 
 log = logging.getLogger("clippings.embed")
 
 
-# ---------------------------------------------------------------- planning (driver, cheap)
-
-
-@dataclass(frozen=True)
-class Shard:
-    """One input part file: its full path/URI, its name (= the output part name), row count and size in bytes."""
-
-    path: str
-    name: str
-    rows: int
-    bytes: int
-
-
-@dataclass
-class Plan:
-    """What an embed run must do: all readable shards, the files skipped as unreadable, the archive root."""
-
-    archive: str
-    shards: list[Shard]
-    skipped_files: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def rows(self) -> int:
-        return sum(s.rows for s in self.shards)
-
-
-def plan_shards(archive: str, skip_bad_files: bool = False) -> Plan:
-    """List and check the archive's parts reading only their footers and `clipping_id` columns.
-
-    Each part's schema is checked with `validate_archive_part` (on an empty table of that schema: columns and
-    types), its ids for nulls, and all ids together for duplicates. An unreadable part is a BadInput naming
-    it, or with `skip_bad_files` is recorded in `Plan.skipped_files`. Cost: one id column per part in memory
-    at a time plus one Counter over all ids (≈100 bytes per id).
-    """
-    shards, skipped, ids = [], [], []
-    for part in list_parts(archive, "archive"):
-        try:
-            fs, inner = filesystem(part)
-            with fs.open(inner, "rb") as f:
-                schema = pq.read_schema(f)
-            size = int(fs.size(inner))
-            validate_archive_part(schema.empty_table(), part)
-            id_column = read_part(part, "archive", columns=["clipping_id"]).column("clipping_id")
-        except BadInput as e:
-            if not skip_bad_files or "not readable" not in str(e):
-                raise
-            skipped.append({"file": part, "reason": str(e)})
-            continue
-        except (pa.ArrowInvalid, OSError) as e:
-            reason = f"archive {part}: file is not readable Parquet ({str(e).splitlines()[0]}); " \
-                     "re-write or remove the file"
-            if not skip_bad_files:
-                raise BadInput(reason) from e
-            skipped.append({"file": part, "reason": reason})
-            continue
-        if id_column.null_count:
-            row = id_column.is_null().to_pylist().index(True)
-            raise BadInput(f"archive {part}: row {row} has no clipping_id; give every row a unique id")
-        ids.extend(id_column.to_pylist())
-        shards.append(Shard(part, posixpath.basename(part), len(id_column), size))
-    check_unique_ids(ids, archive)
-    if not ids:
-        raise BadInput(f"archive {archive}: the dataset is empty (0 readable rows); give at least one row")
-    return Plan(archive, shards, skipped)
-
-
-# ---------------------------------------------------------------- model description (driver)
-
-
-@dataclass(frozen=True)
-class EmbedModel:
-    """What the stage needs to know about a model, light enough to ship to every task.
-
-    spec: the `--model` value actors load; fingerprint/name: from the driver's load (actors check it);
-    dim: embedding width; max_text_len: token limit; processor: the model's processor (tokenizer + images).
-    """
-
-    spec: str
-    fingerprint: str
-    name: str
-    dim: int
-    max_text_len: int
-    processor: Any
-
-
-def describe_model(spec: str) -> EmbedModel:
-    """Load the model once on the driver for its fingerprint, width and processor; the weights are freed.
-
-    Cost: one model load (seconds and the model's size in RAM, briefly).
-    """
-    from clippings.model import load_model
-
-    return describe_loaded(spec, load_model(spec))
-
-
-def describe_loaded(spec: str, loaded) -> EmbedModel:
-    """The `EmbedModel` of a model already loaded from `spec` (a `clippings.model.LoadedModel`)."""
-    from clippings.model import embedding_dim, max_text_tokens
-
-    return EmbedModel(spec, loaded.fingerprint, loaded.name, embedding_dim(loaded.model),
-                      max_text_tokens(loaded.model), loaded.processor)
-
-
-# ---------------------------------------------------------------- reading (CPU tasks)
-
-
-def read_shard_tables(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy) -> Iterator[pa.Table]:
-    """Stream the runs a batch names (`path`, `name`, `start`, `stop` of a part) as normalised archive rows
-    plus `shard`, `reason` and `row` (the row's position in its part, so the writer can restore the order)."""
-    for path, name, start, stop in zip(batch["path"], batch["name"], batch["start"], batch["stop"], strict=True):
-        at = int(start)
-        for table in read_part_rows(str(path), str(name), archive, images, at, int(stop)):
-            yield table.append_column("row", pa.array(np.arange(at, at + table.num_rows), pa.int64()))
-            at += table.num_rows
-
-
-def part_runs(rows: int, size: int = READ_ROWS) -> list[tuple[int, int]]:
-    """A part of `rows` rows cut into runs of `size` rows, (start, stop) each: one decode task per run."""
-    return [(start, min(start + size, rows)) for start in range(0, rows, size)]
-
-
-def read_part_rows(path: str, name: str, archive: str, images: ImagePolicy, start: int = 0,
-                   stop: int | None = None) -> Iterator[pa.Table]:
-    """Rows start … stop − 1 (None: to the end) of one part, READ_ROWS at a time, as normalised archive rows
-    plus `shard` and `reason`.
-
-    Only the row groups holding those rows are read, so a task that decodes one run of a large part does not
-    read the part up to it. `image_path` is resolved here (to a canonical absolute path or URI) so the stage
-    needs no knowledge of the archive's folder; a path that `images` does not allow is nulled and its row
-    carries the refusal as `reason` (empty for a good row), which the stage turns into a quarantine row.
-    """
-    fs, inner = filesystem(path)
-    with fs.open(inner, "rb") as f:
-        part = pq.ParquetFile(f)
-        stop = part.metadata.num_rows if stop is None else stop
-        groups, first, at = [], None, 0  # the row groups overlapping the rows, and the first one's first row
-        for g in range(part.metadata.num_row_groups):
-            rows = part.metadata.row_group(g).num_rows
-            if at < stop and at + rows > start:
-                groups.append(g)
-                first = at if first is None else first
-            at += rows
-        end = first or 0
-        for record_batch in part.iter_batches(batch_size=READ_ROWS, row_groups=groups) if groups else ():
-            begin, end = end, end + record_batch.num_rows  # this batch holds the part's rows begin … end − 1
-            if begin >= stop:
-                break
-            lo, hi = max(start, begin), min(stop, end)
-            if lo < hi:
-                yield _normalised_rows(pa.Table.from_batches([record_batch]).slice(lo - begin, hi - lo), name,
-                                       archive, images)
-
-
-def _normalised_rows(table: pa.Table, name: str, archive: str, images: ImagePolicy) -> pa.Table:
-    """Archive rows with `image_path` resolved (or refused into `reason`) and the part's `shard` name."""
-    table = normalise_archive(table).select(["clipping_id", "image", "image_path", "caption"])
-    paths, reasons = [], []
-    for image, p in zip(table.column("image").to_pylist(), table.column("image_path").to_pylist(), strict=True):
-        try:  # inline bytes win over a path, so only a path that will be read is checked
-            paths.append(None if p is None or image is not None else resolve_image_path(archive, p, images))
-            reasons.append("")
-        except ValueError as e:
-            paths.append(None)
-            reasons.append(str(e))
-    table = table.set_column(2, "image_path", pa.array(paths, pa.string()))
-    table = table.append_column("shard", pa.array([name] * table.num_rows, pa.string()))
-    return table.append_column("reason", pa.array(reasons, pa.string()))
-
-
-def read_shards(plan: Plan, shards: list[Shard], images: ImagePolicy = ARCHIVE_ONLY, cpus: float = 1.0):
-    """A Ray Dataset of archive rows (`clipping_id`, `image`, `image_path`, `caption`, `shard`, `reason`, `row`)
-    of `shards`; `images` says which image paths outside the archive folder may be read (default: none).
-
-    One read task per run of READ_ROWS rows of a part, so a large part decodes on every CPU; each task reads
-    only the row groups its run overlaps (parts written with row groups of a few thousand rows at most keep
-    that cheap). cpus: the CPUs each read task asks for (fractional beside training workers,
-    docs/architecture.md#local-runs-and-tests).
-    """
-    import ray
-
-    from clippings.raylocal import runtime_env
-
-    items = [{"path": s.path, "name": s.name, "start": start, "stop": stop}
-             for s in shards for start, stop in part_runs(s.rows)]
-    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-        read_shard_tables, batch_size=1, fn_kwargs={"archive": plan.archive, "images": images}, num_cpus=cpus,
-        runtime_env=runtime_env(cpus),
-    )
-
-
 # ---------------------------------------------------------------- the stage
-
-
-def preprocess_rows(batch: pa.Table, model: EmbedModel, uint8: bool = False,
-                    carry: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Decode and preprocess images, tokenise captions; a bad row gets a `reason` and zero tensors.
-
-    Captions are padded to the model's maximum length with their true `length` kept, so any later batching
-    can trim to its own longest caption (CLIP's causal text tower makes right padding inert).
-    uint8: `pixels` resized and cropped but not normalised, (n, 3, H, W) uint8 (training: 4× smaller; see
-    `clippings.train.pixels`); otherwise `pixel_values` float32 ready for the model. carry: further columns
-    of `batch` passed through unchanged (e.g. a training lane).
-    """
-    from clippings.model import decode_image
-    from clippings.train.pixels import uint8_pixels
-
-    ids = batch.column("clipping_id").to_pylist()
-    images = batch.column("image").to_pylist()
-    paths = batch.column("image_path").to_pylist()
-    captions = [c or "" for c in batch.column("caption").to_pylist()]  # null = no caption: linked by its image
-    reasons, pil, ok = batch.column("reason").to_pylist(), [], []
-    for i, (image, path) in enumerate(zip(images, paths, strict=True)):
-        if reasons[i]:
-            continue
-        try:
-            pil.append(decode_image(read_image_bytes(image, path)))
-            ok.append(i)
-        except ValueError as e:
-            reasons[i] = str(e)
-    size = model.processor.image_processor.crop_size
-    pixels = np.zeros((len(ids), 3, size["height"], size["width"]), np.uint8 if uint8 else np.float32)
-    tokens = np.zeros((len(ids), model.max_text_len), np.int64)
-    lengths = np.zeros(len(ids), np.int64)
-    if ok:
-        pixels[ok] = (uint8_pixels(model.processor, pil) if uint8 else
-                      model.processor.image_processor(images=pil, return_tensors="np")["pixel_values"])
-        encoded = model.processor.tokenizer(
-            [captions[i] for i in ok], padding="max_length", truncation=True, max_length=model.max_text_len,
-            return_tensors="np",
-        )
-        tokens[ok] = encoded["input_ids"]
-        lengths[ok] = encoded["attention_mask"].sum(axis=1)
-    return {
-        "clipping_id": np.asarray(ids, dtype=object),
-        "shard": np.asarray(batch.column("shard").to_pylist(), dtype=object),
-        "pixels" if uint8 else "pixel_values": pixels,
-        "input_ids": tokens,
-        "length": lengths,
-        "reason": np.asarray(reasons, dtype=object),
-        **{c: batch.column(c).to_numpy(zero_copy_only=False) for c in carry},
-    }
 
 
 class _Embedder:
@@ -311,11 +66,6 @@ class _Embedder:
     """
 
     def __init__(self, model: EmbedModel, device: str, half: bool, threads: int) -> None:
-        import torch
-
-        from clippings.model import load_model
-        from clippings.raylocal import size_thread_pools
-
         size_thread_pools(threads)
         dtype = torch.float16 if half else torch.float32
         self.loaded = load_model(model.spec, device=device, dtype=dtype)
@@ -328,8 +78,6 @@ class _Embedder:
         self.dim = model.dim
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
         n = len(batch["clipping_id"])
         ok = np.flatnonzero(batch["reason"] == "")
         image = np.zeros((n, self.dim), np.float32)
@@ -354,7 +102,7 @@ def _cached_embedder(model: EmbedModel, threads: int) -> _Embedder:
     """The replica of `model` this worker process holds, built on first use and kept for the tasks after it.
 
     A Ray worker process runs many tasks; loading the model per task, or starting an actor per run (a new
-    process importing torch and transformers: ~8 s here), would cost more than embedding a small archive.
+    process importing torch and transformers: seconds), would cost more than embedding a small archive.
     One replica per process: a new model (another spec or fingerprint) replaces the last.
     """
     global _replica
@@ -387,8 +135,6 @@ def embed(dataset, model: EmbedModel, *, batch_size: int = 64, concurrency: int 
     (batch_size·3·H·W·4 bytes) per task.
     """
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
-
-    from clippings.raylocal import runtime_env
 
     if not gpu:
         threads = threads or 1
@@ -515,8 +261,6 @@ class _ShardWriter:
                 self._write(name)
 
     def _write(self, name: str) -> None:
-        from clippings.embeddings import embeddings_table
-
         dim = self.model.dim
         empty = {"row": np.zeros(0, np.int64), "clipping_id": np.zeros(0, object), "reason": np.zeros(0, object),
                  "image_emb": np.zeros((0, dim), np.float32), "text_emb": np.zeros((0, dim), np.float32)}

@@ -223,7 +223,7 @@ def test_read_part_rows_reads_exactly_a_run(tmp_path, start, stop):
     """A decode task's run of a part (read from the row groups that hold it): rows start … stop − 1, across
     row-group boundaries, each with its own image."""
     from clippings.archive import ARCHIVE_ONLY
-    from clippings.embed import read_part_rows
+    from clippings.reader import read_part_rows
 
     n = 50
     path = str(tmp_path / part_name(0))
@@ -242,7 +242,7 @@ def test_a_large_part_embeds_in_runs_and_keeps_its_order(ray_local, tmp_path, ti
     """A part of several READ_ROWS runs (row groups crossing the runs' bounds) decodes in parallel tasks whose
     runs end in any order; the output part still lists the rows in the input's order, each equal to the
     plain loop's embedding."""
-    from clippings.embed import READ_ROWS
+    from clippings.reader import READ_ROWS
 
     archive, out = tmp_path / "archive", str(tmp_path / "emb")
     archive.mkdir()

@@ -270,9 +270,8 @@ def _subset(local_case: dict, folder: str) -> tuple[list[str], str]:
 
 
 def test_training_pairs_read_allowed_paths_and_null_captions(local_case, ray_local, tmp_path):
-    from clippings.embed import describe_loaded
+    from clippings.preprocess import describe_loaded, uint8_pixels
     from clippings.train.pairs import labelled_store
-    from clippings.train.pixels import uint8_pixels
 
     loaded = load_model("tiny")
     model = describe_loaded("tiny", loaded)

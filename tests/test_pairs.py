@@ -18,8 +18,8 @@ from clippings.archive import part_name, read_quarantine, write_table_atomic
 
 @pytest.fixture(scope="module")
 def tiny():
-    from clippings.embed import describe_loaded
     from clippings.model import load_model
+    from clippings.preprocess import describe_loaded
 
     loaded = load_model("tiny")
     return describe_loaded("tiny", loaded), loaded
@@ -153,8 +153,8 @@ def test_pretraining_quarantines_bad_rows_and_counts_them_in_clippings_json(tmp_
 
 def test_labelled_store_reads_rows_in_plan_order(tmp_path, tiny, ray_local):
     from clippings.model import decode_image
+    from clippings.preprocess import uint8_pixels
     from clippings.train.pairs import labelled_store
-    from clippings.train.pixels import uint8_pixels
 
     archive = str(tmp_path / "labelled")
     ids = write_archive(archive, 2, 10)

@@ -1,4 +1,5 @@
 """The house's rules, checked: no import circles inside `clippings/` (lazy imports inside functions count),
+no upward import from the archive reader and preprocessing into the stages they serve (`BELOW`),
 no docstring or comment that points to a file outside the project or to a temporary-folder path, and every
 pointer into `docs/` (a page, a #section) names one that exists."""
 
@@ -94,6 +95,26 @@ def test_the_cycle_finder_finds_a_lazy_circle():
 def test_no_import_circles_inside_the_package():
     cycles = find_cycles(import_graph())
     assert not cycles, "import circles (lazy imports included): " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+BELOW = {
+    "clippings.reader": ("clippings.preprocess", "clippings.model", "clippings.embed", "clippings.train"),
+    "clippings.preprocess": ("clippings.embed", "clippings.train"),
+    "clippings.train": ("clippings.embed",),
+}
+"""Rooms and the rooms above them that they must not import: the archive reader and preprocessing serve
+embedding and training alike, so neither of those is a door into the other."""
+
+
+def _within(module: str, room: str) -> bool:
+    return module == room or module.startswith(room + ".")
+
+
+def test_reading_sits_below_embedding_and_training():
+    upward = sorted(f"{name} imports {target}" for name, targets in import_graph().items() for target in targets
+                    for room, above in BELOW.items()
+                    if _within(name, room) and any(_within(target, a) for a in above))
+    assert not upward, "upward imports:\n" + "\n".join(upward)
 
 
 OUTSIDE_REFERENCE = re.compile(r"design\.md|/tmp/|/work/|\bshared/")

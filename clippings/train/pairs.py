@@ -3,8 +3,9 @@
 The driver never holds pixels. It reads the archive's light columns once (`clipping_id`, `caption`,
 `label`: ≈100 bytes per row plus an 8-byte caption hash and a 4-byte role) to check ids, drop exact
 duplicate captions and choose the held-out rows; images are read, decoded, resized and cropped in Ray Data
-CPU tasks with the `embed` reader (`clippings.embed.read_part_rows`, `preprocess_rows`), and travel as
-uint8 (`clippings.train.pixels`) until the worker's device.
+CPU tasks with the archive reader and preprocessing that embedding uses (`clippings.reader.read_part_rows`,
+`clippings.preprocess.preprocess_rows`), and travel as uint8 (`clippings.train.pixels`) until the worker's
+device.
 
 Pretraining streams (`pretraining_plan`, `RankStream`). Each train row belongs to one of `lanes` lanes
 (round robin in archive order); rank r of w owns lanes r·L/w … (r+1)·L/w − 1 and, each epoch, runs its
@@ -32,8 +33,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clippings.archive import ARCHIVE_ONLY, ImagePolicy, filesystem, read_part
+from clippings.archive import ARCHIVE_ONLY, ImagePolicy, filesystem, read_part, validate_archive_part
 from clippings.errors import BadInput
+from clippings.preprocess import EmbedModel, preprocess_rows
+from clippings.reader import part_runs, plan_shards, read_part_rows
 
 DUPLICATE = -1
 """Role of a row dropped as an exact duplicate caption. Train rows have their lane (≥ 0); held-out row i
@@ -69,14 +72,11 @@ class LightArchive:
 
 
 def read_light(archive: str, labelled: bool) -> LightArchive:
-    """Check every part's schema and ids (`clippings.embed.plan_shards`) and read the light columns.
+    """Check every part's schema and ids (`clippings.reader.plan_shards`) and read the light columns.
 
     labelled: every row needs a label (BadInput naming the part and row otherwise).
     Cost: one pass over the parts' id/caption/label columns, no image bytes.
     """
-    from clippings.archive import validate_archive_part
-    from clippings.embed import plan_shards
-
     plan = plan_shards(archive)
     parts, ids, hashes, labels = [], [], [], [] if labelled else None
     for shard in plan.shards:
@@ -161,12 +161,10 @@ def lanes_for(workers: int, lanes: int) -> int:
 
 
 def _decode_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImagePolicy, lanes: list[int],
-                      rank: int, world: int, model) -> Iterator[dict[str, np.ndarray]]:
+                      rank: int, world: int, model: EmbedModel) -> Iterator[dict[str, np.ndarray]]:
     """Read rows first … first + len(roles) − 1 of one part and preprocess the ones this rank streams: its
     lanes' train rows and held-out rows i with i % world == rank, with `lane` (−1 for held-out), `val_index`
     (−1 for train) and `part` (index in the plan) columns; PREPROCESS_ROWS rows at a time."""
-    from clippings.embed import read_part_rows
-
     for path, name, roles_bytes, part, first in zip(batch["path"], batch["name"], batch["roles"], batch["part"],
                                                     batch["first"], strict=True):
         roles = np.frombuffer(roles_bytes, np.int32)
@@ -185,10 +183,8 @@ def _decode_rank_rows(batch: dict[str, np.ndarray], archive: str, images: ImageP
             yield from _preprocessed(table, model, carry=("lane", "val_index", "part"))
 
 
-def _preprocessed(table: pa.Table, model, carry: tuple[str, ...] = ()) -> Iterator[dict[str, np.ndarray]]:
+def _preprocessed(table: pa.Table, model: EmbedModel, carry: tuple[str, ...] = ()) -> Iterator[dict[str, np.ndarray]]:
     """`preprocess_rows` (uint8 pixels) of `table`, PREPROCESS_ROWS rows at a time: memory ≈ that many images."""
-    from clippings.embed import preprocess_rows
-
     for at in range(0, table.num_rows, PREPROCESS_ROWS):
         yield preprocess_rows(table.slice(at, PREPROCESS_ROWS), model=model, uint8=True, carry=carry)
 
@@ -198,7 +194,7 @@ def part_order(parts: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch, 7]).permutation(parts)
 
 
-def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, world: int, seed: int, epoch: int,
+def rank_dataset(plan: StreamPlan, model: EmbedModel, images: ImagePolicy, *, rank: int, world: int, seed: int, epoch: int,
                  cpus: float = DATA_CPUS):
     """This rank's Ray Dataset of preprocessed rows for `epoch`, in a deterministic order.
 
@@ -208,7 +204,6 @@ def rank_dataset(plan: StreamPlan, model, images: ImagePolicy, *, rank: int, wor
     """
     import ray
 
-    from clippings.embed import part_runs
     from clippings.raylocal import runtime_env
 
     per_rank = plan.lanes // world
@@ -426,7 +421,7 @@ class LabelledStore:
         return {k: v for k, v in self.__dict__.items() if k != "_cache"}
 
 
-def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus: float = 0.5) -> LabelledStore:
+def labelled_store(archive: str, model: EmbedModel, images: ImagePolicy = ARCHIVE_ONLY, cpus: float = 0.5) -> LabelledStore:
     """Preprocess a labelled archive into a `LabelledStore` with Ray CPU tasks.
 
     model: an `EmbedModel`. An undecodable, missing or refused image is a BadInput naming the archive and the
@@ -436,7 +431,6 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
     """
     import ray
 
-    from clippings.embed import part_runs
     from clippings.progress import Progress
     from clippings.raylocal import runtime_env
 
@@ -473,11 +467,9 @@ def labelled_store(archive: str, model, images: ImagePolicy = ARCHIVE_ONLY, cpus
 
 
 def _store_block(path: str, name: str, first: int, count: int, archive: str, images: ImagePolicy,
-                 model) -> tuple[dict[str, np.ndarray], tuple[list[str], list[str]]]:
+                 model: EmbedModel) -> tuple[dict[str, np.ndarray], tuple[list[str], list[str]]]:
     """Rows first … first + count − 1 of one part, preprocessed: the block (`pixels`, `input_ids`, `length`)
     and its (ids, reasons)."""
-    from clippings.embed import read_part_rows
-
     pieces = [piece for table in read_part_rows(path, name, archive, images, first, first + count)
               for piece in _preprocessed(table, model)]
     block = {k: np.concatenate([p[k] for p in pieces]) for k in ("pixels", "input_ids", "length")}

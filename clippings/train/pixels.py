@@ -2,8 +2,8 @@
 
 A preprocessed 224 px image is 150 KB as uint8 against 600 KB as float32, so streams, object-store blocks
 and worker buffers are 4× smaller. The split follows the image processor's own steps: resize and centre
-crop (Pillow, integer pixels) run in the CPU tasks (`uint8_pixels`); rescale and normalise run on the device
-(`PixelNormaliser`), the same arithmetic the processor would have done.
+crop (Pillow, integer pixels) run in the CPU tasks (`clippings.preprocess.uint8_pixels`); rescale and
+normalise run on the device (`PixelNormaliser`), the same arithmetic the processor would have done.
 """
 
 from __future__ import annotations
@@ -12,16 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-
-def uint8_pixels(processor: Any, images: list) -> np.ndarray:
-    """Resize and crop PIL images with the model's image processor, without rescaling or normalising:
-    (n, 3, H, W) uint8. Cost: one resize per image; 3·H·W bytes per image out."""
-    raw = processor.image_processor(images=images, do_rescale=False, do_normalize=False,
-                                    return_tensors="np")["pixel_values"]
-    raw = np.asarray(raw, dtype=np.float32)
-    np.rint(raw, out=raw)  # in place: a batch of 224 px images is ~40 MB of float32 per temporary
-    return np.clip(raw, 0, 255, out=raw).astype(np.uint8)
 
 
 class PixelNormaliser:

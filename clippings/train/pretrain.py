@@ -25,6 +25,7 @@ import torch
 
 from clippings.archive import ARCHIVE_ONLY, ImagePolicy
 from clippings.errors import BadInput
+from clippings.preprocess import describe_loaded
 from clippings.train.fit import claim_run, code_provenance, run_path_of, train_and_save, training_settings
 from clippings.train.loop import Task, Worker, all_gather_with_grad, gather_indexed
 from clippings.train.module import TwoTower
@@ -76,8 +77,6 @@ class PretrainTask(Task):
 
     def start(self, worker: Worker) -> None:
         from ray.data import DataContext
-
-        from clippings.embed import describe_loaded
 
         context = DataContext.get_current()  # this worker's process only
         context.execution_options.preserve_order = True  # the lanes' order must not depend on timing

@@ -21,6 +21,7 @@ import torch
 
 from clippings.archive import ARCHIVE_ONLY, ImagePolicy
 from clippings.errors import BadInput
+from clippings.preprocess import describe_loaded
 from clippings.train.batches import class_prototypes, hard_negative_batches
 from clippings.train.fit import claim_run, code_provenance, run_path_of, train_and_save, training_settings
 from clippings.train.loop import Task, Worker, gather_rows
@@ -118,7 +119,6 @@ def train_supcon(archive: str, val: str, out: str, *, model: str, im_wt: float =
     ≈ 15 GB, spilled to disk beyond the store), then per epoch one embedding pass over train (re-mining) and
     val, plus classes·m items of forward+backward; ~15 s Ray Train start-up.
     """
-    from clippings.embed import describe_loaded
     from clippings.model import load_model
     from clippings.raylocal import init_ray
     from clippings.train.pairs import labelled_store
