@@ -234,6 +234,33 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, flags, message
     assert capsys.readouterr().err == f"clippings link: error: {message.format(p=path)}\n"
 
 
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--add", "new"], "link --add needs --to; usage: clippings link --add NEW_EMBEDDINGS --to LINKS_DIR --out DIR"),
+        (["--add", "new", "--to", "l", "--from-links", "l"],
+         "link --add takes no --from-links; usage: clippings link --add NEW_EMBEDDINGS --to LINKS_DIR --out DIR"),
+        (["--from-links", "l"],
+         "link --from-links needs --threshold; usage: clippings link --from-links LINKS_DIR --threshold T --out DIR"),
+        (["--from-links", "l", "--threshold", "0.1", "--embeddings", "e"],
+         "link --from-links takes no --embeddings; usage: clippings link --from-links LINKS_DIR --threshold T --out "
+         "DIR"),
+        (["--from-links", "l", "--threshold", "auto"],
+         "link --from-links takes a number for --threshold: auto chooses t from --embeddings DIR; usage: clippings "
+         "link --from-links LINKS_DIR --threshold T --out DIR"),
+        (["--threshold", "0.1"], "link without --add or --from-links needs --embeddings; usage: clippings link "
+         "--embeddings DIR --out DIR [--threshold T|auto]"),
+        (["--embeddings", "e", "--to", "l"], "link without --add or --from-links takes no --to; usage: clippings link "
+         "--embeddings DIR --out DIR [--threshold T|auto]"),
+    ],
+)
+def test_each_mode_refuses_a_missing_or_foreign_option_in_one_line(tmp_path, capsys, flags, message):
+    capsys.readouterr()
+    assert main(["link", "--out", str(tmp_path / "out"), *flags]) == 2
+    assert capsys.readouterr().err == f"clippings link: error: {message}\n"
+    assert not (tmp_path / "out" / "links.json").exists()
+
+
 @pytest.mark.parametrize("dtype,accepted", [("float32", False), ("float16", True)])
 def test_unit_norm_tolerance_follows_the_stored_dtype(tmp_path, dtype, accepted):
     """A norm 0.5 % off 1 is rounding in float16 (tolerance 1e-2) but not in float32 (1e-3)."""

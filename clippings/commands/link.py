@@ -26,6 +26,33 @@ CONSTRAINTS = {
 }
 
 
+MODES = {
+    "add": ("--add", "--add NEW_EMBEDDINGS --to LINKS_DIR --out DIR", ("to",), ("embeddings", "from_links")),
+    "recut": ("--from-links", "--from-links LINKS_DIR --threshold T --out DIR", ("threshold",), ("embeddings", "to")),
+    "link": ("without --add or --from-links", "--embeddings DIR --out DIR [--threshold T|auto]", ("embeddings",),
+             ("to",)),
+}
+"""link's three modes, chosen by --add, else --from-links, else a plain link: (how the mode is named in a
+message, its usage, the options it needs, the options it refuses). One table, so every refusal is one line
+of the same shape: the mode, the option, the mode's usage."""
+
+
+def mode_of(args: argparse.Namespace) -> str:
+    """The mode `args` ask for ('add', 'recut' or 'link'), checked against MODES: BadInput (one line) for a
+    missing or a refused option, and for --threshold auto outside a plain link."""
+    from clippings.errors import BadInput
+
+    mode = "add" if args.add else "recut" if args.from_links else "link"
+    named, usage, needs, refuses = MODES[mode]
+    for name, wrong in [*((n, "needs") for n in needs if getattr(args, n) is None),
+                        *((n, "takes no") for n in refuses if getattr(args, n) is not None)]:
+        raise BadInput(f"link {named} {wrong} --{name.replace('_', '-')}; usage: clippings link {usage}")
+    if args.threshold == "auto" and mode != "link":
+        raise BadInput(f"link {named} takes a number for --threshold: auto chooses t from --embeddings DIR; usage: "
+                       f"clippings link {usage}")
+    return mode
+
+
 def threshold_arg(value: str) -> float | str:
     """--threshold: a float, or 'auto' (chosen from the embeddings alone: clippings.link.auto)."""
     if value == "auto":
@@ -144,10 +171,6 @@ def _add(args: argparse.Namespace):
     from clippings.link.incremental import add_batch, check_batch, read_linking
     from clippings.model_meta import read_clippings_meta
 
-    if not args.to:
-        raise BadInput("link: --add needs --to LINKS_DIR (the links folder the batch joins)")
-    if args.embeddings or args.from_links:
-        raise BadInput("link: --add takes no --embeddings or --from-links; give --add NEW --to LINKS_DIR")
     old = read_linking(args.to)
     meta = read_clippings_meta(args.model) if args.model else {}  # a model's choice must agree too
     threshold = args.threshold if args.threshold is not None else meta.get("threshold")
@@ -191,8 +214,7 @@ def run(args: argparse.Namespace) -> int:
     from clippings.logs import finish, setup_logging
 
     log = setup_logging(args.out, "link")
-    if args.to and not args.add:
-        raise BadInput("link: --to names the links folder for --add NEW_EMBEDDINGS; give --add too")
+    mode = mode_of(args)
     check_replaceable(args.out)
     source = args.to or args.from_links
     if source and is_remote(args.out) and same_location(args.out, source):
@@ -200,19 +222,12 @@ def run(args: argparse.Namespace) -> int:
             f"link: --out {args.out} is the links folder read: S3 cannot replace a folder at once; write to a "
             "new prefix"
         )
-    if auto and (args.add or args.from_links or not args.embeddings):
-        raise BadInput("link: --threshold auto chooses t from --embeddings DIR; give a number with --add or "
-                       "--from-links")
-    if args.add:
+    if mode == "add":
         result, quarantine = _add(args)
-    elif args.from_links:
-        if args.threshold is None:
-            raise BadInput("link: --from-links needs --threshold T (the new cut)")
+    elif mode == "recut":
         result = recut(args.from_links, args.threshold)
         quarantine = read_quarantine(args.from_links)
     else:
-        if not args.embeddings:
-            raise BadInput("link: give --embeddings DIR (or --from-links DIR to re-cut a saved MST)")
         from clippings.embeddings import read_pooled
         from clippings.progress import Progress
 
