@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -44,17 +45,21 @@ def start_server(links: str, archive: str, out: str, *extra: str, timeout: float
     proc = subprocess.Popen([sys.executable, "-m", "clippings.cli", "label", "--links", links, "--archive", archive,
                              "--out", out, "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
-    deadline = time.monotonic() + timeout
     seen = [] if seen is None else seen
+    lines: queue.Queue[str] = queue.Queue()
+    # a thread reads the console: select() on a buffered pipe misses lines already read into its buffer
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            seen.append(line)
-            if "open http://" in line:
-                return proc, line.split("open ", 1)[1].split(" ", 1)[0]
-        if proc.poll() is not None:
-            break
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if "open http://" in line:
+            return proc, line.split("open ", 1)[1].split(" ", 1)[0]
     proc.kill()
     raise AssertionError("the label server did not start:\n" + "".join(seen))
 

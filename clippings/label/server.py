@@ -273,6 +273,7 @@ def serve(session: LabelSession, host: str, port: int, announce) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(128)  # before the URL is announced, so a browser opening it at once finds the port open
     except OSError as e:
         sock.close()
         raise BadInput(f"The 'port' parameter of label: cannot listen on {host}:{port} ({e.strerror}); "
