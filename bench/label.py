@@ -147,10 +147,11 @@ def _read_split(emb_dir: str, archive: str) -> tuple[Embeddings, np.ndarray]:
     return emb, _labels_for(emb.ids, archive, emb_dir).astype(str)
 
 
-def train_on_answers(answers: list[Answer], data: str, model: str, epochs: int, out: str) -> float:
-    """Export the answers' groups, train `model` on them (SupCon, `clippings train`), choose t and w from the
-    same answers on the new embeddings (`tune --pairs`) and return the test ARI there: no label beyond the
-    answers is used."""
+def train_on_answers(answers: list[Answer], data: str, settings, out: str) -> float:
+    """Export the answers' groups, train the scale's start model on them (SupCon, `clippings train`, with the
+    scale's settings for the supervised multimodal row: w = 0.5, its epochs and rates), choose t and w from
+    the same answers on the new embeddings (`tune --pairs`) and return the test ARI there: no label beyond
+    the answers is used."""
     from clippings.cli import main as cli
     from clippings.evaluate import evaluate_links
     from clippings.label.answers import AnswerLog
@@ -165,7 +166,8 @@ def train_on_answers(answers: list[Answer], data: str, model: str, epochs: int, 
     export_groups(answers, os.path.join(data, "val"), groups)
     trained = os.path.join(out, "model")
     steps = [["train", "--archive", os.path.join(groups, "train"), "--val", os.path.join(groups, "val"),
-              "--out", trained, "--model", model, "--epochs", str(epochs)],
+              "--out", trained, "--model", settings.model, "--im-wt", "0.5", "--epochs", str(settings.epochs(0.5)),
+              *settings.lr_argv("train"), *settings.extra_train],
              ["embed", "--archive", os.path.join(data, "val"), "--model", trained, "--out", os.path.join(out, "val")],
              ["embed", "--archive", os.path.join(data, "test"), "--model", trained, "--out", os.path.join(out, "test")],
              ["tune", "--pairs", pairs, "--embeddings", os.path.join(out, "val"), "--model", trained],
@@ -220,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.train:
             if data is None or settings is None:
                 raise SystemExit("--train needs the built-in archive (not --run or --quick)")
-            ari = train_on_answers(answers, data, settings.model, settings.train_epochs,
-                                   os.path.join(args.out, f"seed{seed}", "trained"))
+            ari = train_on_answers(answers, data, settings, os.path.join(args.out, f"seed{seed}", "trained"))
             print(f"trained on the groups of {len(answers)} answers: test ARI {ari:.3f}")
         print(f"seed {seed}: {time.perf_counter() - start:.1f} s")
     return 0
