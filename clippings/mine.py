@@ -88,13 +88,15 @@ log = logging.getLogger("clippings.mine")
 @dataclass(frozen=True)
 class MineRules:
     """The mining rule's settings (see the module docstring): `strictness` × the auto cut per tower,
-    `ngram` and `min_jaccard` of the caption witness, the auto cut's `method` and the kNN `k`."""
+    `ngram` and `min_jaccard` of the caption witness, the auto cut's `method`, the kNN `k` and the searches'
+    `index` ("auto": exact flat up to clippings.link.auto.FLAT_MAX rows, ivf above; see `mine_embeddings`)."""
 
     strictness: float = STRICTNESS
     ngram: int = NGRAM
     min_jaccard: float = MIN_JACCARD
     method: str = DEFAULT_METHOD
     k: int = 20
+    index: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class TowerCut:
 class Mined:
     """The mining of n rows (aligned with `ids`): `label` (None: left out), `confidence` (NaN for
     singletons and left-out rows), `kind` ("group", "singleton" or "leftover"), `reason` (leftovers only),
-    the two towers' cuts and the counts of pairs at each witness."""
+    the two towers' cuts, the counts of pairs at each witness and the `search` used (index, and for ivf its
+    measured recalls: `mine_embeddings`)."""
 
     ids: np.ndarray
     label: np.ndarray
@@ -122,6 +125,7 @@ class Mined:
     reason: np.ndarray
     cuts: dict[str, TowerCut]
     pairs: dict[str, int] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
 
 
 def char_ngram_sets(captions: Sequence[str | None], n: int = NGRAM):
@@ -143,12 +147,10 @@ def char_ngram_sets(captions: Sequence[str | None], n: int = NGRAM):
     return NgramSets(indptr, flat, len(vocab))
 
 
-def tower_cut(vectors: np.ndarray, tower: str, rules: MineRules) -> TowerCut:
-    """The auto cut of one tower's unit vectors (clippings.link.auto.cut_of of the MST edge lengths) and
-    its strict version. Cost: one kNN graph and MST (clippings.link.auto.edge_lengths)."""
-    from clippings.link.auto import MIN_DEPTH, MIN_EDGES, cut_of, edge_lengths
+def tower_cut(lengths: np.ndarray, tower: str, rules: MineRules) -> TowerCut:
+    """The auto cut of one tower's MST edge `lengths` (clippings.link.auto.cut_of) and its strict version."""
+    from clippings.link.auto import MIN_DEPTH, MIN_EDGES, cut_of
 
-    lengths = edge_lengths(vectors, k=rules.k)
     if len(lengths) < MIN_EDGES:
         raise BadInput(f"mine: only {len(lengths) + 1} clippings embedded; at least {MIN_EDGES + 1} are needed to "
                        "read a cut from the edge lengths: give a larger archive")
@@ -157,9 +159,8 @@ def tower_cut(vectors: np.ndarray, tower: str, rules: MineRules) -> TowerCut:
 
 
 def _pairs_within(vectors: np.ndarray, threshold: float, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs (src < dst) at cosine distance ≤ threshold: every one while they fit the kNN graph's edge
-    budget (clippings.link.knn.default_max_edges), beyond it a minimum spanning forest of them (the search
-    compacts its buffer), so a dense tower costs candidate pairs, never memory, and never adds a wrong one."""
+    """The pairs (src < dst) at cosine distance ≤ threshold, all of them (flat kNN completed by range
+    search: clippings.link.knn). Cost: O(n²·d)."""
     from clippings.link.knn import knn_graph
 
     graph = knn_graph(vectors, k=min(k, max(len(vectors) - 1, 1)), threshold=threshold, index="flat")
@@ -168,7 +169,7 @@ def _pairs_within(vectors: np.ndarray, threshold: float, k: int) -> tuple[np.nda
 
 
 def _nearest(vectors: np.ndarray) -> np.ndarray:
-    """Each row's distance to its nearest other row (inf for a lone row). Cost: one k = 1 kNN search."""
+    """Each row's distance to its nearest other row (inf for a lone row). Cost: one k = 1 flat kNN search."""
     from clippings.link.knn import knn_graph
 
     out = np.full(len(vectors), np.inf)
@@ -178,6 +179,62 @@ def _nearest(vectors: np.ndarray) -> np.ndarray:
     np.minimum.at(out, graph.src, graph.distance)
     np.minimum.at(out, graph.dst, graph.distance)
     return out
+
+
+def _searches(image: np.ndarray, text: np.ndarray, has_caption: np.ndarray, rules: MineRules, index: str
+              ) -> tuple[dict[str, TowerCut], np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """The neighbour searches of the rule: (cuts, candidate pairs a, b at the image tower's strict cut,
+    nearest image distance, nearest caption distance among captioned rows (inf elsewhere), search record).
+
+    flat (exact): the edge lengths of clippings.link.auto.neighbour_graph, every pair within the strict cut
+    (`_pairs_within`) and a k = 1 search per tower (`_nearest`). ivf (archive scale): one
+    clippings.link.auto.cells_knn graph per tower gives its MST's edge lengths (the reprint mode holds; the
+    upper mode can only stretch) and each row's shortest edge as its nearest distance; the image tower's
+    cells give the candidate pairs (clippings.link.auto.cells_within at the strict cut, probes calibrated
+    as link's ivf; `strict_pairs` records them and the share of a sample's exact within-cut pairs found).
+    A found nearest distance is never below the true one, so a row could be wrongly found alone: a row
+    with none within the auto cut is looked for again in more cells (`_nearest_at_scale`), and what is left
+    of that error is measured per tower as `near_recall` (clippings.link.auto.recall_at the auto cut: of
+    the sampled rows with a neighbour within it, the share found to have one). Where some rows lack a
+    caption the caption distances come from a k = 1 ivf graph of the captioned rows."""
+    from clippings.link.auto import FLAT_MAX, cells_within, lengths_of, neighbour_graph, recall_at
+
+    graphs = {"image": neighbour_graph(image, rules.k, index), "text": neighbour_graph(text, rules.k, index)}
+    cuts = {name: tower_cut(lengths_of(graph), name, rules) for name, graph in graphs.items()}
+    search: dict[str, Any] = {"index": index, "flat_max": FLAT_MAX}
+    near_text = np.full(len(image), np.inf)
+    if index == "flat":
+        a, b = _pairs_within(image, cuts["image"].strict, rules.k)
+        near_text[has_caption] = _nearest(text[has_caption])
+        return cuts, a, b, _nearest(image), near_text, search
+    image_graph = graphs["image"]
+    a, b, search["strict_pairs"] = cells_within(image, image_graph, cuts["image"].strict)
+    captioned, near = graphs["text"], {}
+    if not has_caption.all():
+        captioned = neighbour_graph(text[has_caption], 1, index) if has_caption.sum() >= 2 else None
+    for name, vectors, graph in (("image", image, image_graph), ("text", text[has_caption], captioned)):
+        if graph is None:  # one captioned row: no other caption to be near
+            near[name] = np.full(len(vectors), np.inf)
+            continue
+        near[name] = _nearest_at_scale(vectors, graph, cuts[name].auto)
+        search[name] = {"nlist": graph.stats["nlist"], "nprobe": graph.stats["nprobe"], "nn_recall": graph.recall,
+                        "near_recall": recall_at(graph, cuts[name].auto, near[name]),
+                        "timings": graph.stats["timings"]}
+    near_text[has_caption] = near["text"]
+    return cuts, a, b, near["image"], near_text, search
+
+
+def _nearest_at_scale(vectors: np.ndarray, graph, auto: float) -> np.ndarray:
+    """Each row's nearest distance from a cells_knn graph (`nearest_of`), where it lies beyond the `auto`
+    cut looked for again in more cells (clippings.link.auto.nearest_within): a row is found alone only after
+    that wider look."""
+    from clippings.link.auto import nearest_of, nearest_within
+
+    near = nearest_of(graph)
+    far = np.flatnonzero(near > auto)
+    if len(far):
+        near[far] = np.minimum(near[far], nearest_within(vectors, graph, far, auto))
+    return near
 
 
 def _caption_echo(sets, min_jaccard: float) -> np.ndarray:
@@ -195,9 +252,13 @@ def _caption_echo(sets, min_jaccard: float) -> np.ndarray:
     return best
 
 
-def _distances(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    dots = np.einsum("ij,ij->i", x[a].astype(np.float64), x[b].astype(np.float64))
-    return np.clip(1.0 - dots, 0.0, 2.0)
+def _distances(x: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """Cosine distances of unit rows x[a], x[b] in float64, `chunk` pairs at a time (memory O(chunk·d))."""
+    out = np.empty(len(a))
+    for s in range(0, len(a), chunk):
+        aa, bb = a[s : s + chunk], b[s : s + chunk]
+        out[s : s + chunk] = np.einsum("ij,ij->i", x[aa].astype(np.float64), x[bb].astype(np.float64))
+    return np.clip(1.0 - out, 0.0, 2.0)
 
 
 def _margin(d: np.ndarray, t: float) -> np.ndarray:
@@ -209,25 +270,29 @@ def mine_embeddings(ids: np.ndarray, image: np.ndarray, text: np.ndarray, captio
     """The mining rule (module docstring) over rows aligned with `ids`: unit `image` and `text` vectors
     (n, d) and `captions`. No I/O, no labels read.
 
-    Cost: two edge-length passes (one kNN graph and MST per tower), one range-completed kNN graph at the
-    image tower's strict cut, two k = 1 searches, one prefix-filtered caption candidate pass (at most ~40
-    candidate pairs per caption); memory O(n·d + the edge budget of the strict image graph).
+    Searches (`_searches`, rules.index through clippings.link.auto.index_for): up to FLAT_MAX rows exact, two
+    flat kNN graphs and MSTs, one range-completed kNN graph at the image tower's strict cut and two k = 1
+    searches, O(n²·d); above, one ivf cells kNN graph and MST per tower, O(n^1.5·d), with their recalls in
+    `search`. Then one prefix-filtered caption candidate pass (at most ~40 candidate pairs per caption);
+    memory O(n·d + the candidate pairs at the strict cut).
     """
     from clippings.baselines import jaccard_of_pairs
+    from clippings.link.auto import index_for
     from clippings.link.slink import mst_from_graph, stable_cluster_ids
 
     n = len(ids)
-    cuts = {"image": tower_cut(image, "image", rules), "text": tower_cut(text, "text", rules)}
+    sets = char_ngram_sets(captions, rules.ngram)
+    has_caption = np.diff(sets.indptr) > 0
+    cuts, a, b, near_image, near_text, search = _searches(image, text, has_caption, rules,
+                                                          index_for(rules.index, n))
     for cut in cuts.values():
         if not cut.clear:
             log.warning("mine: the %s tower's edge lengths show no clear valley (depth %.3f); its cut t=%.4f is "
                         "used, the other witnesses carry the precision", cut.tower, cut.depth, cut.auto)
     ti, tt = cuts["image"].strict, cuts["text"].strict
-    a, b = _pairs_within(image, ti, rules.k)
     di = _distances(image, a, b)
     dt = _distances(text, a, b)
     text_ok = dt <= tt
-    sets = char_ngram_sets(captions, rules.ngram)
     jac = np.zeros(len(a))
     jac[text_ok] = jaccard_of_pairs(sets, a[text_ok], b[text_ok])
     mined = text_ok & (jac >= rules.min_jaccard)
@@ -255,10 +320,6 @@ def mine_embeddings(ids: np.ndarray, image: np.ndarray, text: np.ndarray, captio
     confidence[in_group] = 1.0 - weakest[comp[in_group]]
     kind[in_group] = "group"
 
-    near_image = _nearest(image)
-    near_text = np.full(n, np.inf)
-    has_caption = np.diff(sets.indptr) > 0
-    near_text[has_caption] = _nearest(text[has_caption])
     echo = _caption_echo(sets, rules.min_jaccard)
     alone = (near_image > cuts["image"].auto) & (near_text > cuts["text"].auto) & (echo < rules.min_jaccard) & ~in_group
     label[alone] = np.char.add(LABEL_PREFIX, np.asarray(ids, object)[alone].astype(str)).astype(object)
@@ -272,7 +333,7 @@ def mine_embeddings(ids: np.ndarray, image: np.ndarray, text: np.ndarray, captio
     ]
     counts = {"image_strict": int(len(mined)), "image_and_text_strict": int(text_ok.sum()),
               "mined": int(mined.sum())}
-    return Mined(np.asarray(ids, object), label, confidence, kind, reason, cuts, counts)
+    return Mined(np.asarray(ids, object), label, confidence, kind, reason, cuts, counts, search)
 
 
 def split_val(mined: Mined, seed: int = 0, val_fraction: float = VAL_FRACTION) -> np.ndarray:
@@ -436,6 +497,7 @@ def mine_archive(archive: str, model: str, out: str, *, rules: MineRules = MineR
         **round_settings(archive, model, rules, seed, val_fraction),
         "cuts": {name: asdict(cut) for name, cut in mined.cuts.items()},
         "pairs": mined.pairs,
+        "search": mined.search,
         "counts": {
             "input_rows": len(ids), "embedded": int(len(emb.ids)), "quarantined_by_embed": quarantine.num_rows,
             "groups": int(len(np.unique(mined.label[groups].astype(str)))), "rows_in_groups": int(groups.sum()),

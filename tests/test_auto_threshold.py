@@ -167,3 +167,54 @@ def test_tune_without_archive_chooses_and_writes_the_model(tmp_path, capsys):
     assert main(["tune", "--embeddings", _write(str(tmp_path / "noise"), unit_noise(200, 14), unit_noise(200, 15)),
                  "--im-wt", "0.5"]) == 2
     assert "tune without --archive: no clear cut" in capsys.readouterr().err
+
+
+def test_ivf_cells_knn_never_underestimates_and_cuts_where_flat_does():
+    """The archive-scale search (clippings.link.auto.cells_knn): found distances are true ones, so a row's
+    nearest is never below the exact nearest; the measured recalls match a brute-force check; the cut of its
+    edge lengths separates the groups as the exact lengths' cut does; the wider look of `nearest_within`
+    finds a neighbour within t for every sampled row that has one; `cells_within` finds only pairs within t,
+    and nearly all of them."""
+    from clippings.link.auto import cells_knn, cells_within, lengths_of, nearest_of, nearest_within, recall_at
+
+    x, groups = grouped_signs(3000, seed=11)
+    graph = cells_knn(x, 20)
+    exact = nearest_of(knn_graph(x, k=1))
+    near = nearest_of(graph)
+    assert (near >= exact - 1e-9).all()
+    rows = graph.stats["nn_sample"]
+    assert graph.recall == pytest.approx(np.mean(near[rows] <= exact[rows] + 1e-6)) and graph.recall >= 0.9
+    flat_cut = cut_of(edge_lengths(x, index="flat"))
+    cut = cut_of(lengths_of(graph))
+    assert cut.depth >= 0.5 and abs(cut.threshold - flat_cut.threshold) < 0.05
+    assert adjusted_rand_score(groups, exact_cut(x, cut.threshold)) == 1.0
+    assert recall_at(graph, cut.threshold) < 1.0  # some pairs straddle cells the kNN did not probe
+    far = np.flatnonzero(near > cut.threshold)
+    near[far] = np.minimum(near[far], nearest_within(x, graph, far, cut.threshold))
+    assert (near >= exact - 1e-9).all() and recall_at(graph, cut.threshold, near) == 1.0
+    a, b, record = cells_within(x, graph, cut.threshold)
+    truth = knn_graph(x, k=20, threshold=cut.threshold)
+    within = truth.distance <= cut.threshold
+    truth_keys = set((truth.src[within] * len(x) + truth.dst[within]).tolist())
+    found = set((a * len(x) + b).tolist())
+    assert found <= truth_keys and len(found) / len(truth_keys) >= 0.99 and record["recall"] >= 0.99
+
+
+def test_link_auto_above_flat_max_reads_ivf_cells_and_records_their_recall(tmp_path, monkeypatch):
+    """Above FLAT_MAX rows (forced to 100 here) `--threshold auto` reads the edge lengths from the IVF cells'
+    kNN graph: links.json's auto record names the search and its nearest-neighbour recall, and the clusters
+    are the groups, as with the exact lengths."""
+    import clippings.link.auto as auto
+
+    text, groups = grouped_signs(600, seed=7)
+    emb = _write(str(tmp_path / "emb"), unit_noise(600, 8), text)
+    monkeypatch.setattr(auto, "FLAT_MAX", 100)
+    out = tmp_path / "links"
+    assert main(["link", "--embeddings", emb, "--out", str(out), "--threshold", "auto"]) == 0
+    record = json.loads((out / "links.json").read_text())["auto"]
+    assert record["index"] == "ivf" and 0.9 <= record["nn_recall"] <= 1.0
+    assert all(g["index"] == "ivf" for g in record["grid"])
+    import pyarrow.parquet as pq
+
+    clusters = pq.read_table(out / "clusters.parquet").column("cluster_id").to_pylist()
+    assert adjusted_rand_score(groups, clusters) == 1.0

@@ -182,3 +182,34 @@ def test_a_round_mined_from_another_archive_is_not_resumed(hidden, mined, tmp_pa
     with pytest.raises(BadInput, match=r"input\.") as refused:
         _round_done(out, round_settings(other, "tiny", MineRules(), 0, 0.2))
     assert "\n" not in str(refused.value) and "--overwrite" in str(refused.value)
+
+
+def test_archive_scale_searches_mine_the_same_groups(hidden, mined, monkeypatch):
+    """Above clippings.link.auto.FLAT_MAX rows (forced to 10 here) mine's searches run on IVF cells; on the
+    built-in archive they mine the same groups, singletons and leftovers as the exact flat searches, and
+    the record names the search with its measured recalls; --index flat forces the exact searches back."""
+    import json
+
+    import clippings.link.auto as auto
+    from clippings.embeddings import read_embeddings
+    from clippings.mine import MineRules, mine_embeddings
+
+    folder, _ = hidden
+    _, out = mined
+    assert json.loads(open(f"{out}/{MINE_JSON}").read())["search"]["index"] == "flat"
+    emb = read_embeddings(f"{out}/embeddings")
+    table = read_dataset(folder, "archive")
+    caption = dict(zip(table.column("clipping_id").to_pylist(), table.column("caption").to_pylist(), strict=True))
+    captions = [caption[i] for i in emb.ids.tolist()]
+    exact = mine_embeddings(emb.ids, emb.image, emb.text, captions)
+    monkeypatch.setattr(auto, "FLAT_MAX", 10)
+    scale = mine_embeddings(emb.ids, emb.image, emb.text, captions)
+    forced = mine_embeddings(emb.ids, emb.image, emb.text, captions, MineRules(index="flat"))
+    assert exact.search["index"] == forced.search["index"] == "flat" and scale.search["index"] == "ivf"
+    assert scale.label.tolist() == exact.label.tolist() == forced.label.tolist()
+    assert scale.kind.tolist() == exact.kind.tolist() and scale.pairs == exact.pairs
+    assert (exact.kind == "group").sum() >= 20
+    record = scale.search
+    assert record["strict_pairs"]["recall"] >= 0.995
+    assert all(record[tower]["near_recall"] == 1.0 and 0 < record[tower]["nn_recall"] <= 1
+               for tower in ("image", "text"))

@@ -6,7 +6,7 @@ import argparse
 
 from clippings.commands import add_overwrite_argument
 from clippings.commands.embed import add_image_arguments, image_policy
-from clippings.link.auto import DEFAULT_METHOD, METHODS
+from clippings.link.auto import DEFAULT_METHOD, FLAT_MAX, INDEXES, METHODS
 from clippings.params import (
     MINE_MIN_JACCARD,
     MINE_NGRAM,
@@ -27,6 +27,7 @@ CONSTRAINTS = {
     "min_jaccard": Interval(float, 0.0, 1.0, open_low=True),
     "auto_method": OneOf(METHODS),
     "k": Interval(int, 1, None),
+    "index": OneOf(INDEXES),
     "seed": Interval(int, 0, None),
     "val_fraction": Interval(float, 0.0, 1.0, open_low=True, open_high=True),
     "batch_size": Interval(int, 1, None),
@@ -55,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"how each tower's auto cut is read from its MST edge lengths: {', '.join(METHODS)} "
                              f"(default: {DEFAULT_METHOD})")
     parser.add_argument("--k", type=int, default=20, help="neighbours per clipping in the kNN graphs (default: 20)")
+    parser.add_argument("--index", default="auto",
+                        help=f"the neighbour searches: flat (exact kNN, O(n²·d)), ivf (IVF cells' kNN: archive scale, "
+                             f"recalls measured on a sample and recorded in mine.json) or auto (flat up to "
+                             f"{FLAT_MAX:,} rows, ivf above; default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split of the groups (default: 0)")
     parser.add_argument("--val-fraction", type=float, default=MINE_VAL_FRACTION,
                         help=f"share of the groups put in val (default: {MINE_VAL_FRACTION})")
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     log = setup_logging(args.out, "mine")
     list_parts(args.archive, "archive")  # a missing or empty archive is one line before Ray starts
     rules = MineRules(strictness=args.strictness, ngram=args.ngram, min_jaccard=args.min_jaccard,
-                      method=args.auto_method, k=args.k)
+                      method=args.auto_method, k=args.k, index=args.index)
     init_ray()
     with Progress("mine: embed", unit="row") as bar:
         record = mine_rounds(args.archive, args.model, args.out, args.rounds, rules=rules, seed=args.seed,
@@ -94,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
     cuts = record["cuts"]
     log.info("mine: strict cuts image t=%.4f (auto %.4f), text t=%.4f (auto %.4f)", cuts["image"]["strict"],
              cuts["image"]["auto"], cuts["text"]["strict"], cuts["text"]["auto"])
+    search = record["search"]
+    if search["index"] == "ivf":
+        log.info("mine: ivf search (more than %d rows): nearest-neighbour recall image %.3f, text %.3f; rows with a "
+                 "neighbour within the auto cut found so: image %.4f, text %.4f; pairs within the strict cut found: "
+                 "%.4f (samples against brute force)", search["flat_max"], search["image"]["nn_recall"],
+                 search.get("text", {}).get("nn_recall", 1.0), search["image"]["near_recall"],
+                 search.get("text", {}).get("near_recall", 1.0), search["strict_pairs"]["recall"])
     c = record["counts"]
     agree = record.get("agreement")
     extra = (f"; against the input's labels: pair precision {agree['pair_precision']:.3f}, recall "

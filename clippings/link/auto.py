@@ -21,13 +21,15 @@ Which method is the default is provisional until measured on a labelled validati
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from clippings.errors import BadInput
+from clippings.link.graph import Graph
 from clippings.link.slink import Mst, components
 from clippings.link.tune import DENSE_MAX
 
@@ -66,8 +68,9 @@ class Density:
 @dataclass
 class AutoCut:
     """The label-free choice: `method`, `threshold` t, image weight `im_wt`, the valley `depth` at t, the
-    `separation` of the modes, the number of MST `edges` read, the density's `bandwidth`, and per candidate
-    w the same figures (`grid`)."""
+    `separation` of the modes, the number of MST `edges` read, the density's `bandwidth`, per candidate
+    w the same figures (`grid`), the search that gave the edges (`index`: flat, or ivf with its
+    nearest-neighbour recall `nn_recall`; see `neighbour_graph`)."""
 
     method: str
     threshold: float
@@ -77,14 +80,17 @@ class AutoCut:
     edges: int
     bandwidth: float
     grid: list[dict] = field(default_factory=list)
+    index: str = "flat"
+    nn_recall: float | None = None
 
     def line(self, command: str) -> str:
         """The one line `command` prints about the choice."""
         weights = ", ".join(f"{g['im_wt']:g}" for g in self.grid)
         tried = "" if len(self.grid) == 1 else f" of {weights}"
+        search = "" if self.nn_recall is None else f", {self.index} kNN, nearest-neighbour recall {self.nn_recall:.3f}"
         return (f"{command}: threshold auto: t={self.threshold:.4f}, w={self.im_wt:g}{tried} ({self.method} of "
                 f"{self.edges} MST edge lengths, valley depth {self.depth:.3f} ≥ {MIN_DEPTH:g}, separation "
-                f"{self.separation:.1f})")
+                f"{self.separation:.1f}{search})")
 
     def record(self) -> dict:
         """The choice as links.json / tune.json record it (plain floats)."""
@@ -98,26 +104,249 @@ class AutoCut:
             "edges": self.edges,
             "bandwidth": self.bandwidth,
             "grid": self.grid,
+            "index": self.index,
+            "nn_recall": self.nn_recall,
         }
 
 
-def edge_lengths(vectors: np.ndarray, k: int = 20) -> np.ndarray:
-    """Sorted lengths (cosine distances) of the MST edges of unit `vectors`.
+FLAT_MAX = 50_000
+"""Rows up to which the label-free passes (these edge lengths, `clippings mine`'s searches) use exact flat kNN,
+O(n²·d): cheap here (clippings.link.knn); above it, `cells_knn`. `index` "flat" or "ivf" forces either."""
+INDEXES = ("auto", "flat", "ivf")
+KNN_NPROBE = 2
+"""Cells each row's kNN query reads in `cells_knn` (its own and the next nearest): its nearest-neighbour
+recall is measured on a sample and recorded."""
+RECALL_SAMPLE = 1000
+ALONE_NPROBE = 16
+"""Cells `nearest_within` reads for a row the kNN graph finds no neighbour near: a row is called alone only
+after this wider look (its remaining error is measured: `recall_at`)."""
 
-    Up to DENSE_MAX rows the graph is complete and the MST exact; above, it is the spanning forest of the
-    plain k-nearest-neighbour graph: exact below the smallest k-th-neighbour distance; above it the sorted
-    lengths can only be longer than the exact MST's (a subgraph's spanning forest is elementwise heavier)
-    and a disconnected graph has fewer of them, so the upper mode may be stretched and thinned while the
-    reprint mode, made mostly of rows' nearest-neighbour edges (always in the graph), barely moves.
-    Cost: one kNN graph (flat: O(n²·d)), MST O(n·k log n).
+
+def index_for(index: str, n: int) -> str:
+    """The search the label-free passes use on n rows: `index` when it is "flat" or "ivf"; for "auto", flat
+    up to FLAT_MAX rows, ivf above."""
+    if index not in INDEXES:
+        raise ValueError(f"index must be one of {', '.join(INDEXES)}, got {index!r}")
+    return index if index != "auto" else ("flat" if n <= FLAT_MAX else "ivf")
+
+
+def exact_nearest(x: np.ndarray, rows: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Cosine distance from each of x[rows] to its nearest other row, by brute force (inf for a lone row).
+    Cost: O(len(rows)·n·d), memory O(len(rows)·chunk)."""
+    best = np.full(len(rows), -np.inf, dtype=np.float32)
+    q = np.ascontiguousarray(x[rows], dtype=np.float32)
+    for start in range(0, len(x), chunk):
+        sims = q @ np.ascontiguousarray(x[start : start + chunk], dtype=np.float32).T
+        inside = (rows >= start) & (rows < start + sims.shape[1])
+        sims[np.flatnonzero(inside), rows[inside] - start] = -np.inf
+        np.maximum(best, sims.max(axis=1), out=best)
+    return np.where(np.isfinite(best), np.clip(1.0 - best.astype(np.float64), 0.0, 2.0), np.inf)
+
+
+def nearest_of(graph: Graph) -> np.ndarray:
+    """Each row's shortest edge in `graph` (inf where it has none): its nearest neighbour where the graph
+    holds it, else an overestimate."""
+    out = np.full(graph.n, np.inf)
+    np.minimum.at(out, graph.src, graph.distance)
+    np.minimum.at(out, graph.dst, graph.distance)
+    return out
+
+
+def recall_at(graph: Graph, t: float, nearest: np.ndarray | None = None) -> float | None:
+    """For an ivf `cells_knn` graph: among its sampled rows whose true nearest neighbour lies within t, the
+    share whose `nearest` distance (default: the graph's, `nearest_of`) is within t too: 1 − the share a
+    search at t would wrongly call alone. None for an exact graph (no sample)."""
+    if "nn_sample" not in graph.stats:
+        return None
+    near = graph.stats["nn_exact"] <= t
+    if not near.any():
+        return 1.0
+    nearest = nearest_of(graph) if nearest is None else nearest
+    return float(np.mean(nearest[graph.stats["nn_sample"][near]] <= t))
+
+
+def nearest_within(vectors: np.ndarray, graph: Graph, rows: np.ndarray, threshold: float,
+                   nprobe: int = ALONE_NPROBE) -> np.ndarray:
+    """The nearest distance of each of x[rows] among the rows of its `nprobe` nearest cells of a `cells_knn`
+    graph, or of another of `rows` whose cells hold it (a wider look than the kNN's, for rows the graph
+    finds no neighbour within `threshold`), inf where none lies within `threshold`. Cost: O(len(rows)·nlist·d + len(rows)·nprobe·(n/nlist)·d)."""
+    from clippings.link.cells import invert_probes, probe_cells
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    cells: KnnCells = graph.stats["cells"]
+    nlist = len(cells.first) - 1
+    width = int(min(nprobe, nlist))
+    table = np.full((len(x), width), -1, dtype=np.int32)
+    table[rows] = probe_cells(cells.quantizer, x[rows], width)
+    best = np.full(len(x), -np.inf, dtype=np.float32)
+    for queries, members, sims in KnnCells(invert_probes(table, nlist), cells.order, cells.first,
+                                           cells.quantizer).sweep(x):
+        np.maximum.at(best, queries, sims.max(axis=1))
+        np.maximum.at(best, members, sims.max(axis=0))  # a pair seen from either of its rows
+    dist = 1.0 - best[rows].astype(np.float64)
+    return np.where(dist <= threshold, np.clip(dist, 0.0, 2.0), np.inf)
+
+
+@dataclass(frozen=True)
+class KnnCells:
+    """IVF cells of a set of rows for `cells_knn` and `cells_within`: each row's probed cells (`probes`,
+    clippings.link.cells.Probes, its own cell first), the rows of cell c, rows[order[first[c]:first[c + 1]]],
+    and the centroids' `quantizer`."""
+
+    probes: Any
+    order: np.ndarray
+    first: np.ndarray
+    quantizer: Any
+
+    def sweep(self, x: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """For each cell: (its querying rows, its member rows, their float32 inner products), one GEMM per
+        cell; a row's product with itself is −inf."""
+        for c in range(len(self.first) - 1):
+            members = self.order[self.first[c] : self.first[c + 1]]
+            queries = self.probes.rows[self.probes.starts[c] : self.probes.starts[c + 1]].astype(np.int64)
+            if len(members) and len(queries):
+                sims = x[queries] @ x[members].T
+                sims[queries[:, None] == members[None, :]] = -np.inf
+                yield queries, members, sims
+
+
+def knn_cells(x: np.ndarray, nprobe: int = KNN_NPROBE, seed: int = 0) -> KnnCells:
+    """The cells of unit rows x by the link machinery (clippings.link.cells: spherical k-means centroids,
+    nlist = 2·√n, each row probing its `nprobe` nearest). Cost: O(n·nlist·d)."""
+    from clippings.link.cells import (
+        centroid_quantizer,
+        invert_probes,
+        nlist_for,
+        probe_cells,
+        train_centroids,
+    )
+
+    centroids = train_centroids(x, nlist_for(len(x)), seed)
+    nlist = len(centroids)
+    quantizer = centroid_quantizer(centroids)
+    table = probe_cells(quantizer, x, min(nprobe, nlist))
+    order = np.argsort(table[:, 0], kind="stable")
+    first = np.searchsorted(table[order, 0], np.arange(nlist + 1))
+    return KnnCells(invert_probes(table, nlist), order, first, quantizer)
+
+
+def cells_knn(vectors: np.ndarray, k: int, nprobe: int = KNN_NPROBE, seed: int = 0,
+              sample: int = RECALL_SAMPLE) -> Graph:
+    """An approximate k-nearest-neighbour graph of unit `vectors` on IVF cells (`knn_cells`): each row's
+    top k among the rows of the cells it probes.
+
+    A neighbour is missed only when it lies in a cell the row does not probe, so found distances are
+    exact and a row's found k-th (and nearest) distance is ≥ the true one. `recall` is the nearest-neighbour
+    recall: the share of `sample` random rows whose shortest edge in the graph (`nearest_of`: its own list
+    or another row's) equals its brute-force nearest distance
+    (stats: `nn_sample`, the rows, and `nn_exact`, their true nearest distances, for `recall_at`; `cells`,
+    for `cells_within`). Cost: O(n·nlist·d) probes, O(n·nprobe·(n/nlist)·d) products, O(sample·n·d) for
+    the recall; memory O(n·k + the largest cell's products).
     """
+    from clippings.link.exact import cosine_distances_of_pairs
+    from clippings.link.knn import unique_pairs
+    from clippings.link.pruned import float32_margin, row_norms
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(x)
+    start = time.perf_counter()
+    cells = knn_cells(x, nprobe, seed)
+    kk = max(1, min(k, n - 1))
+    best = np.full((n, kk), -np.inf, dtype=np.float32)
+    found = np.full((n, kk), -1, dtype=np.int64)
+    for queries, members, sims in cells.sweep(x):
+        both_s = np.concatenate([best[queries], sims], axis=1)
+        both_i = np.concatenate([found[queries], np.broadcast_to(members, sims.shape)], axis=1)
+        top = np.argpartition(-both_s, kk - 1, axis=1)[:, :kk]
+        best[queries] = np.take_along_axis(both_s, top, axis=1)
+        found[queries] = np.take_along_axis(both_i, top, axis=1)
+    found[~np.isfinite(best)] = -1
+    src, dst = unique_pairs(n, np.repeat(np.arange(n), kk), found.ravel())
+    dist = cosine_distances_of_pairs(x, row_norms(x), src, dst)
+    search_s = time.perf_counter() - start
+    t0 = time.perf_counter()
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
+    truth = exact_nearest(x, rows)
+    stats = {"k": kk, "nlist": len(cells.first) - 1, "nprobe": int(cells.probes.nprobe), "edges": int(len(src)),
+             "nn_sample": rows, "nn_exact": truth, "cells": cells}
+    graph = Graph(n, src, dst, dist, 0.0, "ivf", None, stats)
+    got = nearest_of(graph)[rows]
+    graph.recall = float(np.mean(got <= truth + float32_margin(x.shape[1]))) if len(rows) else 1.0
+    stats["timings"] = {"search_s": round(search_s, 3), "recall_s": round(time.perf_counter() - t0, 3)}
+    return graph
+
+
+def cells_within(vectors: np.ndarray, graph: Graph, threshold: float, recall_target: float = 0.995,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(a, b, record): every pair a < b within `threshold` (float64 distances) that an IVF range search on
+    the cells of a `cells_knn` graph finds, every pair kept (not a spanning forest: the caller filters
+    them). As `link --index ivf` does (clippings.link.ivf.calibrate_probes), the probes are calibrated on
+    one random sample to examine `recall_target` of its exact within-threshold pairs with the fewest cells
+    a row; the recall is then measured on the graph's own sample (record: nprobe, margin, recall).
+    Cost: O(n·nlist·d) probes, O(n·probes·(n/nlist)·d) products, O(sample·n·d) twice; memory O(pairs)."""
+    from clippings.link.cells import invert_probes, probe_cells
+    from clippings.link.exact import cosine_distances_of_pairs, exact_pairs
+    from clippings.link.ivf import calibrate_probes, calibration_pairs
+    from clippings.link.knn import unique_pairs
+    from clippings.link.pruned import float32_margin, row_norms
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(x)
+    cells: KnnCells = graph.stats["cells"]
+    nlist = len(cells.first) - 1
+    norms = row_norms(x)
+    rng = np.random.default_rng([seed, 1])
+    sample = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
+    nprobe, margin = calibrate_probes(cells.quantizer, x, calibration_pairs(x, norms, sample, threshold, rng),
+                                      sample, recall_target, nlist)
+    probes = invert_probes(probe_cells(cells.quantizer, x, int(min(nprobe, nlist)), margin=margin), nlist)
+    min_sim = 1.0 - threshold - 2 * float32_margin(x.shape[1])
+    src, dst = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for queries, members, sims in KnnCells(probes, cells.order, cells.first, cells.quantizer).sweep(x):
+        i, j = np.nonzero(sims > min_sim)
+        src.append(queries[i])
+        dst.append(members[j])
+    a, b = unique_pairs(n, np.concatenate(src), np.concatenate(dst))
+    keep = cosine_distances_of_pairs(x, norms, a, b) <= threshold
+    a, b = a[keep], b[keep]
+    truth = exact_pairs(x, norms, graph.stats["nn_sample"], threshold)
+    recall = float(np.isin(truth, a * n + b).mean()) if len(truth) else 1.0
+    return a, b, {"nprobe": int(nprobe), "probe_margin": None if margin == np.inf else float(margin),
+                  "recall": recall}
+
+
+def neighbour_graph(vectors: np.ndarray, k: int = 20, index: str = "auto") -> Graph:
+    """The neighbour graph whose MST gives the edge lengths (`edge_lengths`): complete up to DENSE_MAX rows,
+    else the plain flat kNN graph (exact) or, for ivf (index_for), `cells_knn` (nearest-neighbour recall
+    measured). Cost: flat O(n²·d); ivf see `cells_knn`."""
     from clippings.link.knn import knn_graph
-    from clippings.link.slink import mst_from_graph
 
     n = len(vectors)
+    if index_for(index, n) == "ivf":
+        return cells_knn(vectors, k)
     k_eff = n - 1 if n <= DENSE_MAX else k
-    graph = knn_graph(vectors, k=max(1, k_eff), index="flat")
-    return mst_from_graph(n, graph.src, graph.dst, graph.distance).distance
+    return knn_graph(vectors, k=max(1, k_eff), index="flat")
+
+
+def edge_lengths(vectors: np.ndarray, k: int = 20, index: str = "auto") -> np.ndarray:
+    """Sorted lengths (cosine distances) of the MST edges of unit `vectors` (`lengths_of` of
+    `neighbour_graph`)."""
+    return lengths_of(neighbour_graph(vectors, k, index))
+
+
+def lengths_of(graph: Graph) -> np.ndarray:
+    """Sorted MST edge lengths of a neighbour graph.
+
+    Up to DENSE_MAX rows the graph is complete and the MST exact; above, it is the spanning forest of a
+    k-nearest-neighbour graph: exact below the smallest k-th-neighbour distance; above it the sorted
+    lengths can only be longer than the exact MST's (a subgraph's spanning forest is elementwise heavier)
+    and a disconnected graph has fewer of them, so the upper mode may be stretched and thinned while the
+    reprint mode, made mostly of rows' nearest-neighbour edges (always in the flat graph; in the ivf graph
+    for the `recall` share of rows), barely moves. Cost: MST O(n·k log n).
+    """
+    from clippings.link.slink import mst_from_graph
+
+    return mst_from_graph(graph.n, graph.src, graph.dst, graph.distance).distance
 
 
 def density(distances: np.ndarray, points: int = 1024) -> Density:
@@ -247,7 +476,7 @@ def cut_of(distances: np.ndarray, method: str = DEFAULT_METHOD) -> Cut:
 
 
 def choose(emb: Poolable, weights: Sequence[float] = W_GRID, method: str = DEFAULT_METHOD, k: int = 20,
-           min_depth: float = MIN_DEPTH, who: str = "link --threshold auto") -> AutoCut:
+           min_depth: float = MIN_DEPTH, who: str = "link --threshold auto", index: str = "auto") -> AutoCut:
     """Choose t (and w among `weights`) from the embeddings alone.
 
     For each w: the MST edge lengths of the pooled vectors (`edge_lengths`) and `method`'s cut. Among the
@@ -255,17 +484,20 @@ def choose(emb: Poolable, weights: Sequence[float] = W_GRID, method: str = DEFAU
     0.5, then smaller): depth says whether the cut is clear, separation how far apart the modes it splits
     are. Raises BadInput (one line: the best depth, the bound and what to do) when fewer than MIN_EDGES
     edges exist or no weight reaches `min_depth`: never a silent fallback; `who` begins the message.
-    Cost: one `edge_lengths` per weight.
+    index: the search of the edge lengths (`index_for`: exact flat up to FLAT_MAX rows, ivf above, its
+    nearest-neighbour recall in each grid row). Cost: one `edge_lengths` per weight.
     """
     grid = []
     for w in weights:
-        d = edge_lengths(emb.pooled(w), k=k)
+        graph = neighbour_graph(emb.pooled(w), k, index)
+        d = lengths_of(graph)
         if len(d) < MIN_EDGES:
             raise BadInput(f"{who}: only {len(d)} MST edges (at least {MIN_EDGES} are needed to see a valley); "
                            "give --threshold T")
         cut = cut_of(d, method)
         grid.append({"im_wt": float(w), "threshold": cut.threshold, "depth": cut.depth,
-                     "separation": cut.separation, "bandwidth": cut.bandwidth, "edges": int(len(d))})
+                     "separation": cut.separation, "bandwidth": cut.bandwidth, "edges": int(len(d)),
+                     "index": graph.index, "nn_recall": graph.recall})
     clear = [g for g in grid if g["depth"] >= min_depth]
     if not clear:
         deepest = max(grid, key=lambda g: g["depth"])
@@ -276,7 +508,7 @@ def choose(emb: Poolable, weights: Sequence[float] = W_GRID, method: str = DEFAU
         )
     best = max(clear, key=lambda g: (g["separation"], -abs(g["im_wt"] - 0.5), -g["im_wt"]))
     return AutoCut(method, best["threshold"], best["im_wt"], best["depth"], best["separation"], best["edges"],
-                   best["bandwidth"], grid)
+                   best["bandwidth"], grid, best["index"], best["nn_recall"])
 
 
 def cut_table(mst: Mst, threshold: float, exact_up_to: float,
