@@ -139,7 +139,7 @@ def char_ngram_sets(captions: Sequence[str | None], n: int = NGRAM):
     for i, caption in enumerate(captions):
         text = " ".join(clean_caption(caption))
         keys = {text[s:s + n] for s in range(max(len(text) - n + 1, 1))} if text else set()
-        ids = np.unique(np.fromiter((vocab.setdefault(g, len(vocab)) for g in keys), np.int64, len(keys)))
+        ids = np.array(sorted(vocab.setdefault(g, len(vocab)) for g in keys), np.int64)  # a set: unique
         grams.append(ids)
         sizes[i] = len(ids)
     indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -190,8 +190,10 @@ def _searches(image: np.ndarray, text: np.ndarray, has_caption: np.ndarray, rule
     (`_pairs_within`) and a k = 1 search per tower (`_nearest`). ivf (archive scale): one
     clippings.link.auto.cells_knn graph per tower gives its MST's edge lengths (the reprint mode holds; the
     upper mode can only stretch) and each row's shortest edge as its nearest distance; the image tower's
-    cells give the candidate pairs (clippings.link.auto.cells_within at the strict cut, probes calibrated
-    as link's ivf; `strict_pairs` records them and the share of a sample's exact within-cut pairs found).
+    cells give the candidate pairs: the pairs within the strict cut among each row's k nearest
+    (clippings.link.auto.cells_within, probes calibrated as link's ivf), O(n·k) where the exact pairs of a
+    group of g reprints number g²/2, every pair of a group of up to k + 1 kept; `strict_pairs` records the
+    shares of a sample's exact within-cut pairs kept (`pair_recall`) and joined (`joined_recall`).
     A found nearest distance is never below the true one, so a row could be wrongly found alone: a row
     with none within the auto cut is looked for again in more cells (`_nearest_at_scale`), and what is left
     of that error is measured per tower as `near_recall` (clippings.link.auto.recall_at the auto cut: of
@@ -208,7 +210,7 @@ def _searches(image: np.ndarray, text: np.ndarray, has_caption: np.ndarray, rule
         near_text[has_caption] = _nearest(text[has_caption])
         return cuts, a, b, _nearest(image), near_text, search
     image_graph = graphs["image"]
-    a, b, search["strict_pairs"] = cells_within(image, image_graph, cuts["image"].strict)
+    a, b, _, search["strict_pairs"] = cells_within(image, image_graph, cuts["image"].strict, rules.k)
     captioned, near = graphs["text"], {}
     if not has_caption.all():
         captioned = neighbour_graph(text[has_caption], 1, index) if has_caption.sum() >= 2 else None

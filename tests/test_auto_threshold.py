@@ -174,7 +174,7 @@ def test_ivf_cells_knn_never_underestimates_and_cuts_where_flat_does():
     nearest is never below the exact nearest; the measured recalls match a brute-force check; the cut of its
     edge lengths separates the groups as the exact lengths' cut does; the wider look of `nearest_within`
     finds a neighbour within t for every sampled row that has one; `cells_within` finds only pairs within t,
-    and nearly all of them."""
+    and (the groups being smaller than k) nearly all of them."""
     from clippings.link.auto import cells_knn, cells_within, lengths_of, nearest_of, nearest_within, recall_at
 
     x, groups = grouped_signs(3000, seed=11)
@@ -192,12 +192,13 @@ def test_ivf_cells_knn_never_underestimates_and_cuts_where_flat_does():
     far = np.flatnonzero(near > cut.threshold)
     near[far] = np.minimum(near[far], nearest_within(x, graph, far, cut.threshold))
     assert (near >= exact - 1e-9).all() and recall_at(graph, cut.threshold, near) == 1.0
-    a, b, record = cells_within(x, graph, cut.threshold)
+    a, b, dist, record = cells_within(x, graph, cut.threshold, 20)
     truth = knn_graph(x, k=20, threshold=cut.threshold)
     within = truth.distance <= cut.threshold
     truth_keys = set((truth.src[within] * len(x) + truth.dst[within]).tolist())
     found = set((a * len(x) + b).tolist())
-    assert found <= truth_keys and len(found) / len(truth_keys) >= 0.99 and record["recall"] >= 0.99
+    assert found <= truth_keys and (dist <= cut.threshold).all() and len(found) / len(truth_keys) >= 0.99
+    assert record["pair_recall"] >= 0.99 and record["joined_recall"] >= 0.99
 
 
 def test_link_auto_above_flat_max_reads_ivf_cells_and_records_their_recall(tmp_path, monkeypatch):

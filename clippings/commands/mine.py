@@ -102,10 +102,11 @@ def run(args: argparse.Namespace) -> int:
     search = record["search"]
     if search["index"] == "ivf":
         log.info("mine: ivf search (more than %d rows): nearest-neighbour recall image %.3f, text %.3f; rows with a "
-                 "neighbour within the auto cut found so: image %.4f, text %.4f; pairs within the strict cut found: "
-                 "%.4f (samples against brute force)", search["flat_max"], search["image"]["nn_recall"],
-                 search.get("text", {}).get("nn_recall", 1.0), search["image"]["near_recall"],
-                 search.get("text", {}).get("near_recall", 1.0), search["strict_pairs"]["recall"])
+                 "neighbour within the auto cut found so: image %.4f, text %.4f; pairs within the strict image cut "
+                 "kept %.4f, joined %.4f (samples against brute force)", search["flat_max"],
+                 search["image"]["nn_recall"], search.get("text", {}).get("nn_recall", 1.0),
+                 search["image"]["near_recall"], search.get("text", {}).get("near_recall", 1.0),
+                 search["strict_pairs"]["pair_recall"], search["strict_pairs"]["joined_recall"])
     c = record["counts"]
     agree = record.get("agreement")
     extra = (f"; against the input's labels: pair precision {agree['pair_precision']:.3f}, recall "

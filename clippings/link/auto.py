@@ -230,6 +230,25 @@ def knn_cells(x: np.ndarray, nprobe: int = KNN_NPROBE, seed: int = 0) -> KnnCell
     return KnnCells(invert_probes(table, nlist), order, first, quantizer)
 
 
+def _top_k(x: np.ndarray, cells: KnnCells, k: int, min_sim: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (src < dst, each once) of every row's k most similar rows among those its cells hold (a row
+    meets the rows of the cells it probes, and is met by the rows probing its own), similarity > min_sim.
+    Memory O(n·k)."""
+    from clippings.link.knn import unique_pairs
+
+    n = len(x)
+    best = np.full((n, k), -np.inf, dtype=np.float32)
+    found = np.full((n, k), -1, dtype=np.int64)
+    for queries, members, sims in cells.sweep(x):
+        both_s = np.concatenate([best[queries], sims], axis=1)
+        both_i = np.concatenate([found[queries], np.broadcast_to(members, sims.shape)], axis=1)
+        top = np.argpartition(-both_s, k - 1, axis=1)[:, :k]
+        best[queries] = np.take_along_axis(both_s, top, axis=1)
+        found[queries] = np.take_along_axis(both_i, top, axis=1)
+    found[~(best > min_sim)] = -1
+    return unique_pairs(n, np.repeat(np.arange(n), k), found.ravel())
+
+
 def cells_knn(vectors: np.ndarray, k: int, nprobe: int = KNN_NPROBE, seed: int = 0,
               sample: int = RECALL_SAMPLE) -> Graph:
     """An approximate k-nearest-neighbour graph of unit `vectors` on IVF cells (`knn_cells`): each row's
@@ -244,7 +263,6 @@ def cells_knn(vectors: np.ndarray, k: int, nprobe: int = KNN_NPROBE, seed: int =
     the recall; memory O(n·k + the largest cell's products).
     """
     from clippings.link.exact import cosine_distances_of_pairs
-    from clippings.link.knn import unique_pairs
     from clippings.link.pruned import float32_margin, row_norms
 
     x = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -252,16 +270,7 @@ def cells_knn(vectors: np.ndarray, k: int, nprobe: int = KNN_NPROBE, seed: int =
     start = time.perf_counter()
     cells = knn_cells(x, nprobe, seed)
     kk = max(1, min(k, n - 1))
-    best = np.full((n, kk), -np.inf, dtype=np.float32)
-    found = np.full((n, kk), -1, dtype=np.int64)
-    for queries, members, sims in cells.sweep(x):
-        both_s = np.concatenate([best[queries], sims], axis=1)
-        both_i = np.concatenate([found[queries], np.broadcast_to(members, sims.shape)], axis=1)
-        top = np.argpartition(-both_s, kk - 1, axis=1)[:, :kk]
-        best[queries] = np.take_along_axis(both_s, top, axis=1)
-        found[queries] = np.take_along_axis(both_i, top, axis=1)
-    found[~np.isfinite(best)] = -1
-    src, dst = unique_pairs(n, np.repeat(np.arange(n), kk), found.ravel())
+    src, dst = _top_k(x, cells, kk)
     dist = cosine_distances_of_pairs(x, row_norms(x), src, dst)
     search_s = time.perf_counter() - start
     t0 = time.perf_counter()
@@ -276,18 +285,23 @@ def cells_knn(vectors: np.ndarray, k: int, nprobe: int = KNN_NPROBE, seed: int =
     return graph
 
 
-def cells_within(vectors: np.ndarray, graph: Graph, threshold: float, recall_target: float = 0.995,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(a, b, record): every pair a < b within `threshold` (float64 distances) that an IVF range search on
-    the cells of a `cells_knn` graph finds, every pair kept (not a spanning forest: the caller filters
-    them). As `link --index ivf` does (clippings.link.ivf.calibrate_probes), the probes are calibrated on
-    one random sample to examine `recall_target` of its exact within-threshold pairs with the fewest cells
-    a row; the recall is then measured on the graph's own sample (record: nprobe, margin, recall).
-    Cost: O(n·nlist·d) probes, O(n·probes·(n/nlist)·d) products, O(sample·n·d) twice; memory O(pairs)."""
+def cells_within(vectors: np.ndarray, graph: Graph, threshold: float, k: int, recall_target: float = 0.995,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(a, b, distance, record): the pairs a < b within `threshold` (float64 distances) among each row's k
+    nearest that an IVF search on the cells of a `cells_knn` graph finds: a kNN graph's edges within t, so
+    O(n·k) pairs where a group of g reprints has g²/2 within t, and every group of up to k + 1 keeps all its
+    pairs. As `link --index ivf` does (clippings.link.ivf.calibrate_probes), the probes are calibrated on one
+    random sample to examine `recall_target` of its exact within-threshold pairs with the fewest cells a
+    row. Measured on the graph's own sample against brute force (clippings.link.exact.exact_pairs; record):
+    `pair_recall`, the share of the exact within-t pairs kept, and `joined_recall`, the share whose two
+    rows the kept pairs join (what single linkage at t, and the groups built from these pairs, lose).
+    Cost: O(n·nlist·d) probes, O(n·probes·(n/nlist)·d) products, O(sample·n·d) twice; memory O(n·k)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     from clippings.link.cells import invert_probes, probe_cells
     from clippings.link.exact import cosine_distances_of_pairs, exact_pairs
     from clippings.link.ivf import calibrate_probes, calibration_pairs
-    from clippings.link.knn import unique_pairs
     from clippings.link.pruned import float32_margin, row_norms
 
     x = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -300,19 +314,22 @@ def cells_within(vectors: np.ndarray, graph: Graph, threshold: float, recall_tar
     nprobe, margin = calibrate_probes(cells.quantizer, x, calibration_pairs(x, norms, sample, threshold, rng),
                                       sample, recall_target, nlist)
     probes = invert_probes(probe_cells(cells.quantizer, x, int(min(nprobe, nlist)), margin=margin), nlist)
-    min_sim = 1.0 - threshold - 2 * float32_margin(x.shape[1])
-    src, dst = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
-    for queries, members, sims in KnnCells(probes, cells.order, cells.first, cells.quantizer).sweep(x):
-        i, j = np.nonzero(sims > min_sim)
-        src.append(queries[i])
-        dst.append(members[j])
-    a, b = unique_pairs(n, np.concatenate(src), np.concatenate(dst))
-    keep = cosine_distances_of_pairs(x, norms, a, b) <= threshold
-    a, b = a[keep], b[keep]
+    a, b = _top_k(x, KnnCells(probes, cells.order, cells.first, cells.quantizer), max(1, min(k, n - 1)),
+                  1.0 - threshold - 2 * float32_margin(x.shape[1]))
+    dist = cosine_distances_of_pairs(x, norms, a, b)
+    keep = dist <= threshold
+    a, b, dist = a[keep], b[keep], dist[keep]
     truth = exact_pairs(x, norms, graph.stats["nn_sample"], threshold)
-    recall = float(np.isin(truth, a * n + b).mean()) if len(truth) else 1.0
-    return a, b, {"nprobe": int(nprobe), "probe_margin": None if margin == np.inf else float(margin),
-                  "recall": recall}
+    record = {"nprobe": int(nprobe), "probe_margin": None if margin == np.inf else float(margin), "k": int(k),
+              "pair_recall": 1.0, "joined_recall": 1.0}
+    if len(truth):
+        keys = a * n + b  # ascending: unique_pairs sorts the keys
+        at = np.minimum(np.searchsorted(keys, truth), max(len(keys) - 1, 0))
+        record["pair_recall"] = float(np.mean(keys[at] == truth)) if len(keys) else 0.0
+        edges = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+        comp = connected_components(edges, directed=False)[1]
+        record["joined_recall"] = float(np.mean(comp[truth // n] == comp[truth % n]))
+    return a, b, dist, record
 
 
 def neighbour_graph(vectors: np.ndarray, k: int = 20, index: str = "auto") -> Graph:
