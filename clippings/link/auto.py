@@ -292,7 +292,8 @@ def cells_within(vectors: np.ndarray, graph: Graph, threshold: float, k: int, re
     O(n·k) pairs where a group of g reprints has g²/2 within t, and every group of up to k + 1 keeps all its
     pairs. As `link --index ivf` does (clippings.link.ivf.calibrate_probes), the probes are calibrated on one
     random sample to examine `recall_target` of its exact within-threshold pairs with the fewest cells a
-    row. Measured on the graph's own sample against brute force (clippings.link.exact.exact_pairs; record):
+    row; where that is no wider than the graph's own probes (and k no larger), the graph's edges are used,
+    no second search. Measured on the graph's own sample against brute force (clippings.link.exact.exact_pairs; record):
     `pair_recall`, the share of the exact within-t pairs kept, and `joined_recall`, the share whose two
     rows the kept pairs join (what single linkage at t, and the groups built from these pairs, lose).
     Cost: O(n·nlist·d) probes, O(n·probes·(n/nlist)·d) products, O(sample·n·d) twice; memory O(n·k)."""
@@ -313,10 +314,13 @@ def cells_within(vectors: np.ndarray, graph: Graph, threshold: float, k: int, re
     sample = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
     nprobe, margin = calibrate_probes(cells.quantizer, x, calibration_pairs(x, norms, sample, threshold, rng),
                                       sample, recall_target, nlist)
-    probes = invert_probes(probe_cells(cells.quantizer, x, int(min(nprobe, nlist)), margin=margin), nlist)
-    a, b = _top_k(x, KnnCells(probes, cells.order, cells.first, cells.quantizer), max(1, min(k, n - 1)),
-                  1.0 - threshold - 2 * float32_margin(x.shape[1]))
-    dist = cosine_distances_of_pairs(x, norms, a, b)
+    if nprobe <= cells.probes.nprobe and graph.stats["k"] >= k:  # the graph's own search looked as wide
+        a, b, dist = graph.src, graph.dst, graph.distance
+    else:
+        probes = invert_probes(probe_cells(cells.quantizer, x, int(min(nprobe, nlist)), margin=margin), nlist)
+        a, b = _top_k(x, KnnCells(probes, cells.order, cells.first, cells.quantizer), max(1, min(k, n - 1)),
+                      1.0 - threshold - 2 * float32_margin(x.shape[1]))
+        dist = cosine_distances_of_pairs(x, norms, a, b)
     keep = dist <= threshold
     a, b, dist = a[keep], b[keep], dist[keep]
     truth = exact_pairs(x, norms, graph.stats["nn_sample"], threshold)
