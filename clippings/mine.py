@@ -34,6 +34,9 @@ The rules (docs/label-free.md):
   shuffle, multi-member groups and singletons separately, so both splits get some of each and no group
   straddles them; labels are `mined-<smallest member id>`, stable across re-runs.
 
+The neighbour searches are exact (flat kNN) up to clippings.link.auto.FLAT_MAX rows and run on IVF cells
+above, their recalls measured and recorded (`MineRules.index`, `_searches`, docs/label-free.md#at-archive-scale).
+
 `mine_embeddings` is the pure rule (vectors and captions in, a `Mined` out); `mine_archive` embeds, mines
 and writes `out/{train,val}/part-*.parquet`, `out/leftovers.parquet`, `out/mine.json` (settings, cuts,
 counts, and when the input carries labels the mined pairs' precision and recall against them) and keeps
