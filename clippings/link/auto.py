@@ -240,6 +240,9 @@ def _top_k(x: np.ndarray, cells: KnnCells, k: int, min_sim: float = -np.inf) -> 
     best = np.full((n, k), -np.inf, dtype=np.float32)
     found = np.full((n, k), -1, dtype=np.int64)
     for queries, members, sims in cells.sweep(x):
+        if sims.shape[1] > k:  # the cell's own top k first: the merge below then handles 2k columns, not k + m
+            mine = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            sims, members = np.take_along_axis(sims, mine, axis=1), members[mine]
         both_s = np.concatenate([best[queries], sims], axis=1)
         both_i = np.concatenate([found[queries], np.broadcast_to(members, sims.shape)], axis=1)
         top = np.argpartition(-both_s, k - 1, axis=1)[:, :k]
