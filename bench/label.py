@@ -26,7 +26,7 @@ import numpy as np
 from clippings.embeddings import Embeddings
 from clippings.label.answers import Answer
 from clippings.label.fit import fit_weights
-from clippings.label.selection import PairPlan
+from clippings.label.selection import PairPlan, answers_from_labels
 from clippings.link.auto import DEFAULT_METHOD, cut_of
 from clippings.link.knn import knn_graph
 from clippings.link.slink import Mst, components, mst_from_graph
@@ -67,15 +67,7 @@ def simulate(val: Embeddings, labels: np.ndarray, count: int, seed: int) -> tupl
     returns the answers and the starting cut."""
     mst = exact_mst(val.pooled(0.5))
     start = cut_of(mst.distance, DEFAULT_METHOD).threshold
-    plan = PairPlan(mst, val.ids, start, seed)
-    answers: list[Answer] = []
-    for seq in range(count):
-        pair = plan.next(answers)
-        if pair is None:
-            break
-        same = labels[pair.a] == labels[pair.b]
-        answers.append(Answer(seq, str(val.ids[pair.a]), str(val.ids[pair.b]), pair.distance,
-                              "same" if same else "different", pair.reason))
+    answers = answers_from_labels(PairPlan(mst, val.ids, start, seed), labels, count)
     return answers, start
 
 

@@ -30,7 +30,7 @@ from clippings.errors import BadInput
 from clippings.label.answers import ANSWERS, Answer, AnswerLog, read_answers
 from clippings.label.export import answered_groups, split_groups
 from clippings.label.fit import bootstrap_interval, cut_errors, fit_answers, fit_threshold, precision_recall
-from clippings.label.selection import SLOTS, PairPlan
+from clippings.label.selection import SLOTS, PairPlan, answers_from_labels
 from clippings.link.knn import knn_graph
 from clippings.link.pipeline import read_links
 from clippings.link.slink import Mst, components, cut_mst, mst_from_graph
@@ -92,19 +92,6 @@ def build_labelled_links(root) -> dict:
 @pytest.fixture(scope="module")
 def labelled_links(tmp_path_factory):
     return build_labelled_links(tmp_path_factory.mktemp("label"))
-
-
-def simulate(plan: PairPlan, ids, labels, count: int) -> list[Answer]:
-    """A labeller answering `count` pairs from the true labels, through the plan."""
-    answers: list[Answer] = []
-    for seq in range(count):
-        pair = plan.next(answers)
-        if pair is None:
-            break
-        same = labels[pair.a] == labels[pair.b]
-        answers.append(Answer(seq, ids[pair.a], ids[pair.b], pair.distance, "same" if same else "different",
-                              pair.reason))
-    return answers
 
 
 # ---------------------------------------------------------------- the threshold from answers
@@ -187,16 +174,16 @@ def test_plan_order_near_the_cut_then_largest_then_random():
 def test_plan_is_deterministic_asks_each_edge_once_and_undo_brings_the_pair_back(labelled_links):
     ids, labels, mst = labelled_links["ids"], labelled_links["labels"], labelled_links["mst"]
     plan = PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"], seed=3)
-    everything = simulate(plan, ids, labels, 10_000)
+    everything = answers_from_labels(plan, labels, 10_000)
     assert len(everything) == len(mst.distance)  # every MST edge once, then None
     assert len({a.key for a in everything}) == len(everything)
-    again = simulate(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"], seed=3), ids, labels, 20)
+    again = answers_from_labels(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"], seed=3), labels, 20)
     assert again == everything[:20]
     # after an undo the plan offers the undone pair again
     nxt = plan.next(everything[:7])
     assert (ids[nxt.a], ids[nxt.b]) == (everything[7].a, everything[7].b)
     # the first cycle follows the slots in order
-    other = simulate(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"], seed=4), ids, labels, 6)
+    other = answers_from_labels(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"], seed=4), labels, 6)
     assert [a.reason for a in other] == list(SLOTS)
 
 
@@ -205,7 +192,7 @@ def test_answers_near_the_cut_find_the_labelled_best_t(labelled_links):
     from sklearn.metrics import adjusted_rand_score
 
     ids, labels, mst = labelled_links["ids"], labelled_links["labels"], labelled_links["mst"]
-    answers = simulate(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"]), ids, labels, 40)
+    answers = answers_from_labels(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"]), labels, 40)
     t = fit_answers(answers).threshold
     best = max(adjusted_rand_score(labels, components(mst, d)) for d in mst.distance)
     assert adjusted_rand_score(labels, components(mst, t)) >= 0.9 * best
@@ -261,7 +248,7 @@ def test_label_export_writes_train_and_val_archives(labelled_links, tmp_path):
     ids, labels, mst = labelled_links["ids"], labelled_links["labels"], labelled_links["mst"]
     out = tmp_path / "answers"
     log = AnswerLog(str(out))
-    for a in simulate(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"]), ids, labels, 30):
+    for a in answers_from_labels(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"]), labels, 30):
         log.add(a.a, a.b, a.distance, a.answer, a.reason)
     argv = ["label", "--links", labelled_links["links"], "--archive", labelled_links["archive"], "--out", str(out)]
     assert main([*argv, "--export", "--val-fraction", "0.3"]) == 0
@@ -285,7 +272,7 @@ def test_tune_from_pairs_matches_brute_force_over_w_and_t(labelled_links, tmp_pa
     ids, labels, mst = labelled_links["ids"], labelled_links["labels"], labelled_links["mst"]
     pairs = tmp_path / "pairs"
     log = AnswerLog(str(pairs))
-    answers = simulate(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"]), ids, labels, 35)
+    answers = answers_from_labels(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"]), labels, 35)
     for a in answers:
         log.add(a.a, a.b, a.distance, a.answer, a.reason)
     out = tmp_path / "tuned"

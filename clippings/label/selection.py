@@ -108,3 +108,18 @@ class PairPlan:
             if int(last[g]) not in done:
                 return int(last[g])
         return None
+
+
+def answers_from_labels(plan: PairPlan, labels: Sequence, count: int) -> list[Answer]:
+    """A simulated labeller: up to `count` answers through `plan`, each Same exactly when the two rows share a
+    label (`labels` aligned with the plan's ids). The benchmark and the tests ask the same order a person
+    would be asked, so what they measure is the ask order and the fit, not a second copy of them."""
+    answers: list[Answer] = []
+    for seq in range(count):
+        pair = plan.next(answers)
+        if pair is None:
+            break
+        same = labels[pair.a] == labels[pair.b]
+        answers.append(Answer(seq, str(plan.ids[pair.a]), str(plan.ids[pair.b]), pair.distance,
+                              "same" if same else "different", pair.reason))
+    return answers
