@@ -173,15 +173,12 @@ def _pairs_within(vectors: np.ndarray, threshold: float, k: int) -> tuple[np.nda
 
 def _nearest(vectors: np.ndarray) -> np.ndarray:
     """Each row's distance to its nearest other row (inf for a lone row). Cost: one k = 1 flat kNN search."""
+    from clippings.link.auto import nearest_of
     from clippings.link.knn import knn_graph
 
-    out = np.full(len(vectors), np.inf)
     if len(vectors) < 2:
-        return out
-    graph = knn_graph(vectors, k=1, index="flat")
-    np.minimum.at(out, graph.src, graph.distance)
-    np.minimum.at(out, graph.dst, graph.distance)
-    return out
+        return np.full(len(vectors), np.inf)
+    return nearest_of(knn_graph(vectors, k=1, index="flat"))
 
 
 def _searches(image: np.ndarray, text: np.ndarray, has_caption: np.ndarray, rules: MineRules, index: str
