@@ -62,6 +62,8 @@ ROWS = (
 
 LABEL_FREE_ROWS = ("Label-free multimodal", "Mined multimodal")
 """Rows that read no labels but `test`'s, to score (`replicate(label_free=True)`)."""
+AFTER_MINED_TRAINING = ("embed-mined-test", "link-mined", "evaluate-mined")
+"""The stages of the mined row after its training (`label_free_rows`): none runs when the training refuses."""
 
 PAPER_ARI = {
     "Jaccard": 40.3,
@@ -220,8 +222,7 @@ def planned_stages(built_in: bool, label_free: bool = False) -> list[str]:
     for row in SUPERVISED_IM_WT:
         names += [f"train-{row}", *_embed_score_stages(f"supervised_{row}", only=row, label_free=label_free)]
     if label_free:
-        names += ["link-label_free", "evaluate-label_free", "mine", "train-mined", "embed-mined-test",
-                  "link-mined", "evaluate-mined"]
+        names += ["link-label_free", "evaluate-label_free", "mine", "train-mined", *AFTER_MINED_TRAINING]
     return names
 
 
@@ -233,7 +234,7 @@ def skipped_by_refusals(record: Mapping[str, dict]) -> set[str]:
         if entry.get("refused") and name.startswith("link-"):
             skipped.add("evaluate-" + name[len("link-"):])
         if entry.get("refused") and name == "train-mined":
-            skipped |= {"embed-mined-test", "link-mined", "evaluate-mined"}
+            skipped |= set(AFTER_MINED_TRAINING)
     return skipped
 
 
