@@ -6,9 +6,8 @@ import os
 
 from clippings.archive import join
 from clippings.logs import finish, setup_logging, show_path
-from clippings.replicate import StageRunner, print_table, replicate
-
-BEST_ROW = "Supervised multimodal"
+from clippings.replicate import BEST_ROW, replicate
+from clippings.results_table import print_table
 
 
 def demo(out: str, seed: int = 0, **overrides: int | None) -> dict:
@@ -19,17 +18,10 @@ def demo(out: str, seed: int = 0, **overrides: int | None) -> dict:
     from clippings.cli import main as cli_main
 
     setup_logging(out, "demo")  # demo.log: every stage's lines and the libraries' output, in one file
-    results = replicate(out, scale="small", seed=seed, cli_main=cli_main, **overrides)
+    results = replicate(out, scale="small", seed=seed, cli_main=cli_main, demo=True, **overrides)
     best = results["rows"][BEST_ROW]
-    test = join(results["archive"], "test")
-    report = join(out, "report")
-    stages = StageRunner(out, cli_main)
-    stages.run("report", ["report", "--links", best["links"], "--archive", test, "--out", report,
-                          "--curve", join(best["tune"], "curve.csv"),
-                          "--embeddings", join(out, "embeddings", "supervised_multimodal", "test"),
-                          "--made-by", f"{BEST_ROW} (model {show_path(best['model'])})"])
     print_table(results)
-    index = os.path.abspath(join(report, "index.html"))
+    index = os.path.abspath(join(out, "report", "index.html"))
     finish(f"{len(results['rows'])} rows; {BEST_ROW} ARI {best['ari']:.4f} on the test split",
            then=f"Open next: {show_path(index)} (the linked groups, in a browser), "
                 f"{show_path(os.path.abspath(join(out, 'results.md')))} (the table); "

@@ -1,7 +1,7 @@
 """Where a replicate or demo folder stands: which stages finished (from `stages.json`), their times, what is left.
 
 `replicate` and `demo` record each finished stage in `OUT/stages.json` (seconds and command line); the
-stages they run, in order, come from `clippings.replicate.planned_stages`. A multi-seed replicate keeps one
+stages they run, in order, are `clippings.replicate.stage_plan`'s. A multi-seed replicate keeps one
 folder per seed (`OUT/seed-<s>/`), each read the same way.
 """
 
@@ -12,17 +12,17 @@ from dataclasses import dataclass, field
 
 from clippings.archive import exists, join, read_json
 from clippings.errors import BadInput
-from clippings.replicate import planned_stages as replicate_stages
-from clippings.replicate import skipped_by_refusals
+from clippings.replicate import SCALES, Run, stage_plan
+from clippings.stages import Stage, not_run
 
 SHOWN_LEFT = 6
 """Stages left that `status` names one by one; the rest are counted."""
 
 
-def planned_stages(built_in: bool, demo: bool, label_free: bool = False) -> list[str]:
-    """Every stage a replicate run (with its label-free rows or not) or a demo (replicate, then `report`)
-    runs, in order."""
-    return replicate_stages(built_in, label_free) + (["report"] if demo else [])
+def planned_stages(folder: str, built_in: bool, demo: bool, label_free: bool = False) -> list[Stage]:
+    """The stages a replicate run (with its label-free rows or not) or a demo in `folder` runs, in order (their
+    names and order do not depend on the scale or the seed)."""
+    return stage_plan(Run(folder, join(folder, "data"), SCALES["small"]), built_in, label_free, demo)
 
 
 @dataclass
@@ -50,9 +50,9 @@ def run_status(folder: str) -> RunStatus:
     # synth is the first stage when it runs; a run with the label-free rows has run an "-auto" stage once the
     # frozen rows are tuned
     label_free = any(name.endswith("-auto") for name in record)
-    skipped = skipped_by_refusals(record)
-    plan = [name for name in planned_stages(built_in="synth" in record, demo=demo, label_free=label_free)
-            if name not in skipped]
+    stages = planned_stages(folder, built_in="synth" in record, demo=demo, label_free=label_free)
+    skipped = not_run(stages, record)
+    plan = [stage.name for stage in stages if stage.name not in skipped]
     plan += [name for name in record if name not in plan]  # stages this code no longer plans still count
     done = {name: float(record[name]["seconds"]) for name in plan if name in record}
     return RunStatus(folder, "demo" if demo else "replicate", done, [n for n in plan if n not in record])

@@ -138,7 +138,7 @@ def test_report_header_speaks_plainly():
 def test_status_lists_done_next_and_left(tmp_path, capsys):
     assert main(["status", str(tmp_path)]) == 2
     assert "no stages.json" in capsys.readouterr().err
-    plan = planned_stages(built_in=True, demo=True)
+    plan = [stage.name for stage in planned_stages(str(tmp_path), built_in=True, demo=True)]
     record = {name: {"seconds": 2.0, "argv": []} for name in plan[:3]}
     (tmp_path / "stages.json").write_text(json.dumps(record))
     (tmp_path / "demo.log").write_text("")

@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 from clippings.archive import read_archive
 from clippings.cli import main
 from clippings.embeddings import read_embeddings
-from clippings.replicate import PAPER_ARI, ROWS
+from clippings.results_table import PAPER_ARI, ROWS
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def test_rerun_with_other_settings_is_refused(demo_out, capsys):
 
 
 def test_status_of_a_finished_demo_has_nothing_left(demo_out, capsys):
-    # also keeps clippings.status.planned_stages in step with replicate/demo: a stage it misses shows as left
+    # the plan status reads is the one demo ran: a stage it misses shows as left
     capsys.readouterr()
     assert main(["status", str(demo_out)]) == 0
     printed = capsys.readouterr().out

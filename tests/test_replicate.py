@@ -8,14 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from clippings.replicate import (
-    ROWS,
-    SCALES,
-    print_table,
-    seeds_markdown,
-    skipped_by_refusals,
-    summarise_seeds,
-)
+from clippings.replicate import SCALES, Run, stage_plan
+from clippings.results_table import ROWS, print_table, seeds_markdown, summarise_seeds
+from clippings.stages import StageRunner, not_run
 
 
 def _run(seed: int) -> dict:
@@ -61,8 +56,9 @@ def test_label_free_columns_summarise_auto_ari_and_count_refusals():
 def test_stages_after_a_refusal_are_not_left_and_a_refused_row_prints(capsys):
     record = {"link-selfsup-visual-auto": {"refused": True}, "link-label_free": {"refused": False},
               "train-mined": {"refused": True}}
-    assert skipped_by_refusals(record) == {"evaluate-selfsup-visual-auto", "embed-mined-test", "link-mined",
-                                           "evaluate-mined"}
+    plan = stage_plan(Run("out", "out/data", SCALES["small"]), built_in=True, label_free=True)
+    assert not_run(plan, record) == {"evaluate-selfsup-visual-auto", "embed-mined-test", "link-mined",
+                                     "evaluate-mined"}
     print_table({"scale": "small", "archive": "a", "seed": 0,
                  "rows": {"Mined multimodal": {"ari": None, "auto_refused": True}}})
     out = capsys.readouterr().out
@@ -89,7 +85,6 @@ def _recording_cli(calls: list) -> object:
 
 def test_a_finished_stage_is_skipped_only_for_the_same_command_line(tmp_path):
     from clippings.errors import BadInput
-    from clippings.replicate import StageRunner
 
     out, calls = str(tmp_path), []
     argv = ["pretrain", "--out", "m", "--epochs", "8", "--allow-external-images"]
@@ -107,7 +102,6 @@ def test_a_finished_stage_is_skipped_only_for_the_same_command_line(tmp_path):
 
 
 def test_overwrite_runs_every_stage_afresh_and_passes_it_to_resuming_commands(tmp_path):
-    from clippings.replicate import StageRunner
 
     out, calls = str(tmp_path), []
     first = StageRunner(out, _recording_cli(calls))
@@ -128,7 +122,6 @@ def test_a_given_archive_that_changed_does_not_skip_stages_made_from_it(tmp_path
     from embed_helpers import write_archive
 
     from clippings.errors import BadInput
-    from clippings.replicate import StageRunner
     from clippings.settings import dataset_fingerprint
 
     archive, out, calls = str(tmp_path / "train"), str(tmp_path / "out"), []
@@ -159,3 +152,14 @@ def test_overwrite_flag_reaches_replicate(command, tmp_path, monkeypatch):
     with pytest.raises(_Stop):
         cli.main([command, "--out", str(tmp_path / "out"), "--overwrite"])
     assert seen["overwrite"] is True
+
+
+@pytest.mark.parametrize("built_in,label_free,demo", [(True, True, True), (False, False, False)])
+def test_the_plan_names_each_stage_once_and_needs_only_earlier_ones(built_in, label_free, demo):
+    plan = stage_plan(Run("out", "out/data", SCALES["small"]), built_in=built_in, label_free=label_free, demo=demo)
+    names = [stage.name for stage in plan]
+    assert len(names) == len(set(names)) and (names[0] == "synth") == built_in and (names[-1] == "report") == demo
+    assert all(stage.needs in names[:i] for i, stage in enumerate(plan) if stage.needs is not None)
+    assert {s.name for s in plan if s.refusable} == ({n for n in names if n.startswith("link-") and
+                                                     (n.endswith("-auto") or n in ("link-label_free", "link-mined"))}
+                                                    | ({"train-mined"} if label_free else set()))

@@ -11,7 +11,9 @@ import pytest
 
 from clippings.archive import read_dataset, write_dataset
 from clippings.cli import main
-from clippings.replicate import LABEL_FREE_ROWS, SCALES, StageRunner, label_free_rows, results_markdown
+from clippings.replicate import SCALES, Run, label_free_rows, label_free_stages
+from clippings.results_table import LABEL_FREE_ROWS, results_markdown
+from clippings.stages import StageRunner
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +33,18 @@ def archives(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("label_free")
     paths = generate(str(root / "synth"), stories=150, seed=2)
-    out = {}
     for kind, labelled in (("labelled", True), ("stripped", False)):
-        out[kind] = {s: _copy(paths[s], str(root / kind / s), labelled or s == "test")
-                     for s in ("unlabelled", "train", "val", "test")}
+        for s in ("unlabelled", "train", "val", "test"):
+            _copy(paths[s], str(root / kind / s), labelled or s == "test")
     for s in ("unlabelled", "train", "val"):
-        assert "label" not in read_dataset(out["stripped"][s], "archive").column_names
-    return out
+        assert "label" not in read_dataset(str(root / "stripped" / s), "archive").column_names
+    return {kind: str(root / kind) for kind in ("labelled", "stripped")}
 
 
-def _rows(split: dict[str, str], out: str) -> dict[str, dict]:
-    return label_free_rows(StageRunner(out, main), out, "tiny", split, replace(SCALES["small"], train_epochs=1))
+def _rows(data: str, out: str) -> dict[str, dict]:
+    run, stages = Run(out, data, replace(SCALES["small"], train_epochs=1)), StageRunner(out, main)
+    stages.run_plan(label_free_stages(run, "tiny"))
+    return label_free_rows(run, stages.record, "tiny")
 
 
 def test_label_free_rows_are_the_same_without_labels(archives, ray_local, tmp_path):
