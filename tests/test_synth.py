@@ -1,18 +1,37 @@
-"""The built-in archive: deterministic bytes, valid contract, disjoint splits, heavy-tailed groups."""
+"""The built-in archive: deterministic bytes, valid contract, disjoint splits, heavy-tailed groups; the mild
+archive unchanged and the hard one measurably harder."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
 from collections import Counter
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from clippings import cli
 from clippings.archive import read_archive
-from clippings.synth import SPLITS, base_image, generate, plan, reprint_caption, story_facts, story_facts_for
+from clippings.errors import BadInput
+from clippings.synth import (
+    HARD,
+    SPLITS,
+    base_image,
+    difficulty_of,
+    generate,
+    plan,
+    reprint_caption,
+    story_facts,
+    story_facts_for,
+    story_rows,
+)
+from clippings.synth.captions import pick, story_text, town
+from clippings.synth.ocr import ocr_caption
+from clippings.synth.scan import scan
+from clippings.synth.words import MASTHEADS
 
 
 def _hashes(root) -> dict[str, str]:
@@ -114,3 +133,107 @@ def test_synth_rejects_too_few_stories(tmp_path, capsys):
         "clippings synth: error: The 'stories' parameter of synth must be an int in the range [4, inf). "
         "Got 3 instead."
     )
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, one row of the dynamic programme at a time (numpy)."""
+    codes = np.array([ord(c) for c in b])
+    steps = np.arange(len(b) + 1)
+    prev = steps.copy()
+    for i, ch in enumerate(a):
+        cur = np.empty_like(prev)
+        cur[0] = i + 1
+        cur[1:] = np.minimum(prev[1:] + 1, prev[:-1] + (codes != ord(ch)))
+        prev = np.minimum.accumulate(cur - steps) + steps  # insertions: cur[j] = min(cur[j], cur[j-1] + 1)
+    return int(prev[-1])
+
+
+def test_edit_distance_reference():
+    assert _edit_distance("kitten", "sitting") == 3 and _edit_distance("", "abc") == 3
+    assert _edit_distance("flaw", "lawn") == 2 and _edit_distance("same", "same") == 0
+
+
+def test_mild_rows_are_the_original_scan_and_ocr(tmp_path):
+    """The mild archive is the one the demo and the tests were built on: each row is the original light scan
+    and OCR drawn in the original order (the reference below is story_rows as it was), and the default."""
+    stories = plan(40, seed=3)
+    for story in stories[:12]:
+        facts = story_facts_for(story, 3)
+        text = story_text(story.kind, story.formulaic, facts, np.random.default_rng([3, story.index, 0]))
+        base = base_image(story, stories, 3, facts)
+        for k, row in enumerate(story_rows(story, stories, 3, difficulty="mild")):
+            r = np.random.default_rng([3, story.index, 1 + k])
+            town(r)
+            r.integers(0, 12)
+            assert row["image"] == scan(base, r)
+            assert row["caption"] == reprint_caption(text, facts, r)
+            assert row["source"].endswith(pick(r, MASTHEADS)) and row["page"] == str(int(r.integers(1, 25)))
+    generate(str(tmp_path / "default"), stories=8, seed=4)
+    generate(str(tmp_path / "mild"), stories=8, seed=4, difficulty="mild")
+    assert _hashes(tmp_path / "default") == _hashes(tmp_path / "mild")
+
+
+def test_hard_archive_is_deterministic_and_the_cli_default(tmp_path, capsys):
+    generate(str(tmp_path / "a"), stories=12, seed=5, difficulty="hard")
+    generate(str(tmp_path / "b"), stories=12, seed=5, difficulty=HARD, workers=2)
+    assert cli.main(["synth", "--out", str(tmp_path / "cli"), "--stories", "12", "--seed", "5"]) == 0
+    generate(str(tmp_path / "mild"), stories=12, seed=5, difficulty="mild")
+    hard = _hashes(tmp_path / "a")
+    from_cli = {k: v for k, v in _hashes(tmp_path / "cli").items() if k.endswith(".parquet")}  # not its log
+    assert hard == _hashes(tmp_path / "b") == from_cli
+    assert set(hard.values()).isdisjoint(_hashes(tmp_path / "mild").values())
+    for name in SPLITS:
+        table = read_archive(str(tmp_path / "a" / name), require_labels=name != "unlabelled")
+        for data in table.column("image").to_pylist():
+            assert 96 <= max(Image.open(io.BytesIO(data)).size) <= 128
+    out = capsys.readouterr()
+    assert "12 stories (hard)" in out.out + out.err
+
+
+def test_an_unknown_difficulty_is_refused(tmp_path, capsys):
+    with pytest.raises(BadInput, match="'difficulty' parameter of synth"):
+        difficulty_of("brutal")
+    assert cli.main(["synth", "--out", str(tmp_path), "--difficulty", "brutal"]) == 2
+    assert "brutal" in capsys.readouterr().err
+
+
+def test_hard_ocr_reads_at_5_to_15_percent_character_error():
+    """The OCR alone (the paper's edits, headlines and line faults off): characters misread at the CER drawn."""
+    ocr_only = dataclasses.replace(
+        HARD.ocr, hyphenate_p=0.0, line_drop_p=0.0, line_merge_p=0.0, line_break_p=0.0, neighbour_p=0.0,
+        rewrite_p=0.0, sentence_drop_p=0.0, reword_p=0.0, truncate_p=0.0, wire_headline_p=0.0, own_headline_p=0.0,
+        dateline_p=0.0, credit_p=0.0)
+    facts = story_facts(np.random.default_rng(1))
+    text = ("The Atomic Energy Commission announced plans in Chicago on Monday for the new hospital. Officials "
+            "said the plant would cost about 150 million dollars and employ 2,000 men by next spring.")
+    cers = np.array([_edit_distance(ocr_caption(text, facts, np.random.default_rng([9, k]), ocr_only, "map"), text)
+                     / len(text) for k in range(40)])
+    assert 0.07 < cers.mean() < 0.13 and cers.min() > 0 and cers.max() < 0.25
+    assert ((cers > 0.03) & (cers < 0.2)).mean() >= 0.85  # the rate drawn per reprint; its lines vary around it
+
+
+def _thumbnail(data: bytes) -> np.ndarray:
+    """Pixel cosine's 16 px grey thumbnail, mean-centred, unit norm (clippings.pixel_cosine, without torch)."""
+    v = np.asarray(Image.open(io.BytesIO(data)).convert("L").resize((16, 16), Image.Resampling.BOX), np.float32)
+    v = v.reshape(-1) - v.mean()
+    return v / max(float(np.linalg.norm(v)), 1e-6)
+
+
+def test_hard_reprints_are_measurably_harder_than_mild():
+    """Against the same stories: captions further from the wire text, reprints of one photo less alike."""
+    stories = plan(300, seed=0)
+    groups = [s for s in stories if 3 <= s.size <= 6 and s.kind != "headline"][:8]
+    cer, cosine = {}, {}
+    for level in ("mild", "hard"):
+        errors, sims = [], []
+        for story in groups:
+            facts = story_facts_for(story, 0)
+            text = story_text(story.kind, story.formulaic, facts, np.random.default_rng([0, story.index, 0]))
+            rows = list(story_rows(story, stories, 0, difficulty=level))
+            errors += [_edit_distance(row["caption"], text) / len(text) for row in rows]
+            thumbs = np.stack([_thumbnail(row["image"]) for row in rows])
+            gram = thumbs @ thumbs.T
+            sims.append(gram[np.triu_indices(len(rows), 1)].mean())
+        cer[level], cosine[level] = float(np.mean(errors)), float(np.mean(sims))
+    assert cer["hard"] > cer["mild"] + 0.08, cer
+    assert cosine["hard"] < cosine["mild"] - 0.1, cosine

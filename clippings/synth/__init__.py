@@ -17,10 +17,11 @@ no global RNG and no timestamp anywhere, so the same seed gives byte-identical P
 
 from __future__ import annotations
 
-from clippings.synth.captions import generate_captions, reprint_caption, story_facts, story_facts_for
+from clippings.synth.captions import reprint_caption, story_facts, story_facts_for
+from clippings.synth.difficulty import DIFFICULTIES, HARD, MILD, Difficulty, difficulty_of
 from clippings.synth.drawing import base_image
 from clippings.synth.plan import SPLITS, Story, plan
-from clippings.synth.rows import generate, story_rows
+from clippings.synth.rows import generate, generate_captions, read_caption, story_rows
 
-__all__ = ["SPLITS", "Story", "base_image", "generate", "generate_captions", "plan", "reprint_caption",
+__all__ = ["DIFFICULTIES", "HARD", "MILD", "SPLITS", "Difficulty", "Story", "base_image", "difficulty_of", "generate", "generate_captions", "plan", "read_caption", "reprint_caption",
            "story_facts", "story_facts_for", "story_rows"]

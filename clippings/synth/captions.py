@@ -3,11 +3,9 @@ broken hyphenation, truncation, editorial datelines)."""
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-
 import numpy as np
 
-from clippings.synth.plan import Story, plan
+from clippings.synth.plan import Story
 from clippings.synth.words import (
     CITY_STATE,
     COMMON_P,
@@ -183,31 +181,3 @@ def _ocr_chars(text: str, p: float, rng: np.random.Generator) -> str:
                 break
     out.append(text[last:])
     return "".join(out)
-
-
-def _captions_for(args: tuple[int, int, int, int]) -> tuple[list[str], list[str]]:
-    stories, seed, lo, hi = args
-    captions, labels = [], []
-    for s in plan(stories, seed)[lo:hi]:
-        facts = story_facts_for(s, seed)
-        text = story_text(s.kind, s.formulaic, facts, np.random.default_rng([seed, s.index, 0]))
-        for k in range(s.size):
-            captions.append(reprint_caption(text, facts, np.random.default_rng([seed, s.index, 1 + k])))
-            labels.append(f"story-{s.index:07d}")
-    return captions, labels
-
-
-def generate_captions(stories: int, seed: int = 0, workers: int = 1) -> tuple[list[str], list[str]]:
-    """Reprint captions only (no images): (captions, labels) for `stories` stories of the plan.
-
-    For benchmarks of text methods at archive scale (~3.1 captions per story). workers: processes (each
-    re-plans, O(stories)); the output does not depend on it. Cost: ~0.2 ms per caption per process.
-    """
-    step = -(-stories // max(workers, 1))
-    chunks = [(stories, seed, lo, min(lo + step, stories)) for lo in range(0, stories, step)]
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_captions_for, chunks))
-    else:
-        parts = [_captions_for(c) for c in chunks]
-    return [c for p in parts for c in p[0]], [label for p in parts for label in p[1]]
