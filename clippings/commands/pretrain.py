@@ -3,40 +3,35 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict, fields
 
 from clippings.commands import add_overwrite_argument
 from clippings.commands.embed import add_image_arguments, image_policy
 from clippings.params import Interval, validate_params
+from clippings.train.settings import PretrainSettings
 
 HELP = "Continue CLIP pretraining (symmetric InfoNCE) on an archive's image-caption pairs; resumes a run."
 
-CONSTRAINTS = {
-    "workers": Interval(int, 1, None),
-    "epochs": Interval(int, 1, None),
-    "batch_size": Interval(int, 2, None),
-    "lr": Interval(float, 0.0, 1.0, open_low=True),
-    "vision_lr": Interval(float, 0.0, 1.0),
-    "text_lr": Interval(float, 0.0, 1.0),
-    "view_weight": Interval(float, 0.0, None),
-    "clip_weight": Interval(float, 0.0, None),
-    "seed": Interval(int, 0, None),
-}
+CONSTRAINTS = {"workers": Interval(int, 1, None)}  # the settings' own: clippings.train.settings
+DEFAULTS = PretrainSettings()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--archive", required=True, help="archive dataset folder (local or s3://); labels ignored")
     parser.add_argument("--out", required=True, help="output model folder (local or s3://)")
     parser.add_argument("--model", default="tiny", help="start model: 'tiny', a folder, s3:// folder or hub id")
-    parser.add_argument("--epochs", type=int, default=8, help="epochs (default: 8)")
-    parser.add_argument("--batch-size", type=int, default=64, help="global batch, split across workers (64)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
-    parser.add_argument("--seed", type=int, default=0, help="data order and held-out slice seed (default: 0)")
-    parser.add_argument("--view-weight", type=float, default=0.0,
+    parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="epochs (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                        help="global batch, split across workers (%(default)s)")
+    parser.add_argument("--lr", type=float, default=DEFAULTS.lr, help="peak learning rate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                        help="data order and held-out slice seed (default: %(default)s)")
+    parser.add_argument("--view-weight", type=float, default=DEFAULTS.view_weight,
                         help="weight of an image-image term: each image against a re-scanned view of it, which "
-                        "keeps the image tower telling prints apart, not only repeating captions (default: 0)")
-    parser.add_argument("--clip-weight", type=float, default=1.0,
+                        "keeps the image tower telling prints apart, not only repeating captions (default: %(default)s)")
+    parser.add_argument("--clip-weight", type=float, default=DEFAULTS.clip_weight,
                         help="weight of the CLIP image-caption term; 0 with --view-weight > 0 and --text-lr 0 trains "
-                        "the image tower on its views alone beside a pretrained text tower (default: 1)")
+                        "the image tower on its views alone beside a pretrained text tower (default: %(default)s)")
     add_encoder_lr_arguments(parser)
     add_ray_train_arguments(parser)
     add_image_arguments(parser)
@@ -59,17 +54,20 @@ def add_ray_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_overwrite_argument(parser)
 
 
+def settings_of(kind: type, args: argparse.Namespace):
+    """The `kind` of training settings (`clippings.train.settings`) that the flags of the same names hold."""
+    return kind(**{f.name: getattr(args, f.name) for f in fields(kind)})
+
+
 def run(args: argparse.Namespace) -> int:
     validate_params("pretrain", vars(args), CONSTRAINTS)
+    settings = settings_of(PretrainSettings, args)  # refused here, before the heavy imports below
     images = image_policy(args)
     from clippings.logs import finish
     from clippings.train.pretrain import pretrain
 
     state = pretrain(args.archive, args.out, model=args.model, workers=args.workers, gpu=args.gpu,
-                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     vision_lr=args.vision_lr, text_lr=args.text_lr, view_weight=args.view_weight,
-                     clip_weight=args.clip_weight, seed=args.seed,
-                     run_dir=args.run_dir, images=images, overwrite=args.overwrite)
+                     run_dir=args.run_dir, images=images, overwrite=args.overwrite, **asdict(settings))
     best, last = state["best"], state["history"][-1]
     finish(f"{state['epoch']} epochs, best epoch {best['epoch']} (val loss {best['val_loss']:.4f}), "
            f"{last['samples_per_s']:.0f} samples/s")

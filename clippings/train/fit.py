@@ -1,10 +1,10 @@
 """The driver side of training: start Ray Train, resume or skip a run, write the model folder.
 
 `claim_run` makes the run folder this run's before any work (an earlier run with other settings is refused,
-or removed with --overwrite); `fit` starts `TorchTrainer` (gloo on CPU, NCCL on GPU) with checkpoints under
-`run_dir/name`; `train_and_save` checks the newest checkpoint first (a bad one is one BadInput line), skips
-a finished run, and `finish` writes the best weights as a plain HF folder with `clippings.json` (metrics,
-provenance).
+or removed with --overwrite); `fit` starts `TorchTrainer` (gloo on CPU, NCCL on GPU) on a task with
+checkpoints under `run_dir/<task kind>`; `train_and_save` checks the newest checkpoint first (a bad one is one
+BadInput line), skips a finished run, and `finish` writes the best weights as a plain HF folder with
+`clippings.json` (metrics, provenance).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clippings.archive import ImagePolicy, is_remote, join, remove_tree
 from clippings.settings import check_settings, dataset_fingerprint, read_settings, record_settings
@@ -26,17 +26,21 @@ from clippings.train.checkpoints import (
     state_dict_cpu,
 )
 
+if TYPE_CHECKING:
+    from clippings.train.loop import Task
+
 
 def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def fit(loop: Callable[[dict], None], config: dict[str, Any], *, workers: int, gpu: bool, run_dir: str,
-        name: str, data_share: float = 0.0, max_failures: int = 3):
-    """Run `loop` on `workers` Ray Train workers (gloo on CPU, NCCL on GPU) with checkpoints under
-    `run_dir/name`; resumes from the latest checkpoint there. Returns the Ray Train `Result`.
+def fit(task: Task, model: str, *, workers: int, gpu: bool, run_dir: str, data_share: float = 0.0,
+        max_failures: int = 3):
+    """Run `task`'s epoch loop (`clippings.train.loop.train_loop`) from the start `model` on `workers` Ray
+    Train workers (gloo on CPU, NCCL on GPU) with checkpoints under `run_dir/<task.kind>`; resumes from the
+    latest checkpoint there. Returns the Ray Train `Result`.
 
-    config: the loop's config (small: data travels as Ray Data streams or object-store refs inside it).
+    task: pickled to every worker (small: data travels as Ray Data streams or object-store refs inside it).
     data_share: the fraction of the cluster's CPUs left out of the workers' grants for data tasks beside them
     (a streaming loop's decoding). Cost: ~15 s of start-up.
     """
@@ -46,16 +50,17 @@ def fit(loop: Callable[[dict], None], config: dict[str, Any], *, workers: int, g
 
     from clippings.progress import training_progress
     from clippings.raylocal import init_ray, runtime_env
+    from clippings.train.loop import Run, train_loop
 
     init_ray()
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     per_worker = max(0.25, min(cpus * (1 - data_share) / workers, 8.0) - 0.25)  # fractional: room for the controller
     storage = run_dir if is_remote(run_dir) else os.path.abspath(run_dir)
-    config = {**config, "cpus": per_worker, "run_path": join(storage, name)}
+    name = task.kind
     with training_progress(name) as board:  # one live line fed by rank 0
         trainer = TorchTrainer(
-            loop,
-            train_loop_config={**config, "board": board},
+            train_loop,
+            train_loop_config={"task": task, "run": Run(model, join(storage, name), per_worker, board)},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu,
                                          resources_per_worker={"CPU": per_worker}),
             run_config=RunConfig(name=name, storage_path=storage,
@@ -107,22 +112,23 @@ def claim_run(run_path: str, kind: str, settings: Mapping[str, Any], overwrite: 
     record_settings(run_path, settings)
 
 
-def train_and_save(loop: Callable[[dict], None], kind: str, config: dict[str, Any], base, out: str, *,
-                   workers: int, gpu: bool, run_dir: str, meta: dict[str, Any], data_share: float = 0.0
-                   ) -> dict[str, Any]:
-    """Train (or resume, or skip when the run already reached `config['epochs']`) and write `out`.
+def train_and_save(task: Task, model: str, base, out: str, *, workers: int, gpu: bool, run_dir: str,
+                   meta: dict[str, Any], data_share: float = 0.0) -> dict[str, Any]:
+    """Train `task` from `model` (or resume, or skip when the run already reached `task.settings.epochs`) and
+    write `out`.
 
     The caller has claimed the run folder first (`claim_run`), so a checkpoint found here is of this run's
     settings. The newest checkpoint is checked here first, so a corrupt or foreign one is one BadInput line.
-    data_share: see `fit`. Returns the final checkpoint state (best metrics, per-epoch history).
+    base: `model` loaded (`LoadedModel`). data_share: see `fit`. Returns the final checkpoint state (best
+    metrics, per-epoch history).
     """
+    kind, epochs = task.kind, task.settings.epochs
     run_path = run_path_of(run_dir, kind)
     found = latest_checkpoint(run_path, kind, state_dict_cpu(base.model))
-    epochs = int(config["epochs"])
     if found is not None and found[1]["epoch"] >= epochs:
         progress(f"{kind}: {run_path} already holds epoch {found[1]['epoch']}; not retraining")
     else:
-        fit(loop, config, workers=workers, gpu=gpu, run_dir=run_dir, name=kind, data_share=data_share)
+        fit(task, model, workers=workers, gpu=gpu, run_dir=run_dir, data_share=data_share)
     return finish(run_path, kind, base, out, epochs, meta)
 
 

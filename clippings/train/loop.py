@@ -1,8 +1,9 @@
 """The epoch loop every Ray Train worker runs, and the collectives both objectives use.
 
-Both loops (CLIP pretraining and SupCon) run `run_worker` under Ray Train `TorchTrainer` and differ only in
-a `Task` (where rows come from, the batches of an epoch, the loss, validation). Checkpoints are reported
-with `ray.train.report` after every epoch (`clippings.train.checkpoints`), so none is lost.
+Both objectives (CLIP pretraining and SupCon) run `run_worker` under Ray Train `TorchTrainer` and differ only
+in a `Task` (its settings, where rows come from, the batches of an epoch, the loss, validation), which the
+driver makes and ships to every worker with the `Run` (`train_loop`). Checkpoints are reported with
+`ray.train.report` after every epoch (`clippings.train.checkpoints`), so none is lost.
 """
 
 from __future__ import annotations
@@ -33,17 +34,33 @@ from clippings.train.checkpoints import (
 )
 from clippings.train.module import TwoTower
 from clippings.train.pixels import PixelNormaliser, model_inputs
+from clippings.train.settings import TrainSettings
+
+WARMUP = 0.1  # of the run's steps: the learning rate's linear warm-up (`warmup_cosine`)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the driver tells every worker about the run besides its task: the start `model` (a `--model`
+    value, loaded on each worker), the run folder `path` (checkpoints, metrics.csv, quarantine), each
+    worker's CPU grant `cpus` (sizes its thread pools) and the progress `board` rank 0 posts to (None: no
+    live line)."""
+
+    model: str
+    path: str
+    cpus: float
+    board: Any = None
 
 
 @dataclass
 class Worker:
-    """What a training worker knows about itself: rank, world size, device, the run's config, the loaded
-    start model (`clippings.model.LoadedModel`) and its pixel normaliser."""
+    """What a training worker knows about itself: rank, world size, device, the `Run`, the loaded start model
+    (`clippings.model.LoadedModel`) and its pixel normaliser."""
 
     rank: int
     world: int
     device: torch.device
-    config: dict[str, Any]
+    run: Run
     loaded: Any = None
     normalise: PixelNormaliser | None = None
 
@@ -66,11 +83,13 @@ class Worker:
 
 
 class Task:
-    """One training objective. Subclasses define the model view, the batches, the loss and validation."""
+    """One training objective, made on the driver with its settings and data references (small: pickled to
+    every worker). Subclasses define the model view, the batches, the loss and validation."""
 
     kind = "task"
     score_name = "score"  # the validation metric that picks the best checkpoint
     maximise = True
+    settings: TrainSettings  # the schedule, rates and seed the epoch loop reads
 
     def module(self, clip) -> TwoTower:
         raise NotImplementedError
@@ -98,7 +117,13 @@ class Task:
         raise NotImplementedError
 
 
-def run_worker(config: dict[str, Any], task: Task) -> None:
+def train_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker entry (module level, so Ray can pickle it): `config` is `{"run": Run, "task": Task}`
+    (`clippings.train.fit.fit`)."""
+    run_worker(config["run"], config["task"])
+
+
+def run_worker(run: Run, task: Task) -> None:
     """The epoch loop every Ray Train worker runs: restore, train, validate, checkpoint each epoch."""
     import ray
     import ray.train
@@ -108,26 +133,28 @@ def run_worker(config: dict[str, Any], task: Task) -> None:
     from clippings.progress import Poster
     from clippings.raylocal import size_thread_pools
 
+    settings = task.settings
     ctx = ray.train.get_context()
-    size_thread_pools(float(config["cpus"]))
-    poster = Poster(config.get("board") if ctx.get_world_rank() == 0 else None)  # rank 0 speaks for all
-    torch.manual_seed(int(config["seed"]))
-    worker = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(), config)
-    run_path = config["run_path"]
+    size_thread_pools(run.cpus)
+    poster = Poster(run.board if ctx.get_world_rank() == 0 else None)  # rank 0 speaks for all
+    torch.manual_seed(settings.seed)
+    worker = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(), run)
+    run_path = run.path
     if not is_remote(run_path):  # lets tests and operators find (and kill) workers
         os.makedirs(os.path.join(run_path, "pids"), exist_ok=True)
         with open(os.path.join(run_path, "pids", f"rank-{worker.rank}.pid"), "w") as f:
             f.write(str(os.getpid()))
 
-    worker.loaded = load_model(config["model"])
+    worker.loaded = load_model(run.model)
     worker.normalise = PixelNormaliser(worker.loaded.processor, worker.device)
     clip = worker.loaded.model
     raw = task.module(clip).to(worker.device)
     task.start(worker)
-    groups = raw.param_groups(config["lr"], config.get("vision_lr"), config.get("text_lr"))
-    optimizer = torch.optim.AdamW(groups, lr=config["lr"], betas=(0.9, 0.98), eps=1e-6, weight_decay=1e-3)
-    total = task.steps_per_epoch(worker) * int(config["epochs"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, config.get("warmup", 0.1)))
+    groups = raw.param_groups(settings.lr, settings.vision_lr, settings.text_lr)
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=1e-3)
+    epochs = settings.epochs
+    total = task.steps_per_epoch(worker) * epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, WARMUP))
     state: dict[str, Any] = {"kind": task.kind, "epoch": 0, "best": None, "history": []}
     best = state_dict_cpu(clip)
     checkpoint = ray.train.get_checkpoint()
@@ -147,14 +174,14 @@ def run_worker(config: dict[str, Any], task: Task) -> None:
             raw, device_ids=[worker.device.index] if worker.device.type == "cuda" else None)
 
     last = ""  # the previous epoch's metrics, shown on the progress line
-    for epoch in range(start_epoch + 1, int(config["epochs"]) + 1):
+    for epoch in range(start_epoch + 1, epochs + 1):
         raw.eval()
         steps = task.batches(worker, raw, epoch)  # SupCon re-mines here; a stream starts lazily
         began = time.perf_counter()
         planned = task.steps_per_epoch(worker)
         raw.train()
         losses, samples = [], 0
-        status = f"epoch {epoch}/{config['epochs']}" + (f", last epoch {last}" if last else "")
+        status = f"epoch {epoch}/{epochs}" + (f", last epoch {last}" if last else "")
         for i, batch in enumerate(steps):
             with worker.autocast():
                 loss = task.loss(worker, model, batch)
@@ -166,7 +193,7 @@ def run_worker(config: dict[str, Any], task: Task) -> None:
             samples += task.rows(batch) * worker.world
             per_step = samples / (i + 1)
             poster.progress((epoch - 1) * planned * per_step + samples,
-                            int(config["epochs"]) * planned * per_step, status)
+                            epochs * planned * per_step, status)
         seconds = time.perf_counter() - began
         raw.eval()
         with torch.no_grad():
@@ -182,7 +209,7 @@ def run_worker(config: dict[str, Any], task: Task) -> None:
         state["epoch"] = epoch
         report = {k: v for k, v in row.items() if isinstance(v, (int, float))}
         last = ", ".join(f"{k} {v:.4f}" for k, v in (("loss", row["loss"]), *metrics.items()))
-        poster.detail(f"{task.kind} epoch {epoch}/{config['epochs']}: {last}, {row['samples_per_s']:.1f} samples/s")
+        poster.detail(f"{task.kind} epoch {epoch}/{epochs}: {last}, {row['samples_per_s']:.1f} samples/s")
         if worker.rank == 0:
             with tempfile.TemporaryDirectory() as folder:
                 write_checkpoint(folder, clip, best, optimizer, scheduler, state)

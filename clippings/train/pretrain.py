@@ -18,6 +18,7 @@ Rows whose image cannot be read or decoded are quarantined (`OUT/_quarantine/`, 
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from clippings.train.pairs import (
     lanes_for,
     pretraining_plan,
 )
+from clippings.train.settings import PretrainSettings, model_record
 from clippings.train.views import VIEW_TEMPERATURE, reprint_view
 
 VAL_FRACTION = 0.1
@@ -58,18 +60,24 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor) -> torc
 
 
 class PretrainTask(Task):
-    """CLIP InfoNCE over global batches streamed from the archive (`clippings.train.pairs.RankStream`)."""
+    """CLIP InfoNCE over global batches streamed from the archive (`clippings.train.pairs.RankStream`).
+
+    settings: as used (`batch_size` the global batch the plan allows, a multiple of its lanes). plan: the
+    archive's `StreamPlan`. images: which image paths outside the archive folder may be read.
+    """
 
     kind = "pretrain"
     score_name = "val_loss"
     maximise = False
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.plan: StreamPlan = config["plan"]
-        self.per_lane = int(config["batch_size"]) // self.plan.lanes
+    def __init__(self, settings: PretrainSettings, plan: StreamPlan, images: ImagePolicy) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.images = images
+        self.per_lane = settings.batch_size // plan.lanes
         self.stream = None
-        self.view_weight = float(config.get("view_weight") or 0.0)
-        self.clip_weight = float(config.get("clip_weight", 1.0))
+        self.view_weight = settings.view_weight
+        self.clip_weight = settings.clip_weight
 
     def module(self, clip) -> TwoTower:
         # without the CLIP term the temperature has nothing to learn: frozen, not decayed
@@ -81,10 +89,10 @@ class PretrainTask(Task):
         context = DataContext.get_current()  # this worker's process only
         context.execution_options.preserve_order = True  # the lanes' order must not depend on timing
         context.enable_progress_bars = False
-        self.model = describe_loaded(worker.config["model"], worker.loaded)
+        self.model = describe_loaded(worker.run.model, worker.loaded)
         per_rank = self.plan.lanes // worker.world
         self.lanes = list(range(worker.rank * per_rank, (worker.rank + 1) * per_rank))
-        self.cache = DecodedCache(int(worker.config["cache_bytes"]))
+        self.cache = DecodedCache(CACHE_BYTES)
 
     def steps_per_epoch(self, worker: Worker) -> int:
         return min(self.plan.lane_rows) // self.per_lane
@@ -92,18 +100,17 @@ class PretrainTask(Task):
     def batches(self, worker: Worker, raw: TwoTower, epoch: int):
         from clippings.train.pairs import RankStream, part_order, rank_dataset, stack, stream_rows
 
-        config = worker.config
-        seed = int(config["seed"])
+        seed = self.settings.seed
         if self.cache.complete:
             entries = self.cache.replay(part_order(len(self.plan.parts), seed, epoch))
         else:
-            dataset = rank_dataset(self.plan, self.model, config["images"], rank=worker.rank, world=worker.world,
-                                   seed=seed, epoch=epoch, cpus=float(config["data_cpus"]))
+            dataset = rank_dataset(self.plan, self.model, self.images, rank=worker.rank, world=worker.world,
+                                   seed=seed, epoch=epoch, cpus=DATA_CPUS)
             entries = self.cache.record(stream_rows(dataset))
         # the views of an epoch depend on (seed, epoch, rank) only: a resumed run draws the same ones
         self.views = torch.Generator(device=worker.device).manual_seed(
             _view_seed(seed, epoch, worker.rank))
-        self.stream = RankStream(entries, self.lanes, int(config["shuffle_buffer"]), seed, epoch)
+        self.stream = RankStream(entries, self.lanes, SHUFFLE_BUFFER, seed, epoch)
         for rows in self.stream.steps(self.per_lane, worker.agree):
             yield stack(rows)
 
@@ -135,9 +142,9 @@ class PretrainTask(Task):
         from clippings.model import embedding_dim
         from clippings.train.pairs import stack
 
-        batch = int(worker.config["batch_size"])
+        batch = self.settings.batch_size
         weight = self.view_weight
-        views = torch.Generator(device=worker.device).manual_seed(int(worker.config["seed"]))
+        views = torch.Generator(device=worker.device).manual_seed(self.settings.seed)
         keys = sorted(self.stream.val)
         dim = embedding_dim(raw.clip)
         width = (3 if weight else 2) * dim
@@ -175,7 +182,7 @@ class PretrainTask(Task):
             bad = [row for rows in every for row in rows]
         bad.sort()
         if worker.rank == 0 and bad:
-            write_quarantine(worker.config["run_path"], quarantine_table([b[0] for b in bad], STAGE,
+            write_quarantine(worker.run.path, quarantine_table([b[0] for b in bad], STAGE,
                                                                          [b[1] for b in bad]), QUARANTINE_PART)
         return bad
 
@@ -189,69 +196,48 @@ def _view_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch) * 1_009 + rank
 
 
-def pretrain_loop(config: dict[str, Any]) -> None:
-    """Ray Train worker entry (module level, so Ray can pickle it)."""
-    from clippings.train.loop import run_worker
-
-    run_worker(config, PretrainTask(config))
-
-
-def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, gpu: bool = False, epochs: int = 8,
-             batch_size: int = 64, lr: float = 1e-3, vision_lr: float | None = None,
-             text_lr: float | None = None, view_weight: float = 0.0, clip_weight: float = 1.0, seed: int = 0,
-             run_dir: str | None = None, images: ImagePolicy = ARCHIVE_ONLY, overwrite: bool = False
-             ) -> dict[str, Any]:
+def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, gpu: bool = False,
+             run_dir: str | None = None, images: ImagePolicy = ARCHIVE_ONLY, overwrite: bool = False,
+             **settings: Any) -> dict[str, Any]:
     """Continue CLIP pretraining of `model` on `archive`'s pairs and write the best model to `out`.
 
-    archive: archive folder (labels ignored). batch_size: global batch (split across workers; capped at the
-    number of training pairs and rounded down to a multiple of the lane count, `lanes_for(workers, LANES)`). vision_lr, text_lr: the encoders'
-    peak rates (None: `lr`; 0 locks that tower and its head, e.g. `text_lr=0` for LiT-style pretraining of a
-    pretrained text tower). view_weight: λ of the image-image view term (0: plain CLIP loss; see the module
-    docstring). clip_weight: weight of the CLIP term (0 needs view_weight > 0 and text_lr=0: the image tower
-    then learns from its views alone, the locked text tower and the temperature stay as they were). run_dir: checkpoint storage
-    (default `out + '_runs'`); re-running with the same settings resumes there, with other settings is
-    refused (`clippings.train.fit.claim_run`; what counts: `training_settings`) unless `overwrite` removes
-    the earlier run first. images: which `image_path` locations outside the archive folder may be read
-    (default: none). Returns the final checkpoint state.
-    Cost: the archive's light columns on the driver (~110 bytes per row), ~15 s Ray Train start-up, then per
-    epoch pairs × forward+backward, and one decode of every pair in CPU tasks beside the workers: in the
-    first epoch only while a worker's share of decoded pairs fits CACHE_BYTES, every epoch otherwise.
+    archive: archive folder (labels ignored). settings: the fields of `PretrainSettings`
+    (`clippings.train.settings`) by name (epochs, batch_size, lr, vision_lr, text_lr, view_weight, clip_weight,
+    seed; their defaults, meanings and constraints there; a bad value is one BadInput line). batch_size is the
+    global batch, split across workers, capped at the number of training pairs and rounded down to a multiple of
+    the lane count, `lanes_for(workers, LANES)`; `text_lr=0` is LiT-style pretraining of a pretrained text
+    tower; with `clip_weight=0` the locked text tower and the temperature stay as they were (see the module
+    docstring). run_dir: checkpoint storage (default `out + '_runs'`); re-running with the same settings resumes
+    there, with other settings is refused (`clippings.train.fit.claim_run`; what counts: `training_settings`)
+    unless `overwrite` removes the earlier run first. images: which `image_path` locations outside the archive
+    folder may be read (default: none). Returns the final checkpoint state. Cost: the archive's light columns on
+    the driver (~110 bytes per row), ~15 s Ray Train start-up, then per epoch pairs × forward+backward, and one
+    decode of every pair in CPU tasks beside the workers: in the first epoch only while a worker's share of
+    decoded pairs fits CACHE_BYTES, every epoch otherwise.
     """
     from clippings.archive import read_quarantine, write_quarantine
     from clippings.model import load_model
     from clippings.model_meta import update_clippings_meta
 
-    if clip_weight == 0 and view_weight == 0:
-        raise BadInput("pretrain: --clip-weight 0 and --view-weight 0 leave no loss to train: "
-                       "give one of them a weight above 0")
-    if clip_weight == 0 and text_lr != 0:
-        raise BadInput("pretrain: --clip-weight 0 gives the text tower no training signal (only weight decay): "
-                       "add --text-lr 0 to lock it")
+    asked = PretrainSettings(**settings)
     base = load_model(model)
     lanes = lanes_for(workers, LANES)
     run_dir = run_dir or out.rstrip("/") + "_runs"
     # batch_size as asked: the batch used follows from it, the lanes and the archive (all recorded)
-    values = {"epochs": epochs, "batch_size": batch_size, "lanes": lanes, "lr": lr, "vision_lr": vision_lr,
-              "text_lr": text_lr, "view_weight": view_weight, "clip_weight": clip_weight, "seed": seed}
+    values = {**asdict(asked), "lanes": lanes}
     claim_run(run_path_of(run_dir, STAGE), STAGE, training_settings(base, {"archive": archive}, images, values),
               overwrite)
-    plan = pretraining_plan(archive, lanes=lanes, seed=seed, val_fraction=VAL_FRACTION, max_val=MAX_VAL)
+    plan = pretraining_plan(archive, lanes=lanes, seed=asked.seed, val_fraction=VAL_FRACTION, max_val=MAX_VAL)
     need = max(2 * workers, lanes)
     if plan.n_train < need or plan.n_val == 0:
         raise BadInput(f"archive {archive}: {plan.n_train + plan.n_val} distinct image-caption pairs "
                        f"({plan.n_train} to train on, {plan.n_val} held out); pretraining needs at least {need} "
                        "to train on and 1 held out: give a larger archive")
-    batch = max(lanes, min(batch_size, plan.n_train)) // lanes * lanes
-    config = {"model": model, "epochs": epochs, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
-              "text_lr": text_lr, "view_weight": view_weight, "clip_weight": clip_weight, "seed": seed,
-              "plan": plan, "images": images, "data_cpus": DATA_CPUS, "shuffle_buffer": SHUFFLE_BUFFER,
-              "cache_bytes": CACHE_BYTES}
-    meta = {"stage": "pretrain", "base_model": model, "batch_size": batch, "lr": lr, "vision_lr": vision_lr,
-            "text_lr": text_lr, "view_weight": view_weight, "clip_weight": clip_weight, "seed": seed, "lanes": lanes,
-            "workers": workers, "data": {"archive": plan.provenance, "val_rows": plan.n_val},
-            "code": code_provenance()}
-    state = train_and_save(pretrain_loop, "pretrain", config, base, out, workers=workers, gpu=gpu, run_dir=run_dir,
-                           meta=meta, data_share=DATA_SHARE)
+    used = replace(asked, batch_size=max(lanes, min(asked.batch_size, plan.n_train)) // lanes * lanes)
+    meta = {"stage": "pretrain", "base_model": model, **model_record(used), "lanes": lanes, "workers": workers,
+            "data": {"archive": plan.provenance, "val_rows": plan.n_val}, "code": code_provenance()}
+    state = train_and_save(PretrainTask(used, plan, images), model, base, out, workers=workers, gpu=gpu,
+                           run_dir=run_dir, meta=meta, data_share=DATA_SHARE)
     quarantine = read_quarantine(run_path_of(run_dir, "pretrain"))
     write_quarantine(out, quarantine, QUARANTINE_PART)
     used = plan.provenance["rows"] - plan.duplicates - quarantine.num_rows

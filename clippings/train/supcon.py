@@ -14,6 +14,7 @@ so the plan order is honoured and the driver holds only block references and ~12
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -27,30 +28,32 @@ from clippings.train.fit import claim_run, code_provenance, run_path_of, train_a
 from clippings.train.loop import Task, Worker, gather_rows
 from clippings.train.module import TwoTower, pooled
 from clippings.train.pairs import LabelledStore
+from clippings.train.settings import SupConSettings, model_record
 
 EMBED_CHUNK = 256
 
 
 class SupConTask(Task):
-    """SupCon over hard-negative batch plans, rows read from `LabelledStore`s in plan order."""
+    """SupCon over hard-negative batch plans, rows read from `LabelledStore`s in plan order.
+
+    settings: as used (`groups_per_step` a multiple of the workers). train, val: the labelled sets' stores.
+    """
 
     kind = "train"
     score_name = "val_ari"
     maximise = True
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.w = float(config["im_wt"])
-        self.m, self.k = int(config["m"]), int(config["k"])
-        self.groups = int(config["groups_per_step"])
-        self.temperature = float(config["temperature"])
+    def __init__(self, settings: SupConSettings, train: LabelledStore, val: LabelledStore) -> None:
+        self.settings = settings
+        self.train, self.val = train, val
+        self.w = settings.im_wt
+        self.m, self.k = settings.m, settings.k
+        self.groups = settings.groups_per_step
+        self.temperature = settings.temperature
         self._loss = None
 
     def module(self, clip) -> TwoTower:
         return TwoTower(clip, image=self.w > 0, text=self.w < 1, train_scale=False)
-
-    def start(self, worker: Worker) -> None:
-        self.train: LabelledStore = worker.config["train"]
-        self.val: LabelledStore = worker.config["val"]
 
     def steps_per_epoch(self, worker: Worker) -> int:
         n_classes = int(self.train.labels.max()) + 1
@@ -68,7 +71,7 @@ class SupConTask(Task):
         labels = self.train.labels
         with torch.no_grad():
             protos = class_prototypes(self.embed(worker, raw, self.train), labels)
-        seed = int(worker.config["seed"]) * 1_000_003 + epoch
+        seed = self.settings.seed * 1_000_003 + epoch
         batches = hard_negative_batches(labels, protos, self.m, self.k, seed)
         total = self.steps_per_epoch(worker) * self.groups
         batches = [batches[i % len(batches)] for i in range(total)]  # pad by repeating: equal steps on ranks
@@ -94,52 +97,39 @@ class SupConTask(Task):
         return {"val_ari": float(result.ari), "threshold": float(result.threshold)}
 
 
-def supcon_loop(config: dict[str, Any]) -> None:
-    """Ray Train worker entry (module level, so Ray can pickle it)."""
-    from clippings.train.loop import run_worker
-
-    run_worker(config, SupConTask(config))
-
-
-def train_supcon(archive: str, val: str, out: str, *, model: str, im_wt: float = 0.5, m: int = 3, k: int = 3,
-                 temperature: float = 0.1, groups_per_step: int = 8, workers: int = 1, gpu: bool = False,
-                 epochs: int = 10, lr: float = 5e-4, vision_lr: float | None = None, text_lr: float | None = None,
-                 seed: int = 0, run_dir: str | None = None, images: ImagePolicy = ARCHIVE_ONLY,
-                 overwrite: bool = False) -> dict[str, Any]:
+def train_supcon(archive: str, val: str, out: str, *, model: str, workers: int = 1, gpu: bool = False,
+                 run_dir: str | None = None, images: ImagePolicy = ARCHIVE_ONLY, overwrite: bool = False,
+                 **settings: Any) -> dict[str, Any]:
     """Fine-tune `model` with SupCon on labelled `archive`, pick the epoch by ARI on labelled `val`, write `out`.
 
-    im_wt: w of the pooled embedding (1 image only, 0 text only). m, k: items per class, classes per group.
-    groups_per_step: groups of k·m items per optimizer step (rounded up to a multiple of `workers`).
-    vision_lr, text_lr: the encoders' peak rates (None: `lr`; 0 locks the tower; a pretrained text encoder
-    wants ~2e-5). run_dir: checkpoint storage (default `out + '_runs'`); re-running with the same settings
-    resumes there, with other settings is refused (`clippings.train.fit.claim_run`; what counts:
-    `training_settings`) unless `overwrite` removes the earlier run first. images: which `image_path`
-    locations outside the archive folders may be read (default: none). Returns the final checkpoint state.
-    Cost: one parallel decode of both sets into the object store (3·H·W bytes per row: 100k rows at 224 px
-    ≈ 15 GB, spilled to disk beyond the store), then per epoch one embedding pass over train (re-mining) and
-    val, plus classes·m items of forward+backward; ~15 s Ray Train start-up.
+    settings: the fields of `clippings.train.settings.SupConSettings` by name (im_wt, m, k, temperature,
+    groups_per_step, epochs, lr, vision_lr, text_lr, seed; their defaults, meanings and constraints there; a bad
+    value is one BadInput line); groups_per_step is rounded up to a multiple of `workers`. run_dir: checkpoint
+    storage (default `out + '_runs'`); re-running with the same settings resumes there, with other settings is
+    refused (`clippings.train.fit.claim_run`; what counts: `training_settings`) unless `overwrite` removes the
+    earlier run first. images: which `image_path` locations outside the archive folders may be read (default:
+    none). Returns the final checkpoint state. Cost: one parallel decode of both sets into the object store
+    (3·H·W bytes per row: 100k rows at 224 px ≈ 15 GB, spilled to disk beyond the store), then per epoch one
+    embedding pass over train (re-mining) and val, plus classes·m items of forward+backward; ~15 s Ray Train
+    start-up.
     """
     from clippings.model import load_model
     from clippings.raylocal import init_ray
     from clippings.train.pairs import labelled_store
 
+    asked = SupConSettings(**settings)
     base = load_model(model)
-    groups = math.ceil(groups_per_step / workers) * workers
+    used = replace(asked, groups_per_step=math.ceil(asked.groups_per_step / workers) * workers)
     run_dir = run_dir or out.rstrip("/") + "_runs"
-    values = {"im_wt": im_wt, "m": m, "k": k, "temperature": temperature, "groups_per_step": groups,
-              "epochs": epochs, "lr": lr, "vision_lr": vision_lr, "text_lr": text_lr, "seed": seed}
     claim_run(run_path_of(run_dir, "train"), "train",
-              training_settings(base, {"archive": archive, "val": val}, images, values), overwrite)
+              training_settings(base, {"archive": archive, "val": val}, images, asdict(used)), overwrite)
     init_ray()
     described = describe_loaded(model, base)
     train = labelled_store(archive, described, images)
     valset = labelled_store(val, described, images)
     if int(train.labels.max()) + 1 < 2:
         raise BadInput(f"archive {archive}: one label only; SupCon needs at least 2 reprint groups")
-    config = {"model": model, **values, "train": train, "val": valset}
-    meta = {"stage": "train", "im_wt": im_wt, "base_model": model, "m": m, "k": k, "temperature": temperature,
-            "groups_per_step": groups, "lr": lr, "vision_lr": vision_lr, "text_lr": text_lr, "seed": seed,
-            "workers": workers,
+    meta = {"stage": "train", "base_model": model, **model_record(used), "workers": workers,
             "data": {"train": train.provenance, "val": valset.provenance}, "code": code_provenance()}
-    return train_and_save(supcon_loop, "train", config, base, out, workers=workers, gpu=gpu, run_dir=run_dir,
-                          meta=meta)
+    return train_and_save(SupConTask(used, train, valset), model, base, out, workers=workers, gpu=gpu,
+                          run_dir=run_dir, meta=meta)
