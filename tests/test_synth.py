@@ -236,4 +236,4 @@ def test_hard_reprints_are_measurably_harder_than_mild():
             sims.append(gram[np.triu_indices(len(rows), 1)].mean())
         cer[level], cosine[level] = float(np.mean(errors)), float(np.mean(sims))
     assert cer["hard"] > cer["mild"] + 0.08, cer
-    assert cosine["hard"] < cosine["mild"] - 0.1, cosine
+    assert cosine["hard"] < cosine["mild"] - 0.05, cosine

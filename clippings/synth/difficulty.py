@@ -26,18 +26,18 @@ class ScanModel:
     oversample: int = 2  # the print is rendered at 2× the scan's resolution, then averaged (the scanner)
     halftone_p: float = 0.55  # an AM dot screen at a random angle; else ...
     dither_p: float = 0.15  # ... an ordered dither (Bayer 8×8); else continuous tone (a photo print)
-    screen_period: tuple[float, float] = (1.5, 4.0)  # scan pixels per screen line (65-150 lpi at ~300 dpi)
+    screen_period: tuple[float, float] = (1.2, 3.0)  # scan pixels per screen line: coarse dots to moiré
     dither_cell: tuple[int, int] = (1, 2)  # print pixels per dither matrix cell
-    contrast: tuple[float, float] = (0.6, 1.5)
+    contrast: tuple[float, float] = (0.7, 1.5)
     brightness: float = 0.08  # sd of the tone curve's shift
     gamma: tuple[float, float] = (0.7, 1.5)
     dot_gain: tuple[float, float] = (0.0, 0.2)  # ink spreading into the paper darkens the mid-tones
-    paper: tuple[float, float] = (0.72, 0.96)  # the paper's white (newsprint greys and yellows)
-    ink: tuple[float, float] = (0.02, 0.30)  # the ink's black (worn plates and faded scans are grey)
+    paper: tuple[float, float] = (0.75, 0.96)  # the paper's white (newsprint greys and yellows)
+    ink: tuple[float, float] = (0.02, 0.25)  # the ink's black (worn plates and faded scans are grey)
     shading: tuple[float, float] = (0.0, 0.40)  # uneven light: the scan darkens by up to this across it
     blotch: tuple[float, float] = (0.0, 0.10)  # stains and foxing: smooth low-frequency brightness changes
     blur: tuple[float, float] = (0.0, 1.2)  # the scanner's optics: Gaussian sigma in scan pixels
-    grain: tuple[float, float] = (0.01, 0.07)  # sensor noise and paper fibre: noise sd
+    grain: tuple[float, float] = (0.01, 0.06)  # sensor noise and paper fibre: noise sd
     jpeg_quality: tuple[int, int] = (25, 85)
     colour_p: float = 0.15  # scanned in colour (the yellowed page shows); else grey
 

@@ -100,7 +100,8 @@ def ocr_caption(text: str, facts: dict, rng: np.random.Generator, m: OcrModel, k
     """One paper's edit, typesetting and OCR of the wire text `text` of a story with `facts` (see the module).
 
     kind: the story's image kind, whose lead templates a rewriting desk picks from (None: no rewriting).
-    Deterministic for the state of `rng`. Returns one line (the OCR's lines joined). Cost: ~0.1 ms.
+    Deterministic for the state of `rng`. Returns one line (the OCR's lines joined). Cost: ~0.5 ms (a
+    neighbouring column's words are drawn as a whole story's facts).
     """
     sentences = text.split(". ")
     if kind is not None and rng.random() < m.rewrite_p:  # the desk wrote its own lead from the same facts

@@ -74,8 +74,8 @@ def generate(out: str, stories: int = 2000, seed: int = 0, workers: int | None =
     seed: the same seed gives byte-identical Parquet files. workers: processes drawing images (default: up
     to 2, one for small archives); the output does not depend on it. difficulty: "mild" (default; the light
     scan and OCR the demo and the tests were built on) or "hard" (real reprint variation and OCR error
-    rates: clippings.synth.difficulty). Cost on 2 cores: ~0.5 ms per row mild, ~2.5 ms hard; memory of
-    the whole archive's encoded images (~3-4 KB per row).
+    rates: clippings.synth.difficulty). Cost: ~0.5 ms per row on 2 cores mild, about twice that hard;
+    memory of the whole archive's encoded images (~3 KB per row).
     """
     if stories < 4:
         raise BadInput(f"The 'stories' parameter of synth must be an int in the range [4, inf). Got {stories!r} instead.")
