@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from clippings.evaluate import ari
+from clippings.numeric import unique_ints
 
 MAX_DF = 500
 PAIR_BUDGET = 30.0  # candidate pairs emitted per caption from the prefix index, at most (before deduplication)
@@ -100,7 +101,7 @@ def ngram_sets(captions: Sequence[str | None], n: int) -> NgramSets:
     gram = _dense(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
     owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
     n_grams = int(gram.max()) + 1 if gram.size else 0
-    pair = np.unique(owner * max(n_grams, 1) + gram)
+    pair = unique_ints(owner * max(n_grams, 1) + gram)
     owner, gram = pair // max(n_grams, 1), pair % max(n_grams, 1)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(words)))]).astype(np.int64)
     return NgramSets(indptr, gram, n_grams)
@@ -170,21 +171,25 @@ def minhash_neighbours(sets: NgramSets, n_hashes: int = SN_HASHES, window: int =
     return np.minimum(a, b), np.maximum(a, b)
 
 
-def candidate_pairs(sets: NgramSets, overlap: float, max_df: int = MAX_DF,
-                    pair_budget: float = PAIR_BUDGET, chunk_pairs: int = 20_000_000) -> Candidates:
-    """Candidate pairs for Jaccard >= overlap by prefix filtering, with a cap that keeps the cost linear.
+@dataclass
+class PrefixLists:
+    """The posting lists of the captions' prefix n-grams (prefix filtering: a pair with Jaccard ≥ overlap
+    shares a gram of both prefixes, under one global order of grams, rarest first): list i holds the
+    captions `doc[starts[i] : starts[i] + counts[i]]`, ascending. cap: the effective cap; lists longer are
+    not paired (`_effective_cap`)."""
 
-    Every pair with Jaccard >= overlap is a candidate, unless it only shares prefix n-grams whose posting
-    lists are longer than the effective cap: the largest length <= `max_df` at which pairing all lists up
-    to that length emits at most `pair_budget` x captions pairs (see the module note). The MinHash
-    sorted-neighbourhood pairs (`minhash_neighbours`) are added, so groups above the cap stay chained.
-    Candidates also pass the length filter overlap * max(|A|, |B|) <= min(|A|, |B|). Cost: O(n-gram
-    occurrences log) plus at most (pair_budget + SN_HASHES x SN_WINDOW) x captions emitted pairs,
-    deduplicated `chunk_pairs` at a time (memory ~24 bytes each).
-    """
+    doc: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+    cap: int
+
+
+def prefix_lists(sets: NgramSets, overlap: float, max_df: int = MAX_DF, pair_budget: float = PAIR_BUDGET
+                 ) -> PrefixLists:
+    """The prefix posting lists of `sets` for Jaccard ≥ `overlap` and their cap (see `candidate_pairs`).
+    Cost: O(n-gram occurrences log)."""
     sizes = sets.sizes
-    n_docs = len(sets)
-    doc = np.repeat(np.arange(n_docs, dtype=np.int64), sizes)
+    doc = np.repeat(np.arange(len(sets), dtype=np.int64), sizes)
     df = np.bincount(sets.grams, minlength=sets.n_grams)
     rank = np.empty(sets.n_grams, np.int64)
     rank[np.lexsort((np.arange(sets.n_grams), df))] = np.arange(sets.n_grams)
@@ -198,18 +203,40 @@ def candidate_pairs(sets: NgramSets, overlap: float, max_df: int = MAX_DF,
     p_gram, p_doc = p_gram[by_gram], p_doc[by_gram]
     bounds = np.flatnonzero(np.diff(p_gram)) + 1
     starts = np.concatenate([[0], bounds]).astype(np.int64)
-    ends = np.concatenate([bounds, [p_gram.size]]).astype(np.int64)
-    counts = ends - starts
-    cap = _effective_cap(counts, max_df, pair_budget * n_docs) if counts.size else max_df
+    counts = np.concatenate([bounds, [p_gram.size]]).astype(np.int64) - starts
+    cap = _effective_cap(counts, max_df, pair_budget * len(sets)) if counts.size else max_df
+    return PrefixLists(p_doc, starts, counts, cap)
+
+
+def _length_ok(sets: NgramSets, a: np.ndarray, b: np.ndarray, overlap: float) -> np.ndarray:
+    """The length filter of Jaccard ≥ overlap: overlap · max(|A|, |B|) ≤ min(|A|, |B|)."""
+    la, lb = sets.sizes[a], sets.sizes[b]
+    return np.minimum(la, lb) >= overlap * np.maximum(la, lb) - 1e-9
+
+
+def candidate_pairs(sets: NgramSets, overlap: float, max_df: int = MAX_DF,
+                    pair_budget: float = PAIR_BUDGET, chunk_pairs: int = 20_000_000) -> Candidates:
+    """Candidate pairs for Jaccard >= overlap by prefix filtering, with a cap that keeps the cost linear.
+
+    Every pair with Jaccard >= overlap is a candidate, unless it only shares prefix n-grams whose posting
+    lists are longer than the effective cap: the largest length <= `max_df` at which pairing all lists up
+    to that length emits at most `pair_budget` x captions pairs (see the module note). The MinHash
+    sorted-neighbourhood pairs (`minhash_neighbours`) are added, so groups above the cap stay chained.
+    Candidates also pass the length filter overlap * max(|A|, |B|) <= min(|A|, |B|). Cost: O(n-gram
+    occurrences log) plus at most (pair_budget + SN_HASHES x SN_WINDOW) x captions emitted pairs,
+    deduplicated `chunk_pairs` at a time (memory ~24 bytes each).
+    """
+    n_docs = len(sets)
+    lists = prefix_lists(sets, overlap, max_df, pair_budget)
+    counts, cap = lists.counts, lists.cap
     paired = np.flatnonzero((counts > 1) & (counts <= cap))
     # cut the paired lists into chunks of about chunk_pairs pairs, deduplicating each before the next
     cum = np.cumsum(counts[paired] * (counts[paired] - 1) // 2)
     cuts = np.searchsorted(cum, np.arange(chunk_pairs, cum[-1] + chunk_pairs, chunk_pairs)) if cum.size else []
     keys, lo = [], 0
     a, b = minhash_neighbours(sets)
-    la, lb = sizes[a], sizes[b]
-    ok = np.minimum(la, lb) >= overlap * np.maximum(la, lb) - 1e-9
-    keys.append(np.unique(a[ok] * n_docs + b[ok]))
+    ok = _length_ok(sets, a, b, overlap)
+    keys.append(unique_ints(a[ok] * n_docs + b[ok]))
     for hi in list(cuts) + [paired.size]:
         hi = min(int(hi) + 1, paired.size)
         if hi <= lo:
@@ -219,12 +246,41 @@ def candidate_pairs(sets: NgramSets, overlap: float, max_df: int = MAX_DF,
         length = counts[g]
         end = np.cumsum(length)
         group_end = np.repeat(end, length)  # end of each member's group, in the members array
-        members = p_doc[np.repeat(starts[g] - (end - length), length) + np.arange(int(end[-1]))]
+        members = lists.doc[np.repeat(lists.starts[g] - (end - length), length) + np.arange(int(end[-1]))]
         a, b = _pairs_within_groups(members, group_end)
-        la, lb = sizes[a], sizes[b]
-        ok = np.minimum(la, lb) >= overlap * np.maximum(la, lb) - 1e-9
-        keys.append(np.unique(a[ok] * n_docs + b[ok]))
-    key = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+        ok = _length_ok(sets, a, b, overlap)
+        keys.append(unique_ints(a[ok] * n_docs + b[ok]))
+    key = unique_ints(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    return Candidates(key // n_docs, key % n_docs, int((counts > cap).sum()), int(cap))
+
+
+def candidate_pairs_of(sets: NgramSets, overlap: float, queries: np.ndarray, max_df: int = MAX_DF,
+                       pair_budget: float = PAIR_BUDGET, chunk_pairs: int = 20_000_000) -> Candidates:
+    """The pairs of `candidate_pairs` that hold at least one of the captions `queries` (a boolean mask), at
+    a cost that follows the queries: each query's prefix grams are paired with their lists' members (the
+    same lists, cap and MinHash pairs as `candidate_pairs`, so the same pairs). Cost: the prefix lists, plus
+    one pair per query and member of each list its prefix grams fall in, about `chunk_pairs` at a time."""
+    n_docs = len(sets)
+    lists = prefix_lists(sets, overlap, max_df, pair_budget)
+    counts, cap = lists.counts, lists.cap
+    a, b = minhash_neighbours(sets)
+    ok = _length_ok(sets, a, b, overlap) & (queries[a] | queries[b])
+    keys = [unique_ints(a[ok] * n_docs + b[ok])]
+    list_of = np.repeat(np.arange(len(counts)), counts)
+    entries = np.flatnonzero(queries[lists.doc] & (counts[list_of] > 1) & (counts[list_of] <= cap))
+    cum = np.cumsum(counts[list_of[entries]])
+    edges = np.unique(np.minimum(np.searchsorted(cum, np.arange(0, cum[-1] if cum.size else 0, chunk_pairs)),
+                                 len(entries)).tolist() + [len(entries)])
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        at = entries[lo:hi]
+        length = counts[list_of[at]]
+        first = np.repeat(lists.starts[list_of[at]] - (np.cumsum(length) - length), length)
+        other = lists.doc[first + np.arange(int(length.sum()))]
+        query = np.repeat(lists.doc[at], length)
+        pair = (query != other) & _length_ok(sets, query, other, overlap)
+        lo_, hi_ = np.minimum(query[pair], other[pair]), np.maximum(query[pair], other[pair])
+        keys.append(unique_ints(lo_ * n_docs + hi_))
+    key = unique_ints(np.concatenate(keys))
     return Candidates(key // n_docs, key % n_docs, int((counts > cap).sum()), int(cap))
 
 

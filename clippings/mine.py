@@ -73,6 +73,8 @@ from clippings.archive import (
 )
 from clippings.errors import BadInput
 from clippings.link.auto import DEFAULT_METHOD
+from clippings.numeric import unique_ints
+from clippings.params import MINE_MAX_NGRAM
 from clippings.params import MINE_MIN_JACCARD as MIN_JACCARD
 from clippings.params import MINE_NGRAM as NGRAM
 from clippings.params import MINE_STRICTNESS as STRICTNESS
@@ -131,23 +133,36 @@ class Mined:
     search: dict[str, Any] = field(default_factory=dict)
 
 
+GRAM_BITS = 7
+"""Bits per character of a packed n-gram key: cleaned captions hold only 0-9, a-z and the space (ASCII)."""
+
+
 def char_ngram_sets(captions: Sequence[str | None], n: int = NGRAM):
     """Each caption's set of character n-grams (of the cleaned words joined by one space) as
     clippings.baselines.NgramSets; a caption shorter than n characters has its whole text as one gram, an
-    empty one none. Cost: one Python pass over the characters."""
+    empty one none. A gram's key packs its characters (GRAM_BITS each) and its length, so the grams of all
+    captions are found by whole-array operations. Cost: one Python pass to clean the captions, then sorts of
+    the characters' positions (n ≤ MINE_MAX_NGRAM)."""
     from clippings.baselines import NgramSets, clean_caption
 
-    vocab: dict[str, int] = {}
-    grams, sizes = [], np.zeros(len(captions), np.int64)
-    for i, caption in enumerate(captions):
-        text = " ".join(clean_caption(caption))
-        keys = {text[s:s + n] for s in range(max(len(text) - n + 1, 1))} if text else set()
-        ids = np.array(sorted(vocab.setdefault(g, len(vocab)) for g in keys), np.int64)  # a set: unique
-        grams.append(ids)
-        sizes[i] = len(ids)
-    indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    flat = np.concatenate(grams) if grams else np.zeros(0, np.int64)
-    return NgramSets(indptr, flat, len(vocab))
+    if not 1 <= n <= MINE_MAX_NGRAM:
+        raise BadInput(f"The 'ngram' parameter of mine must be an int in the range [1, {MINE_MAX_NGRAM}]. Got {n!r} instead.")
+    texts = [" ".join(clean_caption(caption)) for caption in captions]
+    lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+    chars = np.frombuffer("".join(texts).encode("ascii"), np.uint8).astype(np.int64)
+    per_text = np.where(lengths >= n, lengths - n + 1, (lengths > 0).astype(np.int64))
+    owner = np.repeat(np.arange(len(texts), dtype=np.int64), per_text)
+    start = np.repeat(np.cumsum(lengths) - lengths - (np.cumsum(per_text) - per_text), per_text) + np.arange(
+        int(per_text.sum()))
+    size = np.minimum(lengths, n)[owner]
+    key = size << (GRAM_BITS * MINE_MAX_NGRAM)
+    for k in range(n):
+        key |= np.where(k < size, chars[np.minimum(start + k, max(len(chars) - 1, 0))], 0) << (GRAM_BITS * k)
+    vocab = unique_ints(key)
+    pair = unique_ints(owner * max(len(vocab), 1) + np.searchsorted(vocab, key))
+    owner, gram = pair // max(len(vocab), 1), pair % max(len(vocab), 1)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(texts)))]).astype(np.int64)
+    return NgramSets(indptr, gram.astype(np.int64), len(vocab))
 
 
 def tower_cut(lengths: np.ndarray, tower: str, rules: MineRules) -> TowerCut:
@@ -239,19 +254,22 @@ def _nearest_at_scale(vectors: np.ndarray, graph, auto: float) -> np.ndarray:
     return near
 
 
-def _caption_echo(sets, min_jaccard: float) -> np.ndarray:
-    """Each caption's highest n-gram Jaccard with any other caption, among pairs that may reach
-    `min_jaccard` (clippings.baselines.candidate_pairs: prefix filtering with a cap that keeps the cost
-    linear, so an echo through only very common n-grams can be missed); 0 where none does."""
-    from clippings.baselines import candidate_pairs, jaccard_of_pairs
+def _caption_echo(sets, min_jaccard: float, queries: np.ndarray) -> np.ndarray:
+    """Each query caption's (`queries`: a boolean mask) highest n-gram Jaccard with any other caption, among
+    pairs that may reach `min_jaccard` (clippings.baselines.candidate_pairs_of: prefix filtering with a cap
+    that keeps the cost linear, so an echo through only very common n-grams can be missed); 0 where none
+    does and for every row not asked."""
+    from clippings.baselines import candidate_pairs_of, jaccard_of_pairs
 
     best = np.zeros(len(sets))
-    found = candidate_pairs(sets, min_jaccard)
+    if not queries.any():
+        return best
+    found = candidate_pairs_of(sets, min_jaccard, queries)
     if len(found.a):
         jac = jaccard_of_pairs(sets, found.a, found.b)
         np.maximum.at(best, found.a, jac)
         np.maximum.at(best, found.b, jac)
-    return best
+    return np.where(queries, best, 0.0)
 
 
 def _distances(x: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
@@ -275,7 +293,8 @@ def mine_embeddings(ids: np.ndarray, image: np.ndarray, text: np.ndarray, captio
     Searches (`_searches`, rules.index through clippings.link.auto.index_for): up to FLAT_MAX rows exact, two
     flat kNN graphs and MSTs, one range-completed kNN graph at the image tower's strict cut and two k = 1
     searches, O(n²·d); above, one ivf cells kNN graph and MST per tower, O(n^1.5·d), with their recalls in
-    `search`. Then one prefix-filtered caption candidate pass (at most ~40 candidate pairs per caption);
+    `search`. Then one prefix-filtered caption candidate pass for the rows in no group (at most ~40
+    candidate pairs per caption);
     memory O(n·d + the candidate pairs at the strict cut).
     """
     from clippings.baselines import jaccard_of_pairs
@@ -322,7 +341,7 @@ def mine_embeddings(ids: np.ndarray, image: np.ndarray, text: np.ndarray, captio
     confidence[in_group] = 1.0 - weakest[comp[in_group]]
     kind[in_group] = "group"
 
-    echo = _caption_echo(sets, rules.min_jaccard)
+    echo = _caption_echo(sets, rules.min_jaccard, ~in_group)  # a row in a group needs no echo
     alone = (near_image > cuts["image"].auto) & (near_text > cuts["text"].auto) & (echo < rules.min_jaccard) & ~in_group
     label[alone] = np.char.add(LABEL_PREFIX, np.asarray(ids, object)[alone].astype(str)).astype(object)
     kind[alone] = "singleton"

@@ -79,7 +79,7 @@ def validate_params(command: str, values: Mapping[str, Any], constraints: Mappin
 # torch, transformers or pyarrow. They live here, and those modules import them from here, so building the
 # parser (`clippings <command> --help`) imports none of those libraries.
 
-VISION_BUILTINS = ("cnn", "vit-onepatch", "efficientnet-lite0")
+VISION_BUILTINS = ("cnn", "cnn-pool", "vit-onepatch", "vit-patch8-64", "efficientnet-lite0")
 """Built-in vision encoders of `clippings.towers.compose` (described there)."""
 MINILM = "minilm"
 TEXT_BUILTINS = (MINILM,)
@@ -99,6 +99,9 @@ MINE_STRICTNESS = 0.75
 """`clippings.mine`: each tower's strict cut = this × its label-free auto cut."""
 MINE_NGRAM = 4
 """`clippings.mine`: character n-gram size of the caption witness."""
+MINE_MAX_NGRAM = 8
+"""`clippings.mine`: the longest character n-gram, whose key (7 bits a character, and its length) packs into
+an int64."""
 MINE_MIN_JACCARD = 0.3
 """`clippings.mine`: least Jaccard similarity of a mined pair's caption n-grams."""
 MINE_VAL_FRACTION = 0.2

@@ -16,6 +16,7 @@ from clippings.baselines import (
     SN_WINDOW,
     _effective_cap,
     candidate_pairs,
+    candidate_pairs_of,
     clean_caption,
     jaccard_of_pairs,
     ngram_sets,
@@ -64,6 +65,22 @@ def test_prefix_filter_candidates_equal_brute_force(n, overlap):
     assert skipped == 0 and found == brute and len(brute) > 0
     for x, y, s in zip(a[:50], b[:50], sim[:50], strict=True):
         assert s == pytest.approx(len(py[x] & py[y]) / len(py[x] | py[y]))
+
+
+@pytest.mark.parametrize("max_df", [10_000, 3])
+def test_candidates_of_queries_are_the_candidates_that_hold_a_query(max_df):
+    """The same pairs as `candidate_pairs` restricted to the queries, with the cap binding or not."""
+    captions, _ = generate_captions(80, seed=5)
+    captions += ["", "same words here", "same words here"]
+    sets = ngram_sets(captions, 1)
+    full = candidate_pairs(sets, 0.3, max_df=max_df, pair_budget=1e9)
+    queries = np.random.default_rng(0).random(len(captions)) < 0.25
+    queries[-2] = True
+    of = candidate_pairs_of(sets, 0.3, queries, max_df=max_df, pair_budget=1e9, chunk_pairs=7)
+    keep = queries[full.a] | queries[full.b]
+    assert keep.any() and (~keep).any()
+    assert np.array_equal(of.a, full.a[keep]) and np.array_equal(of.b, full.b[keep])
+    assert (of.skipped_ngrams, of.max_df_used) == (full.skipped_ngrams, full.max_df_used)
 
 
 def test_effective_cap_admits_the_shortest_lists_within_the_budget():

@@ -3,6 +3,8 @@ hidden labels of the built-in archive, output a valid labelled archive, one-line
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,6 +12,7 @@ import pytest
 
 from clippings import cli
 from clippings.archive import read_archive, read_dataset, write_dataset
+from clippings.errors import BadInput
 from clippings.evaluate import pairwise_prf
 from clippings.mine import LEFTOVERS, MINE_JSON, Mined, char_ngram_sets, split_val
 
@@ -106,6 +109,23 @@ def test_char_ngrams_ignore_case_and_punctuation():
     sets = char_ngram_sets(["Gen. Pershing", "gen pershing!", "", "ab"], 4)
     assert list(sets.sizes) == [9, 9, 0, 1]
     assert (sets.grams[sets.indptr[0]:sets.indptr[1]] == sets.grams[sets.indptr[1]:sets.indptr[2]]).all()
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 8])
+def test_char_ngrams_are_the_python_sets_of_substrings(n):
+    from clippings.baselines import clean_caption
+    from clippings.synth import generate_captions
+
+    captions = generate_captions(40, seed=1)[0] + ["", "ab", "ab", "A-  b", None, "abcdefghij"]
+    texts = [" ".join(clean_caption(c)) for c in captions]
+    expected = [{t[s:s + n] for s in range(max(len(t) - n + 1, 1))} if t else set() for t in texts]
+    sets = char_ngram_sets(captions, n)
+    grams = [set(sets.grams[sets.indptr[i]:sets.indptr[i + 1]].tolist()) for i in range(len(captions))]
+    assert [len(g) for g in grams] == [len(e) for e in expected]
+    for i, j in itertools.combinations(range(len(captions)), 2):  # the same gram has the same id
+        assert len(grams[i] & grams[j]) == len(expected[i] & expected[j])
+    with pytest.raises(BadInput, match=r"'ngram' parameter of mine must be an int in the range \[1, 8\]"):
+        char_ngram_sets(captions, 9)
 
 
 def test_rule_needs_all_three_witnesses():

@@ -8,6 +8,7 @@ from clippings.commands import add_overwrite_argument
 from clippings.commands.embed import add_image_arguments, image_policy
 from clippings.link.auto import DEFAULT_METHOD, FLAT_MAX, INDEXES, METHODS
 from clippings.params import (
+    MINE_MAX_NGRAM,
     MINE_MIN_JACCARD,
     MINE_NGRAM,
     MINE_STRICTNESS,
@@ -23,7 +24,7 @@ HELP = ("Mine pseudo-labelled train/val folders from an unlabelled archive: grou
 CONSTRAINTS = {
     "rounds": Interval(int, 1, None),
     "strictness": Interval(float, 0.0, 1.0, open_low=True),
-    "ngram": Interval(int, 1, None),
+    "ngram": Interval(int, 1, MINE_MAX_NGRAM),
     "min_jaccard": Interval(float, 0.0, 1.0, open_low=True),
     "auto_method": OneOf(METHODS),
     "k": Interval(int, 1, None),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clippings.link.pruned import BLOCK, float32_margin
+from clippings.numeric import unique_ints
 
 if TYPE_CHECKING:
     from clippings.link.cells import PartLists
@@ -80,4 +81,4 @@ def exact_pairs(x: np.ndarray | PartLists, norms: np.ndarray | None, rows: np.nd
         i, j = np.nonzero(sims > min_sim)
         a, b, _ = confirmed_pairs(x, norms, rows[i], numbers[j], sims[i, j], threshold)
         keys.append(a * n + b)
-    return np.unique(np.concatenate(keys))
+    return unique_ints(np.concatenate(keys))

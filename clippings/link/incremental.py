@@ -43,6 +43,7 @@ from clippings.link.pipeline import LinkResult, diagnostics, positions, read_mst
 from clippings.link.pruned import row_norms
 from clippings.link.slink import Mst, components, mst_from_graph
 from clippings.link.store import VECTORS, StoredVectors, VectorRows, read_vectors, require_complete
+from clippings.numeric import unique_ints
 
 CHANGES_SCHEMA = pa.schema(
     [
@@ -305,9 +306,9 @@ def named_clusters(labels: np.ndarray, names: ClusterNames, old_rows: np.ndarray
     cluster_ids[old_rows] = label_ids[labels[:k]]
     cluster_ids[len(names.codes) :] = label_ids[labels[k:]]
     # changes: the clusters holding a new row, with the distinct old ids they absorbed
-    touched = np.unique(labels[k:])
+    touched = unique_ints(labels[k:])
     inside = np.isin(labels[:k], touched)
-    pairs = np.unique(labels[:k][inside].astype(np.int64) * len(names.sorted) + old_codes[inside])
+    pairs = unique_ints(labels[:k][inside].astype(np.int64) * len(names.sorted) + old_codes[inside])
     pair_label, pair_code = pairs // len(names.sorted), pairs % len(names.sorted)
     bounds = np.searchsorted(pair_label, touched, side="left"), np.searchsorted(pair_label, touched, side="right")
     added = np.bincount(labels[k:], minlength=len(smallest))
