@@ -26,6 +26,7 @@ COMMANDS = (
     "mine",
     "label",
     "embed",
+    "fuse",
     "tune",
     "link",
     "evaluate",
@@ -37,7 +38,7 @@ COMMANDS = (
 
 
 PATH_ARGS = ("input", "pages", "boxes", "archive", "val", "out", "embeddings", "links", "run_dir", "curve",
-             "from_links", "add", "to", "pairs",
+             "from_links", "add", "to", "pairs", "image_embeddings", "text_embeddings",
              "index_dir")
 """Arguments holding local paths or URIs. Local ones are made absolute at the entry, because Ray workers and
 actors run in other working directories (a relative path would name another folder there)."""
@@ -63,7 +64,7 @@ def _command_module(name: str):
 VERBOSE_HELP = ("show Ray's, Ray Data's and Ray Train's own output on the console (by default it goes to the "
                 "stage's log file); CLIPPINGS_VERBOSE=1 does the same for jobs")
 INPUT_ARGS = ("input", "archive", "val", "embeddings", "links", "from_links", "add", "to", "model", "curve",
-              "pairs")
+              "pairs", "image_embeddings", "text_embeddings")
 """Arguments a stage's start line names (what it reads); its end line names where the output went."""
 NO_STAGE = ("status",)
 """Subcommands that only read: no start/end lines, no log file."""

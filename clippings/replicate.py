@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 from clippings.archive import ARCHIVE_ONLY, ImagePolicy, join, read_json, write_bytes_atomic, write_json
+from clippings.errors import BadInput
 from clippings.logs import show_path
 from clippings.results_table import PAPER_ARI, results_markdown, seeds_markdown, summarise_seeds
 from clippings.settings import dataset_fingerprint
@@ -81,6 +82,11 @@ SUPERVISED_IM_WT = {"visual": "1.0", "language": "0.0", "multimodal": "0.5"}
 """The image weight each supervised row trains with (its SupCon loss sees w·img + (1−w)·txt)."""
 BEST_ROW = "Supervised multimodal"
 """The row whose links the demo's report shows."""
+BUILT_IN_DIFFICULTY = "mild"
+"""The built-in archive's difficulty in the demo and the README's table (`clippings synth --difficulty`):
+the archive those tables were measured on; `--difficulty hard` measures the harder one."""
+LATE_FUSION = "late_fusion"
+"""The name of the "Supervised late fusion" row's stages and folders (`_late_fusion_stages`)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class Run:
     settings: Scale
     seed: int = 0
     images: ImagePolicy = ARCHIVE_ONLY
+    difficulty: str = BUILT_IN_DIFFICULTY
 
     def split(self, name: str) -> str:
         return join(self.data, name)
@@ -148,11 +155,11 @@ def _auto_stages(run: Run, name: str, embeddings: str, links: str, tune_dir: str
                   needs=f"link-{name}")]
 
 
-def _embed_score_stages(run: Run, name: str, model: str, only: str | None, label_free: bool) -> list[Stage]:
-    """Embed val and test with `model`, tune each row on val, link test at the tuned t, score test ARI (and
-    with `label_free`, at the auto t with the tuned w)."""
-    stages = [Stage(f"embed-{name}-{s}", _argv(*run.embed_argv(s, model, name))) for s in ("val", "test")]
+def _score_stages(run: Run, name: str, only: str | None, label_free: bool) -> list[Stage]:
+    """Tune each row of embeddings/<name> on val, link test at the tuned t, score test ARI (and with
+    `label_free`, at the auto t with the tuned w)."""
     emb = {s: run.path("embeddings", name, s) for s in ("val", "test")}
+    stages = []
     for row in _tuned_rows(only):
         tune_dir, links = run.path("tune", f"{name}_{row}"), run.path("links", f"{name}_{row}")
         stages += [
@@ -165,6 +172,22 @@ def _embed_score_stages(run: Run, name: str, model: str, only: str | None, label
             stages += _auto_stages(run, f"{name}-{row}-auto", emb["test"], run.path("links", f"{name}_{row}_auto"),
                                    tune_dir)
     return stages
+
+
+def _embed_score_stages(run: Run, name: str, model: str, only: str | None, label_free: bool) -> list[Stage]:
+    """Embed val and test with `model` into embeddings/<name>, then `_score_stages`."""
+    return [*(Stage(f"embed-{name}-{s}", _argv(*run.embed_argv(s, model, name))) for s in ("val", "test")),
+            *_score_stages(run, name, only, label_free)]
+
+
+def _late_fusion_stages(run: Run, label_free: bool) -> list[Stage]:
+    """LATE_FUSION: the supervised visual row's image vectors beside the supervised language row's text
+    vectors (`clippings fuse`), scored as a multimodal row (w and t tuned on val)."""
+    return [*(Stage(f"fuse-{LATE_FUSION}-{s}", _argv(
+                "fuse", "--image-embeddings", run.path("embeddings", "supervised_visual", s), "--text-embeddings",
+                run.path("embeddings", "supervised_language", s), "--out", run.path("embeddings", LATE_FUSION, s)))
+              for s in ("val", "test")),
+            *_score_stages(run, LATE_FUSION, "multimodal", label_free)]
 
 
 def label_free_stages(run: Run, selfsup: str, embed_test: bool = True) -> list[Stage]:
@@ -207,7 +230,7 @@ def stage_plan(run: Run, built_in: bool, label_free: bool = False, demo: bool = 
     test, val = run.split("test"), run.split("val")
     jaccard, pixels, selfsup = run.path("links", "jaccard"), run.path("links", "pixels"), run.path("models", "selfsup")
     stages = [Stage("synth", _argv("synth", "--out", run.data, "--stories", str(s.stories), "--seed",
-                                   str(run.seed)))] if built_in else []
+                                   str(run.seed), "--difficulty", run.difficulty))] if built_in else []
     stages += [  # Jaccard: n and overlap tuned on val inside the baseline command
         Stage("jaccard", _argv("baseline", "--archive", test, "--val", val, "--out", jaccard)),
         Stage("jaccard-evaluate", _argv("evaluate", "--links", jaccard, "--archive", test)),
@@ -226,6 +249,7 @@ def stage_plan(run: Run, built_in: bool, label_free: bool = False, demo: bool = 
         model = run.path("models", f"supervised_{row}")
         stages += [Stage(f"train-{row}", _argv(*run.train_argv(run.split("train"), val, model, selfsup, im_wt))),
                    *_embed_score_stages(run, f"supervised_{row}", model, row, label_free)]
+    stages += _late_fusion_stages(run, label_free)
     if label_free:
         stages += label_free_stages(run, selfsup, embed_test=False)
     return stages + ([_report_stage(run)] if demo else [])
@@ -254,17 +278,17 @@ def _auto_row(auto: dict, model: str) -> dict:
 
 
 def _embed_rows(run: Run, record: Mapping[str, dict], name: str, model: str, prefix: str, only: str | None,
-                label_free: bool) -> dict[str, dict]:
+                label_free: bool, title: str | None = None) -> dict[str, dict]:
+    """The rows of embeddings/<name>, each "<prefix> <row>" (or `title`, for the one row `only`)."""
     rows = {}
     for row in _tuned_rows(only):
         tune_dir, links = run.path("tune", f"{name}_{row}"), run.path("links", f"{name}_{row}")
         choice = _tuned(tune_dir)
-        rows[f"{prefix} {row}"] = {"ari": _metrics(links)["ari"], "threshold": choice["threshold"],
-                                   "im_wt": choice["im_wt"], "val_ari": choice.get("ari"), "links": links,
-                                   "model": model, "tune": tune_dir}
+        fields = {"ari": _metrics(links)["ari"], "threshold": choice["threshold"], "im_wt": choice["im_wt"],
+                  "val_ari": choice.get("ari"), "links": links, "model": model, "tune": tune_dir}
         if label_free:
-            rows[f"{prefix} {row}"].update(_auto_fields(record, f"{name}-{row}-auto",
-                                                        run.path("links", f"{name}_{row}_auto")))
+            fields.update(_auto_fields(record, f"{name}-{row}-auto", run.path("links", f"{name}_{row}_auto")))
+        rows[title or f"{prefix} {row}"] = fields
     return rows
 
 
@@ -286,6 +310,10 @@ def collect_rows(run: Run, record: Mapping[str, dict], label_free: bool) -> dict
     for row in SUPERVISED_IM_WT:
         rows.update(_embed_rows(run, record, f"supervised_{row}", run.path("models", f"supervised_{row}"),
                                 "Supervised", row, label_free))
+    fused = f"image tower of {run.path('models', 'supervised_visual')}, text tower of " \
+            f"{run.path('models', 'supervised_language')}"
+    rows.update(_embed_rows(run, record, LATE_FUSION, fused, "", "multimodal", label_free,
+                            title="Supervised late fusion"))
     if label_free:
         rows.update(label_free_rows(run, record, selfsup))
     return rows
@@ -293,7 +321,8 @@ def collect_rows(run: Run, record: Mapping[str, dict], label_free: bool) -> dict
 
 def replicate(out: str, scale: str = "small", archive: str | None = None, seed: int = 0,
               cli_main: Callable[[list[str]], int] | None = None, images: ImagePolicy = ARCHIVE_ONLY,
-              overwrite: bool = False, label_free: bool = False, demo: bool = False, **overrides: int) -> dict:
+              overwrite: bool = False, label_free: bool = False, demo: bool = False, difficulty: str | None = None,
+              **overrides: int) -> dict:
     """Run the protocol (`stage_plan`) into `out/` and return the results (also in results.json/.md).
 
     archive: a folder holding labelled `train`, `val`, `test` and an `unlabelled` split (the built-in
@@ -304,16 +333,20 @@ def replicate(out: str, scale: str = "small", archive: str | None = None, seed: 
     overwrite: run every stage afresh instead of skipping finished ones (`StageRunner`). label_free: add
     LABEL_FREE_ROWS and each embedding row's test ARI at the auto t (module docstring); costs one mining,
     one SupCon training and a link per row more. demo: end with the report of BEST_ROW's links (`report/`).
+    difficulty: the built-in archive's (default BUILT_IN_DIFFICULTY); refused with a given archive.
     Cost at `small` without label_free: ≤ 10 minutes on 2 CPU cores.
     """
+    if archive is not None and difficulty is not None:
+        raise BadInput("replicate: --difficulty is the built-in archive's; a given --archive is as hard as it is")
     if cli_main is None:
         from clippings.cli import main as cli_main
     settings = replace(SCALES[scale], **{k: v for k, v in overrides.items() if v is not None})
     inputs = {} if archive is None else {s: dataset_fingerprint(join(archive, s), s) for s in SPLITS}
-    run = Run(out, archive or join(out, "data"), settings, seed, images)
+    run = Run(out, archive or join(out, "data"), settings, seed, images, difficulty or BUILT_IN_DIFFICULTY)
     stages = StageRunner(out, cli_main, inputs, overwrite)
     stages.run_plan(stage_plan(run, built_in=archive is None, label_free=label_free, demo=demo))
     results = {"scale": scale, "settings": asdict(settings), "archive": run.data, "seed": seed,
+               "difficulty": run.difficulty if archive is None else None,
                "rows": collect_rows(run, stages.record, label_free), "paper_ari": PAPER_ARI,
                "stage_seconds": {k: v["seconds"] for k, v in stages.record.items()}}
     write_json(join(out, "results.json"), results)
@@ -331,7 +364,7 @@ def replicate_seeds(out: str, seeds: int, scale: str = "small", **kwargs) -> dic
         return replicate(out, scale=scale, **kwargs)
     kwargs.pop("seed", None)
     runs = [replicate(join(out, f"seed-{s}"), scale=scale, seed=s, **kwargs) for s in range(seeds)]
-    results = {"scale": scale, "seeds": seeds, "settings": runs[0]["settings"],
+    results = {"scale": scale, "seeds": seeds, "settings": runs[0]["settings"], "difficulty": runs[0]["difficulty"],
                "archives": [run["archive"] for run in runs], "rows": summarise_seeds(runs),
                "paper_ari": PAPER_ARI, "stage_seconds": [run["stage_seconds"] for run in runs]}
     write_json(join(out, "results.json"), results)

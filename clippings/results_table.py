@@ -2,9 +2,11 @@
 
 Rows (Arora, Yang, Jheng & Dell, table of newspaper image-captions, ARI ×100): Jaccard; self-supervised
 visual (w=1), language (w=0), multimodal (w tuned); supervised visual, language, multimodal. Added here:
-Pixel cosine (the visual rule baseline beside Jaccard), the frozen rows (the start model's towers with no
-training: the floor that continued pretraining must not fall below) and, with `replicate --label-free`, the
-rows that read no labels (LABEL_FREE_ROWS).
+Pixel cosine (the visual rule baseline beside Jaccard); the frozen rows (the start model's towers with no
+training: the floor that continued pretraining must not fall below); late fusion (the supervised visual
+row's image tower beside the supervised language row's text tower, w and t tuned on val: what training the
+pooled embedding jointly must beat) and, with `replicate --label-free`, the rows that read no labels
+(LABEL_FREE_ROWS).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ ROWS = (
     "Supervised visual",
     "Supervised language",
     "Supervised multimodal",
+    "Supervised late fusion",
 )
 
 LABEL_FREE_ROWS = ("Label-free multimodal", "Mined multimodal")
@@ -45,6 +48,11 @@ def _cell(value: float | None, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
 
+def _difficulty(results: Mapping) -> str:
+    """', the <d> built-in archive' for a table of the built-in archive."""
+    return f", the {results['difficulty']} built-in archive" if results.get("difficulty") else ""
+
+
 def _has_auto(rows: Mapping[str, dict]) -> bool:
     return any("auto_ari" in row or "auto_refused" in row for row in rows.values())
 
@@ -59,7 +67,8 @@ def results_markdown(results: dict) -> str:
     the auto cut saw no clear valley)."""
     auto = _has_auto(results["rows"])
     lines = [
-        f"# Replication ({results['scale']} scale, archive {results['archive']}, seed {results['seed']})",
+        f"# Replication ({results['scale']} scale, archive {results['archive']}{_difficulty(results)}, "
+        f"seed {results['seed']})",
         "",
         "| Method | ARI ×100 (test) | ARI ×100 (val) | ARI ×100 (paper) | threshold t | w (image weight) |"
         + (" ARI ×100 (test, auto t) | auto t |" if auto else ""),
@@ -104,7 +113,7 @@ def seeds_markdown(results: dict) -> str:
     """The multi-seed table: mean ± sd of test and val ARI ×100 per row, beside the paper's figure."""
     auto = _has_auto(results["rows"])
     lines = [
-        f"# Replication ({results['scale']} scale, {results['seeds']} seeds: mean ± sd)",
+        f"# Replication ({results['scale']} scale{_difficulty(results)}, {results['seeds']} seeds: mean ± sd)",
         "",
         "| Method | ARI ×100 (test) | ARI ×100 (val) | ARI ×100 (paper) |" + (" ARI ×100 (test, auto t) |" if auto
                                                                               else ""),

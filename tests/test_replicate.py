@@ -139,7 +139,7 @@ class _Stop(Exception):
 
 @pytest.mark.parametrize("command", ["replicate", "demo"])
 def test_overwrite_flag_reaches_replicate(command, tmp_path, monkeypatch):
-    from clippings import cli
+    from clippings import cli, demo  # demo imported first: it must bind the real replicate, restored after
 
     seen: dict = {}
 
@@ -148,7 +148,7 @@ def test_overwrite_flag_reaches_replicate(command, tmp_path, monkeypatch):
         raise _Stop
 
     monkeypatch.setattr("clippings.replicate.replicate", replicate)
-    monkeypatch.setattr("clippings.demo.replicate", replicate)
+    monkeypatch.setattr(demo, "replicate", replicate)
     with pytest.raises(_Stop):
         cli.main([command, "--out", str(tmp_path / "out"), "--overwrite"])
     assert seen["overwrite"] is True
@@ -163,3 +163,17 @@ def test_the_plan_names_each_stage_once_and_needs_only_earlier_ones(built_in, la
     assert {s.name for s in plan if s.refusable} == ({n for n in names if n.startswith("link-") and
                                                      (n.endswith("-auto") or n in ("link-label_free", "link-mined"))}
                                                     | ({"train-mined"} if label_free else set()))
+
+
+def test_the_built_in_archive_is_made_at_the_asked_difficulty_and_a_given_one_refuses_it(tmp_path):
+    from clippings.errors import BadInput
+    from clippings.replicate import BUILT_IN_DIFFICULTY, replicate
+
+    for difficulty in ("hard", "mild"):
+        plan = stage_plan(Run("out", "out/data", SCALES["small"], difficulty=difficulty), built_in=True)
+        assert plan[0].argv()[-2:] == ["--difficulty", difficulty]
+    assert Run("out", "out/data", SCALES["small"]).difficulty == BUILT_IN_DIFFICULTY == "mild"
+    with pytest.raises(BadInput, match="--difficulty is the built-in archive's"):
+        replicate(str(tmp_path / "out"), archive=str(tmp_path), difficulty="hard")
+    assert "the hard built-in archive" in seeds_markdown({"scale": "small", "seeds": 2, "difficulty": "hard",
+                                                          "rows": summarise_seeds([_run(0), _run(1)])})

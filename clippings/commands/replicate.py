@@ -7,6 +7,7 @@ import argparse
 from clippings.commands import add_overwrite_argument
 from clippings.commands.embed import add_image_arguments, image_policy
 from clippings.params import Interval, validate_params
+from clippings.synth.difficulty import DIFFICULTIES
 
 CONSTRAINTS = {
     "stories": Interval(int, 10, None),
@@ -38,8 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_scale_overrides(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by replicate and demo: seed, overrides of the scale's sizes, --overwrite."""
+    """Flags shared by replicate and demo: seed, the built-in archive's difficulty, overrides of the scale's
+    sizes, --overwrite."""
     parser.add_argument("--seed", type=int, default=0, help="seed of the built-in archive and training")
+    parser.add_argument("--difficulty", choices=tuple(DIFFICULTIES), default=None,
+                        help="the built-in archive's scans and OCR (default: mild, the table's; see clippings synth)")
     parser.add_argument("--stories", type=int, default=None, help="built-in archive size (overrides the scale)")
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="overrides the scale's pretrain epochs")
     parser.add_argument("--train-epochs", type=int, default=None, help="overrides the scale's SupCon epochs")
@@ -52,10 +56,10 @@ def add_scale_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def scale_overrides(args: argparse.Namespace) -> dict:
-    """The validated seed, scale overrides and --overwrite of replicate/demo as keyword arguments of
+    """The validated seed, difficulty, scale overrides and --overwrite of replicate/demo as keyword arguments of
     `replicate`."""
     validate_params(args.command, vars(args), CONSTRAINTS)
-    return {"seed": args.seed, "stories": args.stories, "pretrain_epochs": args.pretrain_epochs,
+    return {"seed": args.seed, "difficulty": args.difficulty, "stories": args.stories, "pretrain_epochs": args.pretrain_epochs,
             "train_epochs": args.train_epochs, "workers": args.workers, "view_weight": args.view_weight,
             "clip_weight": args.clip_weight, "overwrite": args.overwrite}
 
