@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from clippings.archive import write_dataset
 from clippings.cli import main
 from clippings.embeddings import Embeddings, embeddings_table
 from clippings.errors import BadInput
 from clippings.link.auto import METHODS, choose, cut_of, cut_table, edge_lengths
 from clippings.link.knn import knn_graph
 from clippings.link.slink import components, mst_from_graph
+from clippings.storage import write_dataset
 
 
 def grouped_signs(n: int, seed: int, flip: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +59,24 @@ def test_unimodal_lengths_are_refused_with_the_score_and_the_bound(method):
                      unit_noise(300, 3), "fp", "tiny")
     with pytest.raises(BadInput, match=r"valley depth 0\.\d+ < 0\.5 .*give --threshold T"):
         choose(emb, (0.5,), method=method)
+
+
+def test_a_deep_valley_that_joins_most_clippings_into_one_group_is_refused():
+    """A chain of look-alikes (each a small step from the last) and a few far rows: the valley between the
+    chain's short edges and the outliers' long ones is deep, but the cut joins the whole chain."""
+    from clippings.link.auto import MAX_GROUP_SHARE
+
+    rng = np.random.default_rng(4)
+    chain = [rng.normal(size=64)]
+    for _ in range(179):
+        chain.append(chain[-1] + 0.15 * rng.normal(size=64))
+    x = np.concatenate([np.array(chain), rng.normal(size=(20, 64)) * 10])
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    assert cut_of(edge_lengths(x)).depth >= 0.5  # the valley alone would accept it
+    emb = Embeddings(np.array([f"p{i}" for i in range(len(x))], dtype=object), x, x, "fp", "tiny")
+    with pytest.raises(BadInput, match=rf"joins 9\d\.\d % of the clippings into one group, more than "
+                                       rf"{100 * MAX_GROUP_SHARE:g} %: not reprints\); give --threshold T"):
+        choose(emb, (0.5,))
 
 
 def test_w_is_chosen_where_one_tower_is_noise():

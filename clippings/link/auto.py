@@ -8,7 +8,8 @@ and we refuse (BadInput) rather than fall back to a fixed t. Whether a valley is
 method: its depth, 1 − f(t) / min(highest f left of t, highest f right of t), where f is a Gaussian kernel
 density of the edge lengths (Silverman's bandwidth): 0 on a slope or a single mode, 1 where the density
 between two modes is nil. A cut is accepted when the depth is ≥ MIN_DEPTH (the density at the cut at most
-half the lower of the two modes it separates).
+half the lower of the two modes it separates) and it joins at most MAX_GROUP_SHARE of the clippings into one
+group (a deep valley can lie between a chain of look-alikes and a few outliers).
 
 Methods (each maps the edge lengths to t): "valley" the deepest point of f; "otsu" Otsu's split (the t
 maximising the between-class variance of the lengths); "gmm" where a two-component Gaussian mixture's
@@ -43,6 +44,10 @@ MIN_DEPTH = 0.5
 MIN_EDGES = 20
 MIN_SIDE = 0.02
 """A valley counts only with at least this fraction of the edges on each side of it."""
+MAX_GROUP_SHARE = 0.5
+"""A cut is refused when it joins more than this share of the clippings into one group: reprint groups are
+small beside an archive, so such a group is chaining through look-alikes, whatever the valley's depth (a
+valley between the bulk of the edges and a few outliers is deep and wrong)."""
 W_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 TABLE_FACTORS = (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
 DELTA_FRACTION = 0.05
@@ -100,6 +105,7 @@ class AutoCut:
             "im_wt": self.im_wt,
             "depth": self.depth,
             "min_depth": MIN_DEPTH,
+            "max_group_share": MAX_GROUP_SHARE,
             "separation": self.separation,
             "edges": self.edges,
             "bandwidth": self.bandwidth,
@@ -503,32 +509,44 @@ def choose(emb: Poolable, weights: Sequence[float] = W_GRID, method: str = DEFAU
            min_depth: float = MIN_DEPTH, who: str = "link --threshold auto", index: str = "auto") -> AutoCut:
     """Choose t (and w among `weights`) from the embeddings alone.
 
-    For each w: the MST edge lengths of the pooled vectors (`edge_lengths`) and `method`'s cut. Among the
-    weights whose valley depth is ≥ `min_depth`, the one with the largest separation wins (ties: nearest
-    0.5, then smaller): depth says whether the cut is clear, separation how far apart the modes it splits
-    are. Raises BadInput (one line: the best depth, the bound and what to do) when fewer than MIN_EDGES
-    edges exist or no weight reaches `min_depth`: never a silent fallback; `who` begins the message.
+    For each w: the MST edge lengths of the pooled vectors (`edge_lengths`), `method`'s cut and the share
+    of the clippings in the largest group it makes. Among the weights whose valley depth is ≥ `min_depth`
+    and whose largest group holds at most MAX_GROUP_SHARE of them, the one with the largest separation wins
+    (ties: nearest 0.5, then smaller): depth says whether the cut is clear, separation how far apart the
+    modes it splits are. Raises BadInput (one line: the best depth or the largest group, the bound and what to do) when fewer
+    than MIN_EDGES edges exist or no weight passes both: never a silent fallback; `who` begins the message.
     index: the search of the edge lengths (`index_for`: exact flat up to FLAT_MAX rows, ivf above, its
     nearest-neighbour recall in each grid row). Cost: one `edge_lengths` per weight.
     """
+    from clippings.link.slink import mst_from_graph
+
     grid = []
     for w in weights:
         graph = neighbour_graph(emb.pooled(w), k, index)
-        d = lengths_of(graph)
+        mst = mst_from_graph(graph.n, graph.src, graph.dst, graph.distance)
+        d = mst.distance
         if len(d) < MIN_EDGES:
             raise BadInput(f"{who}: only {len(d)} MST edges (at least {MIN_EDGES} are needed to see a valley); "
                            "give --threshold T")
         cut = cut_of(d, method)
+        largest = int(np.bincount(components(mst, cut.threshold)).max())
         grid.append({"im_wt": float(w), "threshold": cut.threshold, "depth": cut.depth,
                      "separation": cut.separation, "bandwidth": cut.bandwidth, "edges": int(len(d)),
-                     "index": graph.index, "nn_recall": graph.recall})
-    clear = [g for g in grid if g["depth"] >= min_depth]
+                     "largest_share": largest / graph.n, "index": graph.index, "nn_recall": graph.recall})
+    deep = [g for g in grid if g["depth"] >= min_depth]
+    clear = [g for g in deep if g["largest_share"] <= MAX_GROUP_SHARE]
     if not clear:
+        retry = "give --threshold T, or tune t on labelled clippings ('clippings tune --archive LABELLED')"
+        if deep:
+            merged = min(deep, key=lambda g: g["largest_share"])
+            raise BadInput(
+                f"{who}: no clear cut in the MST edge lengths (method {method}: the valley at t = "
+                f"{merged['threshold']:.4f}, w = {merged['im_wt']:g} joins {100 * merged['largest_share']:.1f} % of "
+                f"the clippings into one group, more than {100 * MAX_GROUP_SHARE:g} %: not reprints); {retry}")
         deepest = max(grid, key=lambda g: g["depth"])
         raise BadInput(
             f"{who}: no clear cut in the MST edge lengths (method {method}: valley depth {deepest['depth']:.3f} < "
-            f"{min_depth:g} at t = {deepest['threshold']:.4f}, w = {deepest['im_wt']:g}); give --threshold T, "
-            "or tune t on labelled clippings ('clippings tune --archive LABELLED')"
+            f"{min_depth:g} at t = {deepest['threshold']:.4f}, w = {deepest['im_wt']:g}); {retry}"
         )
     best = max(clear, key=lambda g: (g["separation"], -abs(g["im_wt"] - 0.5), -g["im_wt"]))
     return AutoCut(method, best["threshold"], best["im_wt"], best["depth"], best["separation"], best["edges"],
