@@ -86,7 +86,7 @@ def build_archive(folder: str, rows: int, part_rows: int) -> list[tuple[bytes, s
     import pyarrow as pa
     from PIL import Image
 
-    from clippings.archive import part_name, write_table_atomic
+    from clippings.storage import part_name, write_table_atomic
 
     rng = np.random.default_rng(0)
     pairs = []

@@ -155,8 +155,8 @@ def write_scale_embeddings(path: str, n: int, dim: int = 256, seed: int = 1, chu
     """make_data's model (Zipf(1.8) groups ≤ 400, rows in group order) written chunk by chunk straight to an
     embeddings dataset with float16 towers (image = text, so the pooled vector is the row): never more than
     one chunk in memory, 2·n·d bytes on disk per tower."""
-    from clippings.archive import write_table_atomic
     from clippings.embeddings import embeddings_table
+    from clippings.storage import write_table_atomic
 
     rng = np.random.default_rng(seed)
     sizes = np.minimum(rng.zipf(1.8, size=n), 400)
@@ -425,8 +425,8 @@ def _run(method: str, data: str, tmp: str, timeout: float, out: str | None = Non
 
 def _write_embeddings(path: str, ids: np.ndarray, x: np.ndarray) -> str:
     """An embeddings dataset whose two towers are both x (so the pooled vector is x)."""
-    from clippings.archive import write_dataset
     from clippings.embeddings import embeddings_table
+    from clippings.storage import write_dataset
 
     write_dataset(embeddings_table(ids.tolist(), x, x, "bench@0", "bench"), path, rows_per_part=100_000)
     return path

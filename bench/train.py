@@ -186,7 +186,7 @@ def jpeg_archive(folder: str, n: int, size: int = 256) -> str:
     import pyarrow as pa
     from PIL import Image
 
-    from clippings.archive import part_name, write_table_atomic
+    from clippings.storage import part_name, write_table_atomic
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
@@ -236,7 +236,7 @@ def labelled_copy(archive: str, folder: str) -> str:
     its first 512 rows in `folder`-warm (two decode tasks' worth, to start the decoders before the clock)."""
     import pyarrow as pa
 
-    from clippings.archive import list_parts, read_part, write_table_atomic
+    from clippings.storage import list_parts, read_part, write_table_atomic
 
     for p, part in enumerate(list_parts(archive, "archive")):
         table = read_part(part, "archive")
@@ -255,7 +255,7 @@ def decode_child(what: str, archive: str, model: str, cpus: int) -> None:
     SupCon's one-time store, clocked over the whole call after a small store has started the decoders."""
     from ray.data import DataContext
 
-    from clippings.archive import ARCHIVE_ONLY
+    from clippings.image_paths import ARCHIVE_ONLY
     from clippings.preprocess import describe_model
     from clippings.raylocal import init_ray
     from clippings.train.pairs import labelled_store, pretraining_plan, rank_dataset

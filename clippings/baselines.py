@@ -377,8 +377,9 @@ def run_baseline(archive: str, val: str, out: str, max_df: int = MAX_DF, pair_bu
     """
     import pyarrow as pa
 
-    from clippings.archive import CLUSTERS_SCHEMA, join, read_archive, write_json, write_table_atomic
+    from clippings.archive import CLUSTERS_SCHEMA, read_archive
     from clippings.link.store import LINKS_JSON, check_replaceable, staged_folder
+    from clippings.storage import join, write_json, write_table_atomic
 
     check_replaceable(out)  # before the work: writing replaces `out` whole
     timings = {}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from clippings.archive import join
 from clippings.logs import finish, setup_logging, show_path
 from clippings.replicate import BEST_ROW, replicate
 from clippings.results_table import print_table
+from clippings.storage import join
 
 
 def demo(out: str, seed: int = 0, **overrides: int | None) -> dict:

@@ -25,28 +25,25 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from clippings.archive import (
-    ARCHIVE_ONLY,
-    QUARANTINE_DIR,
-    ImagePolicy,
-    filesystem,
-    join,
-    makedirs,
-    quarantine_table,
-    read_json,
-    remove_tree,
-    write_json,
-    write_quarantine,
-    write_table_atomic,
-)
+from clippings.archive import QUARANTINE_DIR, quarantine_table, write_quarantine
 from clippings.embeddings import embeddings_table
 from clippings.errors import BadInput
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy
 from clippings.model import load_model
 from clippings.preprocess import EmbedModel, describe_model, preprocess_rows
 from clippings.progress import Progress
 from clippings.raylocal import runtime_env, size_thread_pools
 from clippings.reader import Plan, Shard, plan_shards, read_shards
 from clippings.settings import check_settings
+from clippings.storage import (
+    filesystem,
+    join,
+    makedirs,
+    read_json,
+    remove_tree,
+    write_json,
+    write_table_atomic,
+)
 
 STAGE = "embed"
 DONE_DIR = "_done"

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from clippings.archive import check_unique_ids, list_parts, read_part
+from clippings.archive import check_unique_ids
 from clippings.errors import BadInput
+from clippings.storage import list_parts, read_part
 
 META_FINGERPRINT = b"clippings.fingerprint"
 META_MODEL = b"clippings.model"

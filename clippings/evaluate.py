@@ -13,9 +13,10 @@ import pyarrow as pa
 from sklearn.metrics import adjusted_rand_score
 from sklearn.metrics.cluster import contingency_matrix
 
-from clippings.archive import exists, join, read_archive, read_part, read_quarantine, write_json
+from clippings.archive import read_archive, read_quarantine
 from clippings.errors import BadInput
 from clippings.link.store import require_complete
+from clippings.storage import exists, join, read_part, write_json
 
 
 def ari(labels_true: Sequence, labels_pred: Sequence) -> float:

@@ -22,22 +22,20 @@ import posixpath
 import numpy as np
 import pyarrow as pa
 
-from clippings.archive import (
-    QUARANTINE_DIR,
+from clippings.archive import QUARANTINE_DIR, read_quarantine, write_quarantine
+from clippings.embeddings import META_DTYPE, META_FINGERPRINT, META_MODEL, embeddings_table
+from clippings.errors import BadInput
+from clippings.storage import (
     exists,
     filesystem,
     is_remote,
     join,
     list_parts,
     read_part,
-    read_quarantine,
     remove_tree,
     write_json,
-    write_quarantine,
     write_table_atomic,
 )
-from clippings.embeddings import META_DTYPE, META_FINGERPRINT, META_MODEL, embeddings_table
-from clippings.errors import BadInput
 
 FUSE_JSON = "fuse.json"
 

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from clippings.archive import is_remote
 from clippings.errors import BadInput
+from clippings.storage import is_remote
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 VERBOSE_ENV = "CLIPPINGS_VERBOSE"

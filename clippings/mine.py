@@ -54,24 +54,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from clippings.archive import (
-    ARCHIVE_ONLY,
-    QUARANTINE_SCHEMA,
-    ImagePolicy,
-    exists,
-    filesystem,
-    join,
-    list_parts,
-    normalise_archive,
-    read_part,
-    read_quarantine,
-    read_row_image,
-    remove_tree,
-    validate_archive_part,
-    write_json,
-    write_table_atomic,
-)
+from clippings.archive import QUARANTINE_SCHEMA, normalise_archive, read_quarantine, validate_archive_part
 from clippings.errors import BadInput
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy, read_row_image
 from clippings.link.auto import DEFAULT_METHOD
 from clippings.numeric import unique_ints
 from clippings.params import MINE_MAX_NGRAM
@@ -79,6 +64,16 @@ from clippings.params import MINE_MIN_JACCARD as MIN_JACCARD
 from clippings.params import MINE_NGRAM as NGRAM
 from clippings.params import MINE_STRICTNESS as STRICTNESS
 from clippings.params import MINE_VAL_FRACTION as VAL_FRACTION
+from clippings.storage import (
+    exists,
+    filesystem,
+    join,
+    list_parts,
+    read_part,
+    remove_tree,
+    write_json,
+    write_table_atomic,
+)
 
 LABEL_PREFIX = "mined-"
 CONFIDENCE = "mined_confidence"
@@ -548,8 +543,8 @@ def _round_done(folder: str, wanted: dict[str, Any]) -> dict[str, Any] | None:
     """The record of a round already mined into `folder` with the `wanted` settings (`round_settings`);
     None when there is none. A record of others is refused, one line naming the first that differs
     (clippings.settings.check_settings): its folders would train another model."""
-    from clippings.archive import read_json
     from clippings.settings import check_settings
+    from clippings.storage import read_json
 
     if not exists(join(folder, MINE_JSON)):
         return None

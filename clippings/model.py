@@ -24,12 +24,12 @@ import torch
 from PIL import Image
 from transformers import CLIPModel, VisionTextDualEncoderModel
 
-from clippings.archive import filesystem, is_remote
 from clippings.builtins import BUILTINS, build_builtin
 from clippings.errors import BadInput
 from clippings.hf import quiet_hub
 from clippings.model_cache import local_copy
 from clippings.model_meta import update_clippings_meta
+from clippings.storage import filesystem, is_remote
 
 MAX_TEXT_TOKENS = 128  # captions are truncated here at most: OCR captions of clippings are short
 TWO_TOWER_CLASSES = (CLIPModel, VisionTextDualEncoderModel)

@@ -11,9 +11,9 @@ import time
 import uuid
 from typing import Any
 
-from clippings.archive import filesystem
 from clippings.errors import BadInput
 from clippings.model_meta import META_FILE
+from clippings.storage import filesystem
 
 FETCH_TRIES = 3
 STALE_COPY_S = 3600.0  # far longer than a load reads its copy: older copies of the same URI are not in use

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clippings.archive import exists, join, read_json, write_json
+from clippings.storage import exists, join, read_json, write_json
 
 META_FILE = "clippings.json"
 

@@ -13,8 +13,9 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from clippings.archive import ARCHIVE_ONLY, ImagePolicy, quarantine_table, read_archive, read_row_image
+from clippings.archive import quarantine_table, read_archive
 from clippings.embeddings import Embeddings
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy, read_row_image
 
 SIZE = 16
 STAGE = "baseline-pixels"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from clippings.archive import read_image_bytes
+from clippings.image_paths import read_image_bytes
 from clippings.model import LoadedModel, decode_image, embedding_dim, load_model, max_text_tokens
 
 

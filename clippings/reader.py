@@ -17,19 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clippings.archive import (
-    ARCHIVE_ONLY,
-    ImagePolicy,
-    check_unique_ids,
-    filesystem,
-    list_parts,
-    normalise_archive,
-    read_part,
-    resolve_image_path,
-    validate_archive_part,
-)
+from clippings.archive import check_unique_ids, normalise_archive, validate_archive_part
 from clippings.errors import BadInput
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy, resolve_image_path
 from clippings.raylocal import runtime_env
+from clippings.storage import filesystem, list_parts, read_part
 
 READ_ROWS = 256
 """Rows per read task and per block read from a part: a part's rows decode in parallel, and a task's memory

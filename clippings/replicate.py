@@ -23,12 +23,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
-from clippings.archive import ARCHIVE_ONLY, ImagePolicy, join, read_json, write_bytes_atomic, write_json
 from clippings.errors import BadInput
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy
 from clippings.logs import show_path
 from clippings.results_table import PAPER_ARI, results_markdown, seeds_markdown, summarise_seeds
 from clippings.settings import dataset_fingerprint
 from clippings.stages import Stage, StageRunner
+from clippings.storage import join, read_json, write_bytes_atomic, write_json
 
 
 @dataclass(frozen=True)

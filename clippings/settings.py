@@ -20,8 +20,8 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
-from clippings.archive import exists, filesystem, join, list_parts, read_json, write_json
 from clippings.errors import BadInput
+from clippings.storage import exists, filesystem, join, list_parts, read_json, write_json
 
 SETTINGS_FILE = "settings.json"
 _MISSING = object()

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clippings.archive import exists, join, read_json, remove_tree, write_json
 from clippings.errors import BadInput
 from clippings.logs import DETAIL
 from clippings.settings import check_settings
+from clippings.storage import exists, join, read_json, remove_tree, write_json
 
 log = logging.getLogger("clippings.stages")
 

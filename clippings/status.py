@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from clippings.archive import exists, join, read_json
 from clippings.errors import BadInput
 from clippings.replicate import SCALES, Run, stage_plan
 from clippings.stages import Stage, not_run
+from clippings.storage import exists, join, read_json
 
 SHOWN_LEFT = 6
 """Stages left that `status` names one by one; the rest are counted."""

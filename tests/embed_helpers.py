@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from clippings.archive import part_name, write_table_atomic
+from clippings.storage import part_name, write_table_atomic
 
 
 def png(seed: int, size: tuple[int, int] = (40, 56)) -> bytes:

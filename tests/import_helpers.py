@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from clippings.archive import read_dataset, read_quarantine
+from clippings.archive import read_quarantine
 from clippings.importers.boxes import from_pixels, units_per_pixel
 from clippings.importers.job import plan_tasks, run_task
 from clippings.importers.records import ImportOptions
+from clippings.storage import read_dataset
 
 CROP_TOLERANCE = 6.0
 """Largest mean absolute difference (0-255 levels, over all pixels and channels) between an imported crop

@@ -9,15 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from clippings import cli
-from clippings.archive import (
-    ARCHIVE_SCHEMA,
-    filesystem,
-    read_archive,
-    read_json,
-    write_dataset,
-    write_json,
-)
+from clippings.archive import ARCHIVE_SCHEMA, read_archive
 from clippings.errors import BadInput
+from clippings.storage import filesystem, read_json, write_dataset, write_json
 
 PNG = b"\x89PNG\r\n\x1a\n fake bytes are fine for the contract"
 
@@ -159,7 +153,8 @@ def test_round_trip_s3(s3_bucket):
 
 def test_evaluate_reads_an_s3_archive(s3_bucket, tmp_path, capsys):
     write_dataset(_archive(6), f"{s3_bucket}/test")
-    from clippings.archive import CLUSTERS_SCHEMA, write_table_atomic
+    from clippings.archive import CLUSTERS_SCHEMA
+    from clippings.storage import write_table_atomic
 
     ids = [f"c{i:03d}" for i in range(6)]
     write_table_atomic(pa.table({"clipping_id": ids, "cluster_id": ["c000", "c000", "c002", "c002", "c004", "c004"],

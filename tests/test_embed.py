@@ -13,9 +13,10 @@ import pytest
 from embed_helpers import png, write_archive
 
 from clippings import cli
-from clippings.archive import filesystem, part_name, read_quarantine, write_json, write_table_atomic
+from clippings.archive import read_quarantine
 from clippings.embeddings import read_embeddings
 from clippings.model import load_model
+from clippings.storage import filesystem, part_name, write_json, write_table_atomic
 
 
 def _mixed_archive(folder: str, image_dir: str) -> dict[str, str]:
@@ -222,7 +223,7 @@ def test_bad_parameters(tmp_path, capsys, flag, value, message):
 def test_read_part_rows_reads_exactly_a_run(tmp_path, start, stop):
     """A decode task's run of a part (read from the row groups that hold it): rows start … stop − 1, across
     row-group boundaries, each with its own image."""
-    from clippings.archive import ARCHIVE_ONLY
+    from clippings.image_paths import ARCHIVE_ONLY
     from clippings.reader import read_part_rows
 
     n = 50

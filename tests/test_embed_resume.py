@@ -12,8 +12,9 @@ import time
 from embed_helpers import write_archive
 
 from clippings import cli
-from clippings.archive import part_name, read_quarantine
+from clippings.archive import read_quarantine
 from clippings.embeddings import read_embeddings
+from clippings.storage import part_name
 
 PARTS, ROWS = 12, 4
 

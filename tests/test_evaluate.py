@@ -11,15 +11,9 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from clippings import cli
-from clippings.archive import (
-    CLUSTERS_SCHEMA,
-    quarantine_table,
-    read_archive,
-    write_json,
-    write_quarantine,
-    write_table_atomic,
-)
+from clippings.archive import CLUSTERS_SCHEMA, quarantine_table, read_archive, write_quarantine
 from clippings.evaluate import ari, cluster_size_summary, evaluate_clusters, pairwise_prf
+from clippings.storage import write_json, write_table_atomic
 
 
 def _brute(labels_true, labels_pred):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clippings.archive import join, quarantine_table, write_quarantine, write_table_atomic
+from clippings.archive import quarantine_table, write_quarantine
 from clippings.cli import main
 from clippings.embeddings import embeddings_table, read_embeddings
 from clippings.fuse import fuse_embeddings
+from clippings.storage import join, write_table_atomic
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

@@ -19,20 +19,12 @@ import pytest
 from embed_helpers import png
 
 from clippings import cli
-from clippings.archive import (
-    CLUSTERS_SCHEMA,
-    MST_SCHEMA,
-    ImagePolicy,
-    filesystem,
-    read_quarantine,
-    resolve_image_path,
-    write_dataset,
-    write_json,
-    write_table_atomic,
-)
+from clippings.archive import CLUSTERS_SCHEMA, MST_SCHEMA, read_quarantine
 from clippings.embeddings import read_embeddings
 from clippings.errors import BadInput
+from clippings.image_paths import ImagePolicy, resolve_image_path
 from clippings.model import load_model
+from clippings.storage import filesystem, write_dataset, write_json, write_table_atomic
 
 TRAVERSAL = "../../../../../../../../../../etc/passwd"
 

@@ -16,14 +16,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from clippings.archive import (
-    CLUSTERS_SCHEMA,
-    MST_SCHEMA,
-    read_archive,
-    write_dataset,
-    write_json,
-    write_table_atomic,
-)
+from clippings.archive import CLUSTERS_SCHEMA, MST_SCHEMA, read_archive
 from clippings.cli import main
 from clippings.embeddings import embeddings_table, pool
 from clippings.errors import BadInput
@@ -34,6 +27,7 @@ from clippings.label.selection import SLOTS, PairPlan, answers_from_labels
 from clippings.link.knn import knn_graph
 from clippings.link.pipeline import read_links
 from clippings.link.slink import Mst, components, cut_mst, mst_from_graph
+from clippings.storage import write_dataset, write_json, write_table_atomic
 
 
 def png(colour: tuple[int, int, int], size: tuple[int, int] = (48, 32)) -> bytes:

@@ -21,11 +21,11 @@ import urllib.request
 import numpy as np
 import pytest
 
-from clippings.archive import write_dataset
 from clippings.label.answers import ANSWERS, read_answers
 from clippings.label.selection import PairPlan
 from clippings.link.pipeline import read_links
 from clippings.link.slink import Mst
+from clippings.storage import write_dataset
 from tests.test_label import archive_table, build_labelled_links, write_links
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from clippings.archive import write_dataset
 from clippings.cli import main
 from clippings.embeddings import embeddings_table
 from clippings.link.knn import knn_graph
 from clippings.link.slink import components, mst_from_graph
+from clippings.storage import write_dataset
 from tests.link_helpers import same_partition
 
 T = 0.1

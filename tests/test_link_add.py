@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from clippings.archive import write_dataset
 from clippings.cli import main
 from clippings.embeddings import embeddings_table
 from clippings.link.store import staged_folder
+from clippings.storage import write_dataset
 from tests.link_helpers import reference_clusters, same_partition, sign_vectors
 
 T = 3 / 32

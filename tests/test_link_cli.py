@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from clippings.archive import quarantine_table, read_quarantine, write_dataset, write_quarantine
+from clippings.archive import quarantine_table, read_quarantine, write_quarantine
 from clippings.cli import main
 from clippings.embeddings import embeddings_table
 from clippings.errors import BadInput
+from clippings.storage import write_dataset
 from tests.link_helpers import reference_clusters, sign_vectors
 
 N = 120
@@ -162,7 +163,7 @@ def _bad(tmp_path, name: str) -> str:
     path = str(tmp_path / name)
     if name == "mixed":
         write_dataset(embeddings_table(_ids(3), v[:3], v[:3], "a@1", "a"), path)
-        from clippings.archive import write_table_atomic
+        from clippings.storage import write_table_atomic
 
         write_table_atomic(
             embeddings_table(_ids(6)[3:], v[3:], v[3:], "b@2", "b"), f"{path}/part-00001.parquet"

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from clippings.archive import write_dataset
 from clippings.cli import main
 from clippings.embeddings import embeddings_table
+from clippings.storage import write_dataset
 from tests.link_helpers import sign_vectors
 
 T = 3 / 32

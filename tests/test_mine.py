@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from clippings import cli
-from clippings.archive import read_archive, read_dataset, write_dataset
+from clippings.archive import read_archive
 from clippings.errors import BadInput
 from clippings.evaluate import pairwise_prf
 from clippings.mine import LEFTOVERS, MINE_JSON, Mined, char_ngram_sets, split_val
+from clippings.storage import read_dataset, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,7 @@ def test_mine_reads_and_writes_s3(hidden, ray_local, s3_bucket):
     write_dataset(read_dataset(folder, "archive"), archive, rows_per_part=80)
     assert cli.main(["mine", "--archive", archive, "--model", "tiny", "--out", out]) == 0
     kept = [read_archive(f"{out}/{s}", require_labels=True).column("clipping_id").to_pylist() for s in ("train", "val")]
-    from clippings.archive import read_part
+    from clippings.storage import read_part
 
     left = read_part(f"{out}/{LEFTOVERS}", "leftovers").column("clipping_id").to_pylist()
     assert sorted(left + kept[0] + kept[1]) == sorted(truth)

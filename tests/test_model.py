@@ -42,7 +42,7 @@ def test_tiny_folder_opens_with_plain_transformers(tiny_model_dir):
 
 
 def test_model_loads_from_s3(tiny_model_dir, s3_bucket):
-    from clippings.archive import filesystem
+    from clippings.storage import filesystem
 
     fs, inner = filesystem(f"{s3_bucket}/models/tiny")
     fs.put(str(tiny_model_dir) + "/", inner, recursive=True)
@@ -84,7 +84,7 @@ def test_model_retrained_on_s3_loads_the_new_weights(s3_bucket, tmp_path, monkey
 
 def test_model_rewritten_while_copied_is_copied_again(s3_bucket, tmp_path, monkeypatch):
     """A training that rewrites the folder during a copy: that copy is discarded, the new weights load."""
-    from clippings.archive import filesystem
+    from clippings.storage import filesystem
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     uri = f"{s3_bucket}/models/moving"

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from embed_helpers import png
 
-from clippings.archive import part_name, read_quarantine, write_table_atomic
+from clippings.archive import read_quarantine
+from clippings.storage import part_name, write_table_atomic
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def _bad_archive(folder: str) -> dict[str, str]:
 
 
 def _epoch(plan, model, *, rank: int, world: int, seed: int, epoch: int, per_lane: int = 4, cache=None):
-    from clippings.archive import ARCHIVE_ONLY
+    from clippings.image_paths import ARCHIVE_ONLY
     from clippings.train.pairs import RankStream, part_order, rank_dataset, stream_rows
 
     per_rank = plan.lanes // world

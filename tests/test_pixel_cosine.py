@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.metrics import adjusted_rand_score
 
-from clippings.archive import read_archive, write_dataset
+from clippings.archive import read_archive
 from clippings.cli import main
 from clippings.pixel_cosine import pixel_embeddings, thumbnail_vector
+from clippings.storage import write_dataset
 
 
 def _scipy_clusters(vectors: np.ndarray, threshold: float) -> np.ndarray:

@@ -9,11 +9,11 @@ from dataclasses import replace
 
 import pytest
 
-from clippings.archive import read_dataset, write_dataset
 from clippings.cli import main
 from clippings.replicate import SCALES, Run, label_free_rows, label_free_stages
 from clippings.results_table import LABEL_FREE_ROWS, results_markdown
 from clippings.stages import StageRunner
+from clippings.storage import read_dataset, write_dataset
 
 pytestmark = pytest.mark.slow
 

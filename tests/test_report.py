@@ -17,10 +17,11 @@ import pyarrow as pa
 import pytest
 from PIL import Image, ImageDraw
 
-from clippings.archive import CLUSTERS_SCHEMA, MST_SCHEMA, write_dataset, write_json, write_table_atomic
+from clippings.archive import CLUSTERS_SCHEMA, MST_SCHEMA
 from clippings.cli import main
 from clippings.embeddings import embeddings_table
 from clippings.report import size_bins, weakest_edges
+from clippings.storage import write_dataset, write_json, write_table_atomic
 
 # (story word, reprints); the first caption of story 0 carries HTML that must be escaped
 STORIES = [("harbor", 5), ("senate", 4), ("tractor", 3), ("wedding", 2), ("comet", 2)]

@@ -71,7 +71,7 @@ def test_claim_run_refuses_other_settings_only_where_work_was_done(tmp_path):
 
 
 def test_claim_run_on_s3_refuses_and_overwrites(s3_bucket):
-    from clippings.archive import exists, write_bytes_atomic
+    from clippings.storage import exists, write_bytes_atomic
 
     run = f"{s3_bucket}/m_runs/pretrain"
     claim_run(run, "pretrain", {"lr": 0.001}, overwrite=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw
 
-from clippings.archive import write_dataset
+from clippings.storage import write_dataset
 
 WORDS = "wire story mayor fire bridge storm court bank rail ship strike vote city river mill price".split()
 

@@ -12,7 +12,7 @@ from clippings.errors import BadInput
 from clippings.params import Interval, OneOf, validate_params
 
 if TYPE_CHECKING:
-    from clippings.archive import ImagePolicy
+    from clippings.image_paths import ImagePolicy
 
 HELP = "Embed an archive (both towers) with a model on Ray Data; resumes a partial run."
 
@@ -59,7 +59,7 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
 def image_policy(args: argparse.Namespace) -> ImagePolicy:
     """The validated `ImagePolicy` of `add_image_arguments`' flags; a relative local prefix is made absolute
     at the entry (Ray workers run in other working directories)."""
-    from clippings.archive import ImagePolicy
+    from clippings.image_paths import ImagePolicy
 
     prefixes = []
     for prefix in args.allowed_image_prefix:

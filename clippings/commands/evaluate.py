@@ -13,9 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clippings.archive import join
     from clippings.evaluate import evaluate_links
     from clippings.logs import finish
+    from clippings.storage import join
 
     m = evaluate_links(args.links, args.archive)
     pc = m["predicted_clusters"]

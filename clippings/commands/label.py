@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     validate_params("label", vars(args), CONSTRAINTS)
-    from clippings.archive import is_remote, join
     from clippings.errors import BadInput
     from clippings.logs import finish, setup_logging
+    from clippings.storage import is_remote, join
 
     if is_remote(args.out):
         raise BadInput(f"The 'out' parameter of label must be a local folder (answers are appended and synced "

@@ -207,11 +207,12 @@ def _auto(args: argparse.Namespace) -> tuple[Embeddings | Pooled, AutoCut]:
 def run(args: argparse.Namespace) -> int:
     auto = args.threshold == "auto"
     validate_params("link", {**vars(args), "threshold": None if auto else args.threshold}, CONSTRAINTS)
-    from clippings.archive import is_remote, read_quarantine
+    from clippings.archive import read_quarantine
     from clippings.errors import BadInput
     from clippings.link.pipeline import link_embeddings, recut, write_links
     from clippings.link.store import check_replaceable, same_location
     from clippings.logs import finish, setup_logging
+    from clippings.storage import is_remote
 
     log = setup_logging(args.out, "link")
     mode = mode_of(args)

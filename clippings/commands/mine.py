@@ -75,11 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     validate_params("mine", vars(args), CONSTRAINTS)
     images = image_policy(args)
-    from clippings.archive import list_parts
     from clippings.logs import finish, setup_logging
     from clippings.mine import MineRules, mine_rounds
     from clippings.progress import Progress
     from clippings.raylocal import init_ray
+    from clippings.storage import list_parts
 
     log = setup_logging(args.out, "mine")
     list_parts(args.archive, "archive")  # a missing or empty archive is one line before Ray starts

@@ -65,10 +65,10 @@ def scale_overrides(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clippings.archive import join
     from clippings.logs import finish, setup_logging, show_path
     from clippings.replicate import replicate_seeds
     from clippings.results_table import print_table
+    from clippings.storage import join
 
     images = image_policy(args)
     overrides = scale_overrides(args)

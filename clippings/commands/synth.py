@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     validate_params("synth", vars(args), CONSTRAINTS)
     import pyarrow.parquet as pq
 
-    from clippings.archive import list_parts
     from clippings.logs import finish
+    from clippings.storage import list_parts
     from clippings.synth import generate
 
     paths = generate(args.out, stories=args.stories, seed=args.seed, difficulty=args.difficulty)

@@ -128,10 +128,10 @@ def curve_png(
 def _run_auto(args: argparse.Namespace, emb: Embeddings) -> int:
     """No labels: t and w from clippings.link.auto.choose (w fixed by --im-wt or --model's clippings.json
     unless --search-im-wt; else the grid), written to tune.json and --model's clippings.json."""
-    from clippings.archive import join, write_json
     from clippings.link.auto import W_GRID, choose
     from clippings.logs import finish
     from clippings.model_meta import read_clippings_meta, update_clippings_meta
+    from clippings.storage import join, write_json
 
     meta = read_clippings_meta(args.model) if args.model else {}
     im_wt = None if args.search_im_wt else args.im_wt if args.im_wt is not None else meta.get("im_wt")
@@ -153,12 +153,12 @@ def _run_auto(args: argparse.Namespace, emb: Embeddings) -> int:
 def _run_pairs(args: argparse.Namespace, emb: Embeddings) -> int:
     """t (and w unless fixed) from the answers of a label folder alone (clippings.label.fit.fit_weights),
     written to tune.json and --model's clippings.json."""
-    from clippings.archive import exists, join, read_json, write_json
     from clippings.errors import BadInput
     from clippings.label.answers import read_answers
     from clippings.label.fit import both_towers, fit_weights
     from clippings.logs import finish
     from clippings.model_meta import read_clippings_meta, update_clippings_meta
+    from clippings.storage import exists, join, read_json, write_json
 
     if args.archive is not None:
         raise BadInput("tune: give --pairs or --archive, not both (answered pairs or a labelled archive)")
@@ -204,11 +204,11 @@ def _share(value: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     validate_params("tune", vars(args), CONSTRAINTS)
-    from clippings.archive import join, write_bytes_atomic, write_json
     from clippings.embeddings import read_embeddings
     from clippings.link.tune import tune_threshold
     from clippings.logs import finish
     from clippings.model_meta import read_clippings_meta, update_clippings_meta
+    from clippings.storage import join, write_bytes_atomic, write_json
 
     emb = read_embeddings(args.embeddings)
     if args.pairs is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import posixpath
 import xml.etree.ElementTree as ET
 
-from clippings.archive import read_bytes
 from clippings.importers.boxes import BoxSpec, alto_frame, corners
 from clippings.importers.documents import (
     IMAGE_EXTENSIONS,
@@ -28,6 +27,7 @@ from clippings.importers.documents import (
 from clippings.importers.pairing import pair_captions
 from clippings.importers.records import Detection, ImportOptions, PageGroup, clipping_id
 from clippings.importers.text import clean
+from clippings.storage import read_bytes
 
 PREFIX = "alto"
 EXTENSIONS = (".xml", ".alto")

@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 
 import pyarrow.parquet as pq
 
-from clippings.archive import filesystem, join, read_bytes
 from clippings.errors import BadInput
+from clippings.storage import filesystem, join, read_bytes
 
 IMAGE_EXTENSIONS = (".jp2", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
 

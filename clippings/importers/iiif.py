@@ -21,8 +21,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
-from clippings.archive import write_bytes_atomic
 from clippings.importers.boxes import Box, PixelBox
+from clippings.storage import write_bytes_atomic
 
 PCT_DECIMALS = 4
 RETRIES = 4

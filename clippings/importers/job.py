@@ -22,26 +22,23 @@ from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
-from clippings.archive import (
-    ARCHIVE_ONLY,
-    ImagePolicy,
-    check_unique_ids,
+from clippings.archive import check_unique_ids, quarantine_table, write_quarantine
+from clippings.errors import BadInput
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy
+from clippings.importers import FORMATS
+from clippings.importers.records import ImportOptions, PageGroup, rows_table
+from clippings.progress import Progress
+from clippings.storage import (
     exists,
     filesystem,
     join,
     makedirs,
     part_name,
-    quarantine_table,
     read_json,
     read_part,
     write_json,
-    write_quarantine,
     write_table_atomic,
 )
-from clippings.errors import BadInput
-from clippings.importers import FORMATS
-from clippings.importers.records import ImportOptions, PageGroup, rows_table
-from clippings.progress import Progress
 
 STAGE = "import"
 DONE_DIR = "_done"

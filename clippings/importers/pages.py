@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from clippings.archive import ARCHIVE_ONLY, ImagePolicy, read_image_bytes, resolve_image_path
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy, read_image_bytes, resolve_image_path
 from clippings.importers.boxes import PixelBox, page_box, to_pixels
 from clippings.importers.crops import crop_jpeg, decode_page, encode_crop
 from clippings.importers.records import Detection, PageGroup

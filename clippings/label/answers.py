@@ -82,7 +82,7 @@ def read_answers(folder: str) -> list[Answer]:
 
     Raises BadInput when the folder holds no answers file or a line is not a record.
     """
-    from clippings.archive import join, read_bytes
+    from clippings.storage import join, read_bytes
 
     path = join(folder, ANSWERS)
     try:

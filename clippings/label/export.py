@@ -16,18 +16,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clippings.archive import (
-    ARCHIVE_ONLY,
-    ARCHIVE_SCHEMA,
-    ImagePolicy,
-    iter_archive_parts,
-    join,
-    read_row_image,
-    write_dataset,
-    write_json,
-)
+from clippings.archive import ARCHIVE_SCHEMA, iter_archive_parts
 from clippings.errors import BadInput
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy, read_row_image
 from clippings.label.answers import Answer
+from clippings.storage import join, write_dataset, write_json
 
 
 @dataclass

@@ -18,22 +18,13 @@ from importlib import resources
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clippings.archive import (
-    ARCHIVE_ONLY,
-    ImagePolicy,
-    exists,
-    filesystem,
-    join,
-    list_parts,
-    read_json,
-    read_row_image,
-    write_json,
-)
 from clippings.errors import BadInput
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy, read_row_image
 from clippings.label.answers import AnswerLog
 from clippings.label.fit import fit_answers
 from clippings.label.selection import PairPlan
 from clippings.link.pipeline import read_links
+from clippings.storage import exists, filesystem, join, list_parts, read_json, write_json
 
 SESSION = "label.json"
 """What a label folder was started on (links, archive, threshold, counts, seed): a restart must match it."""

@@ -43,7 +43,7 @@ def in_memory_lists(x: np.ndarray, assign: np.ndarray, nlist: int) -> PartLists:
 def write_lists(x: np.ndarray, assign: np.ndarray, nlist: int, folder: str) -> str:
     """Write the lists of rows x (their cells `assign`) to `folder` (local, or s3:// through a local
     temporary folder); returns the folder. Cost: one gather of every row, CHUNK_ROWS at a time."""
-    from clippings.archive import filesystem, is_remote, join
+    from clippings.storage import filesystem, is_remote, join
 
     if not is_remote(folder):
         os.makedirs(folder, exist_ok=True)
@@ -72,7 +72,7 @@ def _write_local(x: np.ndarray, assign: np.ndarray, nlist: int, folder: str) -> 
 def open_lists(folder: str) -> PartLists:
     """The lists written by write_lists, the rows memory-mapped read-only (downloaded to a local temporary
     folder first when on s3://)."""
-    from clippings.archive import filesystem, is_remote, join
+    from clippings.storage import filesystem, is_remote, join
 
     if is_remote(folder):
         fs, inner = filesystem(folder)
@@ -89,7 +89,7 @@ def remove_lists(folder: str, given: bool) -> None:
     """Remove the lists' files from `folder` (the folder itself when it was a temporary one, not given)."""
     import shutil
 
-    from clippings.archive import filesystem, join
+    from clippings.storage import filesystem, join
 
     if not given:
         shutil.rmtree(folder, ignore_errors=True)

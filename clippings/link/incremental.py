@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clippings.archive import join, read_json, read_part
 from clippings.embeddings import Embeddings
 from clippings.errors import BadInput
 from clippings.link.cells import (
@@ -44,6 +43,7 @@ from clippings.link.pruned import row_norms
 from clippings.link.slink import Mst, components, mst_from_graph
 from clippings.link.store import VECTORS, StoredVectors, VectorRows, read_vectors, require_complete
 from clippings.numeric import unique_ints
+from clippings.storage import join, read_json, read_part
 
 CHANGES_SCHEMA = pa.schema(
     [

@@ -18,22 +18,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clippings.archive import (
-    CLUSTERS_SCHEMA,
-    MST_SCHEMA,
-    exists,
-    join,
-    read_json,
-    read_part,
-    write_json,
-    write_quarantine,
-    write_table_atomic,
-)
+from clippings.archive import CLUSTERS_SCHEMA, MST_SCHEMA, write_quarantine
 from clippings.embeddings import Embeddings, Pooled
 from clippings.errors import BadInput
 from clippings.link.knn import knn_graph
 from clippings.link.slink import Mst, cut_mst, mst_from_graph
 from clippings.link.store import VECTORS, VectorRows, require_complete, staged_folder, write_vectors
+from clippings.storage import exists, join, read_json, read_part, write_json, write_table_atomic
 
 if TYPE_CHECKING:
     from clippings.link.cells import PartLists

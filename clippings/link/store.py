@@ -25,16 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from clippings.archive import (
-    exists,
-    filesystem,
-    is_remote,
-    join,
-    read_bytes,
-    write_bytes_atomic,
-)
 from clippings.errors import BadInput
 from clippings.link.graph import IvfCells
+from clippings.storage import exists, filesystem, is_remote, join, read_bytes, write_bytes_atomic
 
 VECTORS = "vectors"
 CENTROIDS = "centroids.arrow"

@@ -19,25 +19,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image, UnidentifiedImageError
 
-from clippings.archive import (
-    ARCHIVE_ONLY,
-    ImagePolicy,
-    exists,
-    iter_archive_parts,
-    join,
-    list_parts,
-    read_bytes,
-    read_json,
-    read_part,
-    resolve_image_path,
-    write_bytes_atomic,
-)
+from clippings.archive import iter_archive_parts
 from clippings.embeddings import read_embeddings
 from clippings.errors import BadInput
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy, resolve_image_path
 from clippings.link.store import LINKS_JSON, require_complete
 from clippings.progress import Progress
 from clippings.report.page import Group, Member, cut_table_html, header_facts, render_html
 from clippings.report.svg import curve_svg, sizes_svg
+from clippings.storage import exists, join, list_parts, read_bytes, read_json, read_part, write_bytes_atomic
 
 IMAGES_DIR = "images"
 

@@ -11,8 +11,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pyarrow as pa
 
-from clippings.archive import ARCHIVE_SCHEMA, join, write_dataset
+from clippings.archive import ARCHIVE_SCHEMA
 from clippings.errors import BadInput
+from clippings.storage import join, write_dataset
 from clippings.synth.captions import pick, reprint_caption, story_facts_for, story_text, town
 from clippings.synth.difficulty import Difficulty, difficulty_of
 from clippings.synth.drawing import base_image

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from clippings.archive import exists, filesystem, join
 from clippings.errors import BadInput
+from clippings.storage import exists, filesystem, join
 
 STATE_FILE = "state.json"
 LATEST_WEIGHTS = "model.safetensors"
@@ -119,7 +119,7 @@ def latest_checkpoint(run_path: str, kind: str, reference: dict[str, torch.Tenso
 
 def write_metrics_csv(run_path: str, history: list[dict[str, Any]]) -> None:
     """Write the whole per-epoch history to `run_path/metrics.csv` atomically (local or s3://)."""
-    from clippings.archive import write_bytes_atomic
+    from clippings.storage import write_bytes_atomic
 
     columns: list[str] = []
     for row in history:

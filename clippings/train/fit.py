@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from clippings.archive import ImagePolicy, is_remote, join, remove_tree
+from clippings.image_paths import ImagePolicy
 from clippings.settings import check_settings, dataset_fingerprint, read_settings, record_settings
+from clippings.storage import is_remote, join, remove_tree
 from clippings.train.checkpoints import (
     BEST_WEIGHTS,
     checkpoint_folders,

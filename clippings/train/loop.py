@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clippings.archive import is_remote
+from clippings.storage import is_remote
 from clippings.train.checkpoints import (
     BEST_WEIGHTS,
     CHECKPOINT_PREFIX,

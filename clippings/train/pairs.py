@@ -33,10 +33,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clippings.archive import ARCHIVE_ONLY, ImagePolicy, filesystem, read_part, validate_archive_part
+from clippings.archive import validate_archive_part
 from clippings.errors import BadInput
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy
 from clippings.preprocess import EmbedModel, preprocess_rows
 from clippings.reader import part_runs, plan_shards, read_part_rows
+from clippings.storage import filesystem, read_part
 
 DUPLICATE = -1
 """Role of a row dropped as an exact duplicate caption. Train rows have their lane (≥ 0); held-out row i

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from clippings.archive import ARCHIVE_ONLY, ImagePolicy
 from clippings.errors import BadInput
+from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy
 from clippings.preprocess import describe_loaded
 from clippings.train.batches import class_prototypes, hard_negative_batches
 from clippings.train.fit import claim_run, code_provenance, run_path_of, train_and_save, training_settings
