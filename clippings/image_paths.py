@@ -1,14 +1,20 @@
-"""The image-path policy and image reading: where a row's `image_path` may be read from, and the encoded
-image of a row (inline bytes, or the file its path names) (docs/architecture.md#where-images-are-read-from).
+"""The image-path policy and image reading: where a row's `image_path` may be read from, the encoded image
+of a row (inline bytes, or the file its path names) (docs/architecture.md#where-images-are-read-from), and
+its decoding (without torch: the pixel baseline and the readers need no model).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from clippings.storage import filesystem, join
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -119,3 +125,14 @@ def read_row_image(dataset: str, image: bytes | None, image_path: str | None,
     if image is not None or image_path is None:
         return read_image_bytes(image, None)
     return read_image_bytes(None, resolve_image_path(dataset, image_path, policy))
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode encoded image bytes to RGB; raises ValueError with a short reason when undecodable."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.convert("RGB")
+    except Exception as e:  # PIL raises many types for corrupt data
+        raise ValueError(f"undecodable image ({type(e).__name__}: {str(e)[:80]})") from e

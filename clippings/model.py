@@ -13,7 +13,6 @@ sentence-transformers encoders, else the encoder's pooler output). Nothing here 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 from dataclasses import dataclass
@@ -21,12 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers import CLIPModel, VisionTextDualEncoderModel
 
 from clippings.builtins import BUILTINS, build_builtin
 from clippings.errors import BadInput
 from clippings.hf import quiet_hub
+from clippings.image_paths import decode_image
 from clippings.model_cache import local_copy
 from clippings.model_meta import update_clippings_meta
 from clippings.storage import filesystem, is_remote
@@ -176,15 +175,6 @@ def tokenize(processor, model: TwoTowerModel, captions: list[str | None]) -> dic
         [c or "" for c in captions], padding=True, truncation=True, max_length=max_text_tokens(model),
         return_tensors="pt",
     )
-
-
-def decode_image(data: bytes) -> Image.Image:
-    """Decode encoded image bytes to RGB; raises ValueError with a short reason when undecodable."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.convert("RGB")
-    except Exception as e:  # PIL raises many types for corrupt data
-        raise ValueError(f"undecodable image ({type(e).__name__}: {str(e)[:80]})") from e
 
 
 def preprocess_images(processor, images: list) -> torch.Tensor:

@@ -25,7 +25,7 @@ def thumbnail_vector(data: bytes, size: int = SIZE) -> np.ndarray:
     """A unit-norm, mean-centred `size`² grey thumbnail of encoded image bytes (a flat image: all zeros)."""
     from PIL import Image
 
-    from clippings.model import decode_image
+    from clippings.image_paths import decode_image
 
     grey = decode_image(data).convert("L").resize((size, size), Image.Resampling.BOX)
     v = np.asarray(grey, np.float32).reshape(-1)

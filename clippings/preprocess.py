@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from clippings.image_paths import read_image_bytes
-from clippings.model import LoadedModel, decode_image, embedding_dim, load_model, max_text_tokens
+from clippings.image_paths import decode_image, read_image_bytes
+from clippings.model import LoadedModel, embedding_dim, load_model, max_text_tokens
 
 
 @dataclass(frozen=True)

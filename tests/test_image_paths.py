@@ -278,7 +278,7 @@ def test_training_pairs_read_allowed_paths_and_null_captions(local_case, ray_loc
                            images=ImagePolicy(allowed_prefixes=(local_case["archive"], local_case["outside"])))
     assert store.provenance["rows"] == len(ids) and store.labels.tolist() == [2, 3, 0, 1]  # codes of the sorted labels
     rows = store.rows(np.arange(4))
-    from clippings.model import decode_image
+    from clippings.image_paths import decode_image
 
     inside, secret = (uint8_pixels(loaded.processor, [decode_image(png(s))])[0] for s in (1, 2))
     for i, expected in enumerate((inside, inside, secret, secret)):

@@ -153,7 +153,7 @@ def test_pretraining_quarantines_bad_rows_and_counts_them_in_clippings_json(tmp_
 
 
 def test_labelled_store_reads_rows_in_plan_order(tmp_path, tiny, ray_local):
-    from clippings.model import decode_image
+    from clippings.image_paths import decode_image
     from clippings.preprocess import uint8_pixels
     from clippings.train.pairs import labelled_store
 
