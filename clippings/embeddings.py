@@ -79,7 +79,8 @@ def pool(image: np.ndarray, text: np.ndarray, im_wt: float) -> np.ndarray:
     return v / np.maximum(norms, 1e-12)
 
 
-def _fixed_list_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
+def fixed_list_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
+    """(rows, dim) float32 copy of a fixed-size list column of vectors."""
     arr = column.combine_chunks()
     return arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
 
@@ -112,8 +113,8 @@ def _parts(path: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, str,
             continue
         dim = table.schema.field("image_emb").type.list_size
         ids = np.asarray(table.column("clipping_id").to_pylist(), dtype=object)
-        image = _fixed_list_to_numpy(table.column("image_emb"), dim)
-        text = _fixed_list_to_numpy(table.column("text_emb"), dim)
+        image = fixed_list_to_numpy(table.column("image_emb"), dim)
+        text = fixed_list_to_numpy(table.column("text_emb"), dim)
         stored = np.dtype(table.schema.field("image_emb").type.value_type.to_pandas_dtype()).name
         yield ids, image, text, fp, meta.get(META_MODEL, b"").decode(), stored
 

@@ -19,11 +19,16 @@ from __future__ import annotations
 import os
 import posixpath
 
-import numpy as np
 import pyarrow as pa
 
 from clippings.archive import QUARANTINE_DIR, read_quarantine, write_quarantine
-from clippings.embeddings import META_DTYPE, META_FINGERPRINT, META_MODEL, embeddings_table
+from clippings.embeddings import (
+    META_DTYPE,
+    META_FINGERPRINT,
+    META_MODEL,
+    embeddings_table,
+    fixed_list_to_numpy,
+)
 from clippings.errors import BadInput
 from clippings.storage import (
     exists,
@@ -42,11 +47,6 @@ FUSE_JSON = "fuse.json"
 
 def _meta(table: pa.Table, key: bytes) -> str:
     return (table.schema.metadata or {}).get(key, b"").decode()
-
-
-def _vectors(table: pa.Table, field: str, dim: int) -> np.ndarray:
-    flat = table.column(field).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return np.asarray(flat, np.float32).reshape(-1, dim)
 
 
 def _clear(out: str) -> None:
@@ -89,8 +89,9 @@ def fuse_embeddings(image: str, text: str, out: str) -> dict[str, int]:
         fingerprint = f"image:{_meta(a, META_FINGERPRINT)}+text:{_meta(b, META_FINGERPRINT)}"
         model = f"image tower of {_meta(a, META_MODEL)} + text tower of {_meta(b, META_MODEL)}"
         dtype = _meta(a, META_DTYPE) or "float32"
-        table = embeddings_table(a.column("clipping_id").to_pylist(), _vectors(a, "image_emb", dim_a),
-                                 _vectors(b, "text_emb", dim_a), fingerprint, model, dtype)
+        table = embeddings_table(a.column("clipping_id").to_pylist(),
+                                 fixed_list_to_numpy(a.column("image_emb"), dim_a),
+                                 fixed_list_to_numpy(b.column("text_emb"), dim_a), fingerprint, model, dtype)
         write_table_atomic(table, join(out, name))
         rows += table.num_rows
     quarantine = read_quarantine(image)

@@ -149,9 +149,11 @@ def _tuned_rows(only: str | None) -> list[str]:
     return [row for row in TUNE_FLAGS if only is None or row == only]
 
 
-def _auto_stages(run: Run, name: str, embeddings: str, links: str, tune_dir: str | None) -> list[Stage]:
-    """Link `embeddings` at the auto t (refusable) and score it on `test`."""
-    return [Stage(f"link-{name}", partial(_link_auto, embeddings, links, tune_dir), refusable=True),
+def _auto_stages(run: Run, name: str, embeddings: str, links: str, tune_dir: str | None,
+                 needs: str | None = None) -> list[Stage]:
+    """Link `embeddings` at the auto t (refusable; only once stage `needs` ran through) and score it on
+    `test`."""
+    return [Stage(f"link-{name}", partial(_link_auto, embeddings, links, tune_dir), refusable=True, needs=needs),
             Stage(f"evaluate-{name}", _argv("evaluate", "--links", links, "--archive", run.split("test")),
                   needs=f"link-{name}")]
 
@@ -208,9 +210,8 @@ def label_free_stages(run: Run, selfsup: str, embed_test: bool = True) -> list[S
                                                    SUPERVISED_IM_WT["multimodal"])), refusable=True),
         Stage("embed-mined-test", _argv(*run.embed_argv("test", model, "mined_multimodal")), needs="train-mined"),
     ]
-    auto = _auto_stages(run, "mined", run.path("embeddings", "mined_multimodal", "test"),
-                        run.path("links", "mined_multimodal"), None)
-    return stages + [replace(auto[0], needs="embed-mined-test"), auto[1]]
+    return stages + _auto_stages(run, "mined", run.path("embeddings", "mined_multimodal", "test"),
+                                 run.path("links", "mined_multimodal"), None, needs="embed-mined-test")
 
 
 def _report_stage(run: Run) -> Stage:

@@ -88,17 +88,17 @@ class StageRunner:
             else:
                 self.run(stage.name, stage.argv(), stage.refusable)
 
-    def run(self, name: str, argv: list[str], refusable: bool = False) -> bool:
+    def run(self, name: str, argv: list[str], refusable: bool = False) -> None:
         """Run `clippings <argv>` unless `name` finished before with the same settings; raise on failure or
         when it finished with other settings. refusable: a refusal of the command (exit 2, its reason on
-        the console and in the log) is an outcome, recorded as the stage's and returned as False, not an
-        error. Returns True when it ran through."""
+        the console and in the log) is an outcome, recorded as the stage's `refused`, not an error (the
+        stages that need it then do not run: `run_plan`)."""
         entry = {"argv": argv, **({"inputs": self.inputs} if self.inputs else {})}
         if name in self.record:
             check_settings(stage_settings(self.record[name]), stage_settings(entry),
                            f"replicate {self.out}: stage {name!r}", "--out")
             log.info("%s: done before, skipped", name)
-            return not self.record[name].get("refused", False)
+            return
         command = [*argv, "--overwrite"] if self.overwrite and argv[0] in RESUMING_COMMANDS else argv
         # the command prints its own start and end lines; the exact command line is for the log file
         logging.getLogger(DETAIL).info("stage %s: clippings %s", name, " ".join(command))
@@ -110,7 +110,6 @@ class StageRunner:
         self.record[name] = {"seconds": round(time.perf_counter() - start, 2), **entry,
                              **({"refused": True} if refused else {})}
         write_json(self.record_path, self.record)
-        return not refused
 
 
 def stage_settings(entry: Mapping[str, Any]) -> dict[str, Any]:
