@@ -1,6 +1,6 @@
 """Shared fixtures: a real moto S3 server on 127.0.0.1, one local Ray per session, small built-in data.
 
-Fixtures that build data are session-scoped so the suite builds each thing once.
+Fixtures that build data are session-scoped so each of the suite's 2 test processes builds each thing once.
 """
 
 from __future__ import annotations
@@ -15,6 +15,63 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The suite runs in 2 processes (pytest-xdist: `-n 2 --dist loadfile` in pyproject.toml), each with its own
+# session fixtures and local Ray. `pytest_xdist_make_scheduler` below hands out work units, each run whole by
+# one process: a test file (its module fixtures are built once), except that the tests of an expensive session
+# fixture (SHARED_SESSION) form one unit, so that fixture is built once, not once per process.
+# (xdist's own `--dist loadgroup` marks do nothing under pytest 9: it renames items through `item._nodeid`.)
+SHARED_SESSION = {
+    "pretrained": ("test_overwrite.py::test_pretrain_with_another_seed_is_refused_then_retrained_with_overwrite",
+                   "test_pretrain.py::test_cli_pretrain_writes_a_plain_hf_model",
+                   "test_pretrain.py::test_one_worker_matches_two_workers",
+                   "test_supcon.py::test_pretrain_then_train_through_the_cli"),
+}
+# Units slowest first (measured on 2 cores with both processes busy; the rest follow in file order): the long
+# ones start at once and short files fill the end, so neither process idles while the other finishes a unit.
+SLOWEST_FIRST = ("test_demo.py", "test_supcon.py", "pretrained", "test_console.py", "test_resume.py",
+                 "test_overwrite.py", "test_pairs.py", "test_replicate_label_free.py", "test_embed_resume.py",
+                 "test_pretrain.py", "test_compose.py", "test_job_submit.py", "test_mine.py", "test_link_actors.py",
+                 "test_import_e2e.py", "test_embed.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The work unit of a test by its node id: a SHARED_SESSION name, else its file's name."""
+    path, _, name = nodeid.partition("::")
+    test = f"{os.path.basename(path)}::{name.split('[')[0]}"
+    return next((unit for unit, tests in SHARED_SESSION.items() if test in tests), os.path.basename(path))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the work units slowest first (SLOWEST_FIRST, then file order), tests within a unit in file order;
+    and check that SHARED_SESSION lists exactly the tests that use each of its fixtures."""
+    for item in items:
+        for fixture in SHARED_SESSION:
+            if (fixture in item.fixturenames) != (work_unit(item.nodeid) == fixture):
+                raise pytest.UsageError(f"{item.nodeid}: list exactly the tests that use the session fixture "
+                                        f"'{fixture}' in SHARED_SESSION (tests/conftest.py)")
+    rank = {unit: i for i, unit in enumerate(SLOWEST_FIRST)}
+    first_seen: dict[str, int] = {}
+    for item in items:
+        first_seen.setdefault(work_unit(item.nodeid), len(first_seen))
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(work_unit(item.nodeid), len(rank)), first_seen[work_unit(item.nodeid)],
+                                 order[id(item)]))
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook
+def pytest_xdist_make_scheduler(config, log):
+    """Under `--dist loadfile`: xdist's file scheduling with `work_unit` as the unit, in collection order."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnits(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection order (xdist would sort by test count)
+    return WorkUnits(config, log)
 
 
 def free_port() -> int:
