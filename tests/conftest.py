@@ -15,6 +15,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Test-only Ray settings that cut start-up, not what is computed (each ~2-6 s per Ray Train fit on 2 cores):
+# keep up to 6 idle workers (CPUs + 4) so the next fit or embed reuses them instead of starting processes that
+# import torch again (docs/benchmarks.md#demo-time: not for the product, it slowed the decode of the labelled
+# store); no preemption watcher actor per fit (nothing preempts a local cluster); the Train controller polls
+# its workers every 0.5 s instead of 2 s, so it sees a fit finish sooner. Subprocesses inherit them.
+os.environ.setdefault("RAY_num_workers_soft_limit", "6")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 
 # The suite runs in 2 processes (pytest-xdist: `-n 2 --dist loadfile` in pyproject.toml), each with its own
 # session fixtures and local Ray. `pytest_xdist_make_scheduler` below hands out work units, each run whole by
