@@ -21,8 +21,9 @@ exact (pruned links, flat search of the new rows) at --add-sizes × 512, cluster
 compute alone (the library call on data in memory) and end to end (reading the embeddings or the links
 folder, writing the new links folder); their memory counts the inputs they read (baseline after imports).
 
-At scale (`--scale N,…`): ours, the cell-by-cell ivf search (in one process, and with --search-actors on Ray
-actors), beside the peer, FAISS's own `IndexIVFFlat` with `range_search` at radius 1 − t at the nlist and
+At scale (`--scale N,…`): ours, the cell-by-cell ivf search (in one process, and with --search-actors N: on N
+Ray actors, the driver reading and placing every row, up to --actors-max; and the link spread over Ray, every
+pass over the rows in tasks), beside the peer, FAISS's own `IndexIVFFlat` with `range_search` at radius 1 − t at the nlist and
 nprobe ours chose (up to --faiss-max rows), each reading the same pooled rows memory-mapped; recall of
 within-t pairs on a sample for both.
 """
@@ -191,12 +192,15 @@ def _scale_worker(method: str, data: str, out: str, nlist: int | None = None, np
     Links the embeddings `data` at t = THRESHOLD."""
     from clippings.embeddings import read_pooled
 
-    if "actors" in method:
+    if "actors" in method or "spread" in method:
         from clippings.raylocal import init_ray
 
         init_ray()  # before the baseline: starting Ray is not the method's working set
     _mark_baseline(out)
     start = time.perf_counter()
+    if "spread" in method:
+        _spread_worker(int(method.rsplit("spread", 1)[1]), data, out, start)
+        return
     emb = read_pooled(data, 0.5)
     t0 = time.perf_counter()
     if method == "scale-faiss":
@@ -214,6 +218,26 @@ def _scale_worker(method: str, data: str, out: str, nlist: int | None = None, np
                       probes={key: info["graph"].get(key) for key in ("probe_margin", "mean_probes")},
                       clusters=info["counts"]["clusters"], edges=info["counts"]["graph_edges"])
     record.update(total_s=time.perf_counter() - start, read_s=t0 - start, load=os.getloadavg()[0])
+    with open(out + ".json", "w") as f:
+        json.dump(record, f, default=float)
+
+
+def _spread_worker(actors: int, data: str, out: str, start: float) -> None:
+    """`scale-spreadN`: the link spread over Ray (clippings.link.spread: reading, placing and searching in
+    tasks and N actors) of the embeddings `data`, its links folder written to `out`; reading is inside."""
+    from clippings.link.pipeline import write_links
+    from clippings.link.spread import spread_folder, spread_link
+
+    with spread_folder(None) as folder:
+        result = spread_link(data, THRESHOLD, 0.5, folder, actors)
+        seconds = time.perf_counter() - start
+        write_links(out, result)
+    info = result.info
+    record = {"seconds": seconds, "recall": info["recall"], "search": info["search"], "timings": info["timings"],
+              "probes": {key: info["graph"].get(key) for key in ("probe_margin", "mean_probes")},
+              "clusters": info["counts"]["clusters"], "edges": info["counts"]["graph_edges"],
+              "total_s": time.perf_counter() - start, "read_s": info["timings"]["read_s"],
+              "load": os.getloadavg()[0]}
     with open(out + ".json", "w") as f:
         json.dump(record, f, default=float)
 
@@ -285,14 +309,19 @@ def _pss_file(pid: int | str) -> int:
     return pss
 
 
+SPREAD_TITLES = (b"CellSearcher", b"read_part", b"part_pairs", b"place_part")
+"""Process titles of the link's Ray workers: the search actors, and the spread link's tasks while they run."""
+
+
 def _actor_pids() -> list[str]:
-    """Ray actor processes of the cell search (their process title names the class)."""
+    """Ray workers of the link, search actors and spread tasks (their process title names them)."""
     pids = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"CellSearcher" in f.read():
+                    line = f.read()
+                    if any(title in line for title in SPREAD_TITLES):
                         pids.append(pid)
             except OSError:
                 pass
@@ -333,10 +362,10 @@ def _sampled_memory(proc: subprocess.Popen, base_file: str, timeout: float) -> t
 
 
 def _scale_rows(sizes: list[int], faiss_max: int, cells_max: int, actors: int, tmp: str,
-                data_dir: str | None = None) -> None:
+                data_dir: str | None = None, actors_max: int = 0) -> None:
     """For each n: write the data to disk in chunks (or reuse it from `data_dir`, where a finished write is
     kept), then link it with the cell-by-cell search in one process (n ≤ cells_max, 0: any n), (actors > 0)
-    the same on Ray actors, and FAISS's IVF range search at the nlist and nprobe ours chose (n ≤ faiss_max;
+    the same on Ray actors (n ≤ actors_max) and spread over Ray (every n), and FAISS's IVF range search at the nlist and nprobe ours chose (n ≤ faiss_max;
     after one of ours); print one table."""
     import shutil
 
@@ -349,7 +378,8 @@ def _scale_rows(sizes: list[int], faiss_max: int, cells_max: int, actors: int, t
             if data_dir:
                 open(data + ".complete", "w").close()
         methods = ["scale-cells"] if not cells_max or n <= cells_max else []
-        methods += [f"scale-actors{actors}"] if actors else []
+        methods += [f"scale-actors{actors}"] if actors and n <= actors_max else []
+        methods += [f"scale-spread{actors}"] if actors else []
         methods += ["scale-faiss"] if methods and n <= faiss_max else []
         ours: dict = {}
         for method in methods:
@@ -505,7 +535,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest n for FAISS's IVF range search beside ours")
     parser.add_argument("--cells-max", type=int, default=0,
                         help="largest n for the cell-by-cell search in one process (0: every n)")
-    parser.add_argument("--search-actors", type=int, default=0, help="also run the scale rows on N actors")
+    parser.add_argument("--search-actors", type=int, default=0,
+                        help="also run the scale rows on N actors: the link spread over Ray (every n) and the "
+                        "search alone on actors, the driver reading and placing (n ≤ --actors-max)")
+    parser.add_argument("--actors-max", type=int, default=1_000_000,
+                        help="largest n for the search alone on actors beside the spread link")
     parser.add_argument("--data-dir", default=None,
                         help="keep the scale rows' data here and reuse it in later runs (10M: ~14 minutes to "
                         "write, 10 GB; default: a temporary folder, removed)")
@@ -525,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         scale = [int(v) for v in args.scale.split(",") if v]
         if scale:
-            _scale_rows(scale, args.faiss_max, args.cells_max, args.search_actors, tmp, args.data_dir)
+            _scale_rows(scale, args.faiss_max, args.cells_max, args.search_actors, tmp, args.data_dir,
+                        args.actors_max)
         for n in sizes:
             x, group = make_data(n, 512, seed=n)
             data = os.path.join(tmp, f"x{n}.npy")

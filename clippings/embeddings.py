@@ -85,41 +85,77 @@ def fixed_list_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
     return arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
 
 
+@dataclass
+class TowersPart:
+    """One part of an embeddings dataset read: ids (Arrow strings), both towers as float32, the model
+    fingerprint and name from its metadata, and the dtype the vectors were stored in."""
+
+    ids: pa.Array
+    image: np.ndarray
+    text: np.ndarray
+    fingerprint: str
+    model_name: str
+    stored: str
+
+
+def read_towers_part(part: str) -> TowersPart:
+    """One embeddings part, after the checks that need no other part (its columns, a fingerprint)."""
+    table = read_part(part, "embeddings")
+    missing = {"clipping_id", "image_emb", "text_emb"} - set(table.column_names)
+    if missing:
+        raise BadInput(
+            f"embeddings {part}: column(s) {', '.join(sorted(missing))} missing; "
+            "this is not an embeddings dataset: run 'clippings embed'"
+        )
+    meta = table.schema.metadata or {}
+    fp = meta.get(META_FINGERPRINT, b"").decode()
+    if not fp:
+        raise BadInput(f"embeddings {part}: no model fingerprint in the file metadata; re-run 'clippings embed'")
+    dim = table.schema.field("image_emb").type.list_size
+    stored = np.dtype(table.schema.field("image_emb").type.value_type.to_pandas_dtype()).name
+    return TowersPart(table.column("clipping_id").combine_chunks(), fixed_list_to_numpy(table.column("image_emb"), dim),
+                      fixed_list_to_numpy(table.column("text_emb"), dim), fp, meta.get(META_MODEL, b"").decode(),
+                      stored)
+
+
+def same_model(path: str, parts: list[str], fingerprints: list[str]) -> None:
+    """Refuse parts embedded by different models (one line naming the first two that differ)."""
+    for part, fp in zip(parts, fingerprints, strict=True):
+        if fp != fingerprints[0]:
+            raise BadInput(
+                f"embeddings {path}: mixed model fingerprints ({parts[0]} has {fingerprints[0]}, {part} has {fp}); "
+                "embed the whole archive with one model"
+            )
+
+
+def pooled_part(path: str, part: str, im_wt: float) -> tuple[TowersPart, np.ndarray]:
+    """One embeddings part read and checked (_check_vectors), and its rows pooled at `im_wt` (float32); the
+    part's towers are dropped (image, text: empty)."""
+    towers = read_towers_part(part)
+    if len(towers.ids):
+        _check_vectors(path, towers.ids, towers.image, towers.text, towers.stored)
+    pooled = pool(towers.image, towers.text, im_wt).astype(np.float32, copy=False)
+    towers.image = towers.text = np.empty((0, pooled.shape[1]), np.float32)
+    return towers, pooled
+
+
 def _parts(path: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, str, str, str]]:
     """Each non-empty part of an embeddings dataset as (ids, image, text, fingerprint, model name, stored
     dtype), the vectors as float32, after the checks that need no other part: columns present, one model
     fingerprint across parts."""
-    fingerprint = first_part = None
+    parts, fingerprints = [], []
     for part in list_parts(path, "embeddings"):
-        table = read_part(part, "embeddings")
-        missing = {"clipping_id", "image_emb", "text_emb"} - set(table.column_names)
-        if missing:
-            raise BadInput(
-                f"embeddings {part}: column(s) {', '.join(sorted(missing))} missing; "
-                "this is not an embeddings dataset: run 'clippings embed'"
-            )
-        meta = table.schema.metadata or {}
-        fp = meta.get(META_FINGERPRINT, b"").decode()
-        if not fp:
-            raise BadInput(f"embeddings {part}: no model fingerprint in the file metadata; re-run 'clippings embed'")
-        if fingerprint is None:
-            fingerprint, first_part = fp, part
-        elif fp != fingerprint:
-            raise BadInput(
-                f"embeddings {path}: mixed model fingerprints ({first_part} has {fingerprint}, {part} has {fp}); "
-                "embed the whole archive with one model"
-            )
-        if table.num_rows == 0:
+        towers = read_towers_part(part)
+        parts.append(part)
+        fingerprints.append(towers.fingerprint)
+        same_model(path, parts, fingerprints)
+        if len(towers.ids) == 0:
             continue
-        dim = table.schema.field("image_emb").type.list_size
-        ids = np.asarray(table.column("clipping_id").to_pylist(), dtype=object)
-        image = fixed_list_to_numpy(table.column("image_emb"), dim)
-        text = fixed_list_to_numpy(table.column("text_emb"), dim)
-        stored = np.dtype(table.schema.field("image_emb").type.value_type.to_pandas_dtype()).name
-        yield ids, image, text, fp, meta.get(META_MODEL, b"").decode(), stored
+        ids = np.asarray(towers.ids.to_pylist(), dtype=object)
+        yield ids, towers.image, towers.text, towers.fingerprint, towers.model_name, towers.stored
 
 
-def _check_vectors(path: str, ids: np.ndarray, image: np.ndarray, text: np.ndarray, stored: str) -> None:
+def _check_vectors(path: str, ids: np.ndarray | pa.Array, image: np.ndarray, text: np.ndarray, stored: str) -> None:
     """Refuse NaN/inf values and vectors that are not unit norm within the tolerance of the dtype they were
     `stored` in (one line naming the clipping)."""
     for name, vectors in (("image_emb", image), ("text_emb", text)):
@@ -127,7 +163,7 @@ def _check_vectors(path: str, ids: np.ndarray, image: np.ndarray, text: np.ndarr
         if not finite.all():
             row = int(np.argmin(finite))
             raise BadInput(
-                f"embeddings {path}: {name} of clipping_id {ids[row]!r} has NaN or infinite values; "
+                f"embeddings {path}: {name} of clipping_id {_id_at(ids, row)!r} has NaN or infinite values; "
                 "re-embed it or quarantine it"
             )
         norms = np.linalg.norm(vectors, axis=1)
@@ -135,9 +171,13 @@ def _check_vectors(path: str, ids: np.ndarray, image: np.ndarray, text: np.ndarr
         if bad.any():
             row = int(np.argmax(bad))
             raise BadInput(
-                f"embeddings {path}: {name} of clipping_id {ids[row]!r} has norm {norms[row]:.4f}, not 1; "
+                f"embeddings {path}: {name} of clipping_id {_id_at(ids, row)!r} has norm {norms[row]:.4f}, not 1; "
                 "embeddings must be unit norm: normalise them or re-run 'clippings embed'"
             )
+
+
+def _id_at(ids: np.ndarray | pa.Array, row: int) -> str:
+    return ids[row].as_py() if isinstance(ids, pa.Array) else ids[row]
 
 
 def _check_unique(ids: np.ndarray, path: str) -> None:

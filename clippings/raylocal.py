@@ -161,6 +161,16 @@ def _moved_hook_message(what: str) -> str:
             "Ray's output on the console untouched")
 
 
+def job_env_vars() -> set[str]:
+    """The environment variables a `ray job submit --runtime-env-json` sets for this job (none outside one)."""
+    import json
+
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return set()
+    return set((json.loads(raw).get("runtime_env") or {}).get("env_vars") or {})
+
+
 def init_ray(num_cpus: int | None = None, object_store_gb: float = 2.0) -> None:
     """Initialise Ray once per process: join `RAY_ADDRESS` if set, else start a private local instance.
 
@@ -175,7 +185,10 @@ def init_ray(num_cpus: int | None = None, object_store_gb: float = 2.0) -> None:
         return
     quiet_libraries()  # before init: its token-authentication notice and the like go to the log file
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env(1), log_to_driver=True)
+        env = runtime_env(1)
+        given = job_env_vars()  # a job's own env_vars win: Ray refuses a driver's that repeat them
+        env["env_vars"] = {key: value for key, value in env["env_vars"].items() if key not in given}
+        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=env, log_to_driver=True)
     else:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep a local cluster on loopback
         ray.init(
@@ -193,3 +206,19 @@ def init_ray(num_cpus: int | None = None, object_store_gb: float = 2.0) -> None:
         )
     if not verbose():
         _route_ray_output()
+
+
+def get(refs: Any) -> Any:
+    """ray.get, where a BadInput raised in a task or actor comes out as itself (its one line), not as Ray's
+    error carrying the remote traceback."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    from clippings.errors import BadInput
+
+    try:
+        return ray.get(refs)
+    except RayTaskError as error:
+        if isinstance(error.cause, BadInput):
+            raise error.cause from None
+        raise

@@ -104,26 +104,6 @@ def _write(path: str, x: np.ndarray, first: int = 0) -> str:
     return path
 
 
-def test_search_actors_link_exactly_as_one_process(tmp_path, ray_local):
-    x = reprint_groups(200_000, 32, seed=7)
-    emb = _write(str(tmp_path / "emb"), x)
-    base = ["link", "--embeddings", emb, "--threshold", str(T), "--index", "ivf", "--nprobe", "8"]
-    assert main([*base, "--out", str(tmp_path / "one")]) == 0
-    assert main([*base, "--out", str(tmp_path / "two"), "--search-actors", "2",
-                 "--index-dir", str(tmp_path / "index")]) == 0
-    one = pq.read_table(tmp_path / "one" / "clusters.parquet")
-    two = pq.read_table(tmp_path / "two" / "clusters.parquet")
-    assert one.equals(two)  # the same cluster ids, row for row
-    assert same_partition(one["cluster_id"].to_numpy(zero_copy_only=False),
-                          two["cluster_id"].to_numpy(zero_copy_only=False))
-    info = json.loads((tmp_path / "two" / "links.json").read_text())
-    assert info["search"]["actors"] == 2 and info["search"]["backend"] == "faiss-cpu"
-    assert info["search"]["product"] == "cpu-float32"  # as the actors report it: no GPUs in this cluster
-    assert info["search"]["nlist"] == round(2 * np.sqrt(200_000)) and info["search"]["nprobe"] == 8
-    assert 0.0 < info["recall"] <= 1.0  # measured and reported (calibrating nprobe is tested at 20k)
-    assert not os.listdir(tmp_path / "index")  # the actors' lists files are removed
-
-
 def test_actors_load_the_lists_from_their_folder_and_run_this_tree(tmp_path, ray_local):
     import ray
 
@@ -351,21 +331,22 @@ def _killing_search(monkeypatch, killed: list[int], **given) -> None:
     """Make the link's actor search SIGKILL its actors when the first shard's result arrives (the driver's
     progress callback, before it hands out the next shard): the next shard then meets a dead actor, so a
     shard provably loses its actor mid-link, and a shard still running on another actor loses it too."""
-    from clippings.link import actors
+    from clippings.link.actors import SHARD_TRIES, SearchPool
 
-    search = actors.search_with_actors
+    search = SearchPool.search
 
-    def killing(folder, n, probes, shards, threshold, count, max_edges, progress=None, gpu=None, **kw):
-        assert len(shards) > count  # a shard is left to hand out after the first result
+    def killing(self, n, probes, shards, threshold, max_edges, progress=None, tries=SHARD_TRIES):
+        assert len(shards) > len(self.pool)  # a shard is left to hand out after the first result
+
         def kill_first(queries: int) -> None:
             if not killed:
                 killed.extend(_kill_search_actors())
             if progress is not None:
                 progress(queries)
 
-        return search(folder, n, probes, shards, threshold, count, max_edges, kill_first, gpu, **{**kw, **given})
+        return search(self, n, probes, shards, threshold, max_edges, kill_first, given.get("tries", tries))
 
-    monkeypatch.setattr(actors, "search_with_actors", killing)
+    monkeypatch.setattr(SearchPool, "search", killing)
 
 
 def test_a_search_shard_whose_actor_is_killed_runs_again_and_links_as_before(tmp_path, ray_local, monkeypatch,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from clippings.link.auto import DEFAULT_METHOD, METHODS
@@ -207,11 +209,9 @@ def _auto(args: argparse.Namespace) -> tuple[Embeddings | Pooled, AutoCut]:
 def run(args: argparse.Namespace) -> int:
     auto = args.threshold == "auto"
     validate_params("link", {**vars(args), "threshold": None if auto else args.threshold}, CONSTRAINTS)
-    from clippings.archive import read_quarantine
     from clippings.errors import BadInput
-    from clippings.link.pipeline import link_embeddings, recut, write_links
     from clippings.link.store import check_replaceable, same_location
-    from clippings.logs import finish, setup_logging
+    from clippings.logs import setup_logging
     from clippings.storage import is_remote
 
     log = setup_logging(args.out, "link")
@@ -223,6 +223,17 @@ def run(args: argparse.Namespace) -> int:
             f"link: --out {args.out} is the links folder read: S3 cannot replace a folder at once; write to a "
             "new prefix"
         )
+    with ExitStack() as stack:
+        return _run(args, auto, mode, stack, log)
+
+
+def _run(args: argparse.Namespace, auto: bool, mode: str, stack: ExitStack, log: logging.Logger) -> int:
+    """run's body; `stack` holds what must outlive the links folder's writing (a spread link's folder)."""
+    from clippings.archive import read_quarantine
+    from clippings.link.pipeline import link_embeddings, recut, write_links
+    from clippings.link.spread import embeddings_rows, spread_enabled, spread_folder, spread_link
+    from clippings.logs import finish
+
     if mode == "add":
         result, quarantine = _add(args)
     elif mode == "recut":
@@ -239,21 +250,29 @@ def run(args: argparse.Namespace) -> int:
             log.info("%s", cut.line("link"))
         else:
             threshold, im_wt = _choice(args)
-            emb = read_pooled(args.embeddings, im_wt)  # one part's towers at a time; the pooled rows mapped
-        with Progress("link: kNN search", total=len(emb.ids), unit="query") as bar:
-            result = link_embeddings(
-                emb,
-                threshold,
-                im_wt,
-                k=args.k,
-                index=args.index,
-                nlist=args.nlist,
-                nprobe=args.nprobe,
-                progress=bar.update,
-                search_actors=args.search_actors,
-                index_dir=args.index_dir,
-                gpu=args.gpu,
-            )
+        if not auto and spread_enabled(args.index, args.search_actors, args.embeddings):
+            # every pass over the rows in Ray tasks; the index folder lives until the links folder is written
+            folder = stack.enter_context(spread_folder(args.index_dir))
+            with Progress("link: kNN search", total=embeddings_rows(args.embeddings), unit="query") as bar:
+                result = spread_link(args.embeddings, threshold, im_wt, folder, args.search_actors, args.nlist,
+                                     args.nprobe, k=args.k, progress=bar.update, gpu=args.gpu, log=log.info)
+        else:
+            if not auto:
+                emb = read_pooled(args.embeddings, im_wt)  # one part's towers at a time; the pooled rows mapped
+            with Progress("link: kNN search", total=len(emb.ids), unit="query") as bar:
+                result = link_embeddings(
+                    emb,
+                    threshold,
+                    im_wt,
+                    k=args.k,
+                    index=args.index,
+                    nlist=args.nlist,
+                    nprobe=args.nprobe,
+                    progress=bar.update,
+                    search_actors=args.search_actors,
+                    index_dir=args.index_dir,
+                    gpu=args.gpu,
+                )
         result.info["embeddings"] = args.embeddings
         if cut is not None:
             from clippings.link.auto import cut_table

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clippings.errors import BadInput, RunFailed
-from clippings.link.cellfile import open_lists
+from clippings.link.cellfile import open_lists, open_part_probes
 from clippings.link.cells import Probes, search_cells
 from clippings.link.devicecells import products
+from clippings.link.exact import cosine_distances_of_pairs
 from clippings.link.slink import ForestBuffer
 
 if TYPE_CHECKING:
@@ -43,20 +44,45 @@ log = logging.getLogger("clippings.link")
 
 
 class CellSearcher:
-    """A Ray actor holding the IVF lists (mapped from their folder) that searches batches of cells."""
+    """A Ray actor holding the IVF lists (mapped from their folder) that searches batches of cells; with
+    `owners`, the folder's per-part probes too (a spread link: no probe table travels)."""
 
-    def __init__(self, lists_folder: str, device: str | None = None):
-        self.lists = open_lists(lists_folder)  # BLAS sizes its threads from the actor's runtime env
+    def __init__(self, lists_folder: str, device: str | None = None, owners: np.ndarray | None = None):
+        import tempfile
+
+        from clippings.storage import is_remote
+
+        # s3:// lists are downloaded once, to a folder `close` removes
+        self.cache = tempfile.mkdtemp(prefix="clippings-cells-") if is_remote(lists_folder) else None
+        self.lists = open_lists(lists_folder, self.cache)  # BLAS sizes its threads from the actor's runtime env
+        self.probes = None if owners is None else open_part_probes(lists_folder, owners, self.cache)
         self.product = products(device)
 
-    def search(self, probes: Probes, batches: list[tuple[int, int]], threshold: float, max_edges: int
+    def close(self) -> None:
+        """Drop the lists and remove the files downloaded for them."""
+        import shutil
+
+        self.lists = self.probes = None
+        if self.cache:
+            shutil.rmtree(self.cache, ignore_errors=True)
+
+    def search(self, probes: Probes | None, batches: list[tuple[int, int]], threshold: float, max_edges: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, str]:
-        """search_cells over `batches`: (src, dst, distance, compactions, queries, the products this actor
-        runs: "cpu-float32" or "torch-cuda-float16", for links.json). The product's name comes with every
-        result, not from a call of its own, so no extra call can meet a dead actor."""
-        src, dst, dist, compactions, queries = search_cells(self.lists, probes, batches, threshold, max_edges,
-                                                            forest=True, product=self.product)
+        """search_cells over `batches` (probes None: the actor's own): (src, dst, distance, compactions,
+        queries, the products this actor runs: "cpu-float32" or "torch-cuda-float16", for links.json). The
+        product's name comes with every result, not from a call of its own, so no extra call can meet a dead
+        actor."""
+        src, dst, dist, compactions, queries = search_cells(self.lists, probes or self.probes, batches, threshold,
+                                                            max_edges, forest=True, product=self.product)
         return src, dst, dist, compactions, queries, self.product.name
+
+    def distances(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """float64 cosine distances of these pairs (clippings.link.exact.cosine_distances_of_pairs)."""
+        return cosine_distances_of_pairs(self.lists, None, src, dst)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The float32 vectors of these rows."""
+        return self.lists.take(rows)
 
     def where(self) -> str:
         """The file clippings was imported from (a check that actors run this tree's code)."""
@@ -120,47 +146,81 @@ def retry_or_fail(shard: Shard, shards: int, tries: int, error: RayActorError) -
     return shard
 
 
-def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[list[tuple[int, int]]],
-                       threshold: float, actors: int, max_edges: int,
-                       progress: Callable[[int], None] | None = None, gpu: bool | None = None,
-                       tries: int = SHARD_TRIES) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, str]:
-    """Search `shards` (lists of cell batches) on `actors` Ray actors, each loading the lists from
-    `lists_folder`; fold their forests into one: (src, dst, distance, compactions, actors used, the actors'
-    product name). gpu: see actor_device (None: a GPU per actor where the cluster has them; each then
-    multiplies there, clippings.link.devicecells).
+class SearchPool:
+    """`actors` search actors (CellSearcher) over one lists folder, alive from `open` to `close`: the search,
+    then the float64 distances of the edges kept and the vectors the diagnostics read, where the rows are.
 
-    Shards are handed out as actors free up (ray.wait), so a slower machine takes fewer. A shard whose actor
-    dies runs again at once on a new actor that takes the dead one's place (scheduled by Ray wherever the
-    cluster has room); after `tries` tries the link stops with RunFailed (retry_or_fail).
-    progress: told each shard's queries once, when its result is folded in. The probe table
-    (2·n·(nprobe + 1) int32) travels once through the object store (read in place by the actors of one
-    machine); the lists do not.
-    Memory in the driver: O(n + max_edges) for the merged forest.
-    """
-    import ray
-    from ray.exceptions import RayActorError
+    gpu: see actor_device (None: a GPU per actor where the cluster has them; each then multiplies there,
+    clippings.link.devicecells). owners: the actors read the folder's per-part probes (a spread link)."""
 
-    from clippings.raylocal import init_ray, runtime_env
+    def __init__(self, lists_folder: str, actors: int, gpu: bool | None = None, owners: np.ndarray | None = None):
+        import ray
 
-    init_ray()
-    cpus = actor_cpus(actors)
-    device = actor_device(actors, gpu, float(ray.cluster_resources().get("GPU", 0.0)))
-    remote = ray.remote(num_cpus=cpus, num_gpus=1 if device else 0, runtime_env=runtime_env(cpus))(CellSearcher)
-    pool = [remote.remote(lists_folder, device) for _ in range(actors)]
-    probes_ref = ray.put(probes)
-    buffer = ForestBuffer(n, max_edges, unique=True)  # each pair comes from one shard only (cells.query)
-    queue = deque(Shard(number, batches) for number, batches in enumerate(shards, start=1))
-    pending: dict[Any, tuple[int, Shard]] = {}  # a running search → its actor's place in the pool, its shard
-    compactions, product = 0, ""
+        from clippings.raylocal import init_ray, runtime_env
 
-    def submit(slot: int) -> None:
-        if queue:
-            shard = queue.popleft()
-            shard.tries += 1
-            pending[pool[slot].search.remote(probes_ref, shard.batches, threshold, max_edges)] = (slot, shard)
+        init_ray()
+        cpus = actor_cpus(actors)
+        self.device = actor_device(actors, gpu, float(ray.cluster_resources().get("GPU", 0.0)))
+        self.remote = ray.remote(num_cpus=cpus, num_gpus=1 if self.device else 0,
+                                 runtime_env=runtime_env(cpus))(CellSearcher)
+        self.folder, self.owners_ref = lists_folder, None if owners is None else ray.put(owners)
+        self.pool = [self._start() for _ in range(actors)]
 
-    try:
-        for slot in range(len(pool)):
+    def _start(self):
+        return self.remote.remote(self.folder, self.device, self.owners_ref)
+
+    def __enter__(self) -> SearchPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Ask each actor to remove what it downloaded (a dead one cannot), then end them."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        from clippings.storage import is_remote
+
+        try:
+            if is_remote(self.folder):  # only then did the actors download anything
+                ray.get([actor.close.remote() for actor in self.pool], timeout=60)
+        except (RayActorError, GetTimeoutError):
+            log.warning("link: a search actor could not remove the lists it downloaded (it had died)")
+        for actor in self.pool:
+            ray.kill(actor)
+        self.pool = []
+
+    def search(self, n: int, probes: Probes | None, shards: list[list[tuple[int, int]]], threshold: float,
+               max_edges: int, progress: Callable[[int], None] | None = None, tries: int = SHARD_TRIES
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, str]:
+        """Search `shards` (lists of cell batches); fold the actors' forests into one: (src, dst, distance,
+        compactions, the actors' product name).
+
+        Shards are handed out as actors free up (ray.wait), so a slower machine takes fewer. A shard whose
+        actor dies runs again at once on a new actor that takes the dead one's place (scheduled by Ray
+        wherever the cluster has room); after `tries` tries the link stops with RunFailed (retry_or_fail).
+        progress: told each shard's queries once, when its result is folded in. The probe table
+        (2·n·(nprobe + 1) int32; None: the actors read theirs from the folder) travels once through the
+        object store (read in place by the actors of one machine); the lists do not.
+        Memory here: O(n + max_edges) for the merged forest.
+        """
+        import ray
+        from ray.exceptions import RayActorError
+
+        probes_ref = ray.put(probes)
+        buffer = ForestBuffer(n, max_edges, unique=True)  # each pair comes from one shard only (cells.query)
+        queue = deque(Shard(number, batches) for number, batches in enumerate(shards, start=1))
+        pending: dict[Any, tuple[int, Shard]] = {}  # a running search → its actor's place in the pool, its shard
+        compactions, product = 0, ""
+
+        def submit(slot: int) -> None:
+            if queue:
+                shard = queue.popleft()
+                shard.tries += 1
+                pending[self.pool[slot].search.remote(probes_ref, shard.batches, threshold, max_edges)] = (slot, shard)
+
+        for slot in range(len(self.pool)):
             submit(slot)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -171,8 +231,8 @@ def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[l
                 if error.actor_init_failed:  # the lists could not be loaded: that error recurs on any actor
                     raise
                 queue.appendleft(retry_or_fail(shard, len(shards), tries, error))  # the next shard submitted
-                ray.kill(pool[slot])
-                pool[slot] = remote.remote(lists_folder, device)
+                ray.kill(self.pool[slot])
+                self.pool[slot] = self._start()
                 submit(slot)
                 continue
             buffer.add(src, dst, dist)
@@ -180,8 +240,36 @@ def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[l
             if progress is not None:
                 progress(queries)
             submit(slot)
-    finally:
-        for actor in pool:
-            ray.kill(actor)
-    src, dst, dist = buffer.result()
-    return src, dst, dist, compactions + buffer.compactions, len(pool), product
+        src, dst, dist = buffer.result()
+        return src, dst, dist, compactions + buffer.compactions, product
+
+    def _spread(self, method: str, arrays: tuple[np.ndarray, ...], chunk: int) -> list:
+        """`method` called on chunks of `arrays` over the actors in turn; the results in chunk order."""
+        import ray
+
+        calls = [getattr(self.pool[k % len(self.pool)], method).remote(*(a[start : start + chunk] for a in arrays))
+                 for k, start in enumerate(range(0, len(arrays[0]), chunk))]
+        return ray.get(calls)
+
+    def distances(self, src: np.ndarray, dst: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+        """float64 cosine distances of the pairs (src, dst), computed by the actors from their lists."""
+        parts = self._spread("distances", (src, dst), chunk)
+        return np.concatenate(parts) if parts else np.empty(0, np.float64)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The float32 vectors of these rows, read by the actors."""
+        parts = self._spread("take", (np.asarray(rows, dtype=np.int64),), 1 << 16)
+        return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+
+    __getitem__ = take
+
+
+def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[list[tuple[int, int]]],
+                       threshold: float, actors: int, max_edges: int,
+                       progress: Callable[[int], None] | None = None, gpu: bool | None = None,
+                       tries: int = SHARD_TRIES) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, str]:
+    """Search `shards` (lists of cell batches) on `actors` Ray actors (SearchPool.search), each loading the
+    lists from `lists_folder`: (src, dst, distance, compactions, actors used, the actors' product name)."""
+    with SearchPool(lists_folder, actors, gpu) as pool:
+        src, dst, dist, compactions, product = pool.search(n, probes, shards, threshold, max_edges, progress, tries)
+        return src, dst, dist, compactions, len(pool.pool), product

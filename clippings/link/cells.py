@@ -57,30 +57,39 @@ O(nlist·d) a row: one GEMM beats a graph walk per row until nlist is large, and
 nearest cell (docs/benchmarks.md#quantizer-flat-gemm-vs-hnsw)."""
 
 
+def centroid_sample(n: int, nlist: int, seed: int = 0, train_per_cell: int = 32) -> np.ndarray:
+    """The sorted row numbers `train_centroids` trains on: min(n, train_per_cell·nlist) random rows, half as
+    many per cell from LARGE_NLIST cells."""
+    per_cell = train_per_cell if nlist < LARGE_NLIST else train_per_cell // 2
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(n, per_cell * nlist), replace=False))
+
+
 def train_centroids(x: np.ndarray, nlist: int, seed: int = 0, train_per_cell: int = 32, niter: int = 10
                     ) -> np.ndarray:
-    """IVF centroids (nlist, d) float32 of unit rows x, by spherical k-means on a sample.
+    """IVF centroids (nlist, d) float32 of unit rows x, by spherical k-means on a sample (centroid_sample).
 
-    Below LARGE_NLIST cells: k-means (`niter` iterations) on min(n, train_per_cell·nlist) sampled rows. From
-    LARGE_NLIST: FAISS's two-level k-means (√nlist coarse cells, each split in proportion to its rows;
-    train_per_cell/2 rows per cell), whose cost grows as nlist^1.5, not nlist².
+    Below LARGE_NLIST cells: k-means (`niter` iterations). From LARGE_NLIST: FAISS's two-level k-means (√nlist
+    coarse cells, each split in proportion to its rows), whose cost grows as nlist^1.5, not nlist².
     """
+    sample = x[centroid_sample(len(x), nlist, seed, train_per_cell)]
+    return centroids_of_sample(sample, nlist, seed, train_per_cell, niter)
+
+
+def centroids_of_sample(sample: np.ndarray, nlist: int, seed: int = 0, train_per_cell: int = 32, niter: int = 10
+                        ) -> np.ndarray:
+    """train_centroids' k-means on its sample rows (the driver of a spread link has only those)."""
     import faiss
 
-    n, dim = x.shape
-    rng = np.random.default_rng(seed)
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
     if nlist < LARGE_NLIST:
-        sample = x[np.sort(rng.choice(n, size=min(n, train_per_cell * nlist), replace=False))]
-        kmeans = faiss.Kmeans(dim, nlist, niter=niter, seed=seed, spherical=True, min_points_per_centroid=1,
-                              max_points_per_centroid=max(train_per_cell, 1))
-        kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
+        kmeans = faiss.Kmeans(sample.shape[1], nlist, niter=niter, seed=seed, spherical=True,
+                              min_points_per_centroid=1, max_points_per_centroid=max(train_per_cell, 1))
+        kmeans.train(sample)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
     from faiss.contrib.clustering import two_level_clustering
 
-    sample = x[np.sort(rng.choice(n, size=min(n, train_per_cell // 2 * nlist), replace=False))]
-    centroids, _ = two_level_clustering(np.ascontiguousarray(sample, dtype=np.float32), int(math.sqrt(nlist)),
-                                        nlist, clustering_niter=niter, seed=seed, spherical=True,
-                                        min_points_per_centroid=1)
+    centroids, _ = two_level_clustering(sample, int(math.sqrt(nlist)), nlist, clustering_niter=niter, seed=seed,
+                                        spherical=True, min_points_per_centroid=1)
     return np.ascontiguousarray(centroids, dtype=np.float32)
 
 
@@ -118,6 +127,53 @@ class Probes:
     def sizes(self) -> np.ndarray:
         """Query rows probing each cell (nlist,)."""
         return np.diff(self.starts)
+
+    def batch(self, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, starts) of cells [c0, c1): the rows probing them (int64; by cell, ascending within one) and
+        where each cell's run starts in them (c1 − c0 + 1,)."""
+        r0 = int(self.starts[c0])
+        return self.rows[r0 : int(self.starts[c1])].astype(np.int64), self.starts[c0 : c1 + 1] - r0
+
+    def cells_of(self, rows: np.ndarray) -> np.ndarray:
+        """The probe rows (len(rows), nprobe) of these rows."""
+        return self.cells[rows]
+
+
+class PartProbes:
+    """The Probes of a link whose rows were probed part by part (clippings.link.spread): per part, its probe
+    table and its rows grouped by probed cell, read in place (mapped files); no table of all n rows is ever
+    built. Part k holds rows offsets[k] … offsets[k + 1] − 1, the parts in row order, so a cell's rows,
+    joined part after part, ascend as Probes' do: the search sees the same rows in the same order."""
+
+    def __init__(self, tables: list[np.ndarray], rows: list[np.ndarray], starts: list[np.ndarray],
+                 owners: np.ndarray):
+        self.tables, self.part_rows, self.part_starts, self.owners = tables, rows, starts, owners
+        self.offsets = np.concatenate([[0], np.cumsum([len(t) for t in tables])]).astype(np.int64)
+
+    @property
+    def nprobe(self) -> int:
+        return int(self.tables[0].shape[1])
+
+    def batch(self, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """As Probes.batch: the parts' runs of cells [c0, c1), ordered by cell (stable: part order within)."""
+        cells, rows = [], []
+        for part_rows, starts in zip(self.part_rows, self.part_starts, strict=True):
+            counts = np.diff(starts[c0 : c1 + 1])
+            rows.append(part_rows[int(starts[c0]) : int(starts[c1])])
+            cells.append(np.repeat(np.arange(c0, c1, dtype=np.int32), counts))
+        cell = np.concatenate(cells)
+        order = np.argsort(cell, kind="stable")
+        joined = np.concatenate(rows).astype(np.int64)[order]
+        return joined, np.searchsorted(cell[order], np.arange(c0, c1 + 1)).astype(np.int64)
+
+    def cells_of(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        part = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.empty((len(rows), self.nprobe), dtype=np.int32)
+        for p in np.unique(part).tolist():
+            here = np.flatnonzero(part == p)
+            out[here] = self.tables[p][rows[here] - self.offsets[p]]
+        return out
 
 
 def nearest_centroids(quantizer, x: np.ndarray, k: int, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
@@ -228,12 +284,25 @@ class PartLists:
     def cell_sorted(cls, vectors: np.ndarray, order: np.ndarray, starts: np.ndarray) -> PartLists:
         """One block already in cell order (clippings.link.cellfile: a mapped file, read in place):
         vectors[k] is row order[k], and list c is vectors[starts[c]:starts[c + 1]]."""
+        return cls.sorted_blocks([(vectors, order, starts)])
+
+    @classmethod
+    def sorted_blocks(cls, blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> PartLists:
+        """Blocks each already in cell order, as (vectors, order, starts) of cell_sorted; block k holds the
+        rows numbered offsets[k] … offsets[k + 1] − 1 (its order a permutation of them), the blocks in row
+        order: a link's per-part lists (clippings.link.cellfile), each written where its part was read."""
         lists = cls.__new__(cls)
-        inverse = np.empty(len(order), dtype=np.int64)
-        inverse[order] = np.arange(len(order))
-        lists.offsets = np.array([0, len(order)], dtype=np.int64)
-        lists.d = int(vectors.shape[1])
-        lists.vectors, lists.rows, lists.starts, lists.inverse = [vectors], [order], [starts], [inverse]
+        sizes = [len(order) for _, order, _ in blocks]
+        lists.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        lists.d = int(blocks[0][0].shape[1])
+        lists.vectors, lists.rows, lists.starts, lists.inverse = [], [], [], []
+        for (vectors, order, starts), first in zip(blocks, lists.offsets[:-1].tolist(), strict=True):
+            inverse = np.empty(len(order), dtype=np.int64)
+            inverse[order - first] = np.arange(len(order))
+            lists.vectors.append(vectors)
+            lists.rows.append(order)
+            lists.starts.append(starts)
+            lists.inverse.append(inverse)
         return lists
 
     @property
@@ -385,13 +454,12 @@ def search_cells(lists: PartLists, probes: Probes, batches: list[tuple[int, int]
     margin = CYCLE_MARGIN * float32_margin(lists.d)
     queries = 0
     for c0, c1 in batches:
-        r0, r1 = int(probes.starts[c0]), int(probes.starts[c1])
-        rows = probes.rows[r0:r1].astype(np.int64)
+        rows, starts = probes.batch(c0, c1)
         q = lists.take(rows) if len(rows) else np.empty((0, lists.d), np.float32)
         held = product.queries(q)
         found = []
         for c in range(c0, c1):
-            s0, s1 = int(probes.starts[c]) - r0, int(probes.starts[c + 1]) - r0
+            s0, s1 = int(starts[c - c0]), int(starts[c - c0 + 1])
             if s0 == s1 or not lists.size(c):
                 continue
             ids, vectors = lists.list(c)
@@ -402,7 +470,7 @@ def search_cells(lists: PartLists, probes: Probes, batches: list[tuple[int, int]
             a, b = rows[s0:s1][i], ids[j]
             # b also meets a when b probes a's own cell: the pair is then kept from its smaller row's side
             later = np.flatnonzero(a > b)
-            mutual = (probes.cells[b[later]] == probes.cells[a[later], :1]).any(axis=1)
+            mutual = (probes.cells_of(b[later]) == probes.cells_of(a[later])[:, :1]).any(axis=1)
             keep = a < b
             keep[later[~mutual]] = True
             found.append(confirm(lists, q[s0:s1], i[keep], rows[s0:s1], b[keep], sims[keep], threshold))

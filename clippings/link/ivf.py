@@ -77,7 +77,11 @@ def calibration_pairs(x: np.ndarray | PartLists, norms: np.ndarray | None, rows:
                       rng: np.random.Generator) -> np.ndarray:
     """The exact within-t pairs of `rows` (keys a·n + b) that calibration counts: all of them, or a random
     CALIBRATION_PAIRS when there are more. Cost: O(len(rows)·n·d) brute force."""
-    truth = exact_pairs(x, norms, rows, threshold)
+    return subsample_pairs(exact_pairs(x, norms, rows, threshold), rng)
+
+
+def subsample_pairs(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The pairs calibration counts: all of `truth`, or a random CALIBRATION_PAIRS of them."""
     if len(truth) > CALIBRATION_PAIRS:
         truth = np.sort(rng.choice(truth, size=CALIBRATION_PAIRS, replace=False))
     return truth

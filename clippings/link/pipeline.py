@@ -27,7 +27,9 @@ from clippings.link.store import VECTORS, VectorRows, require_complete, staged_f
 from clippings.storage import exists, join, read_json, read_part, write_json, write_table_atomic
 
 if TYPE_CHECKING:
+    from clippings.link.actors import SearchPool
     from clippings.link.cells import PartLists
+    from clippings.link.graph import Graph
 
 CHAIN_FACTOR = 2.0
 """A cluster whose angular radius exceeds CHAIN_FACTOR × arccos(1 − t) was probably chained together."""
@@ -38,9 +40,9 @@ class LinkResult:
     """ids (n,), the MST over them, each id's cluster id, and the links.json record; the pooled vectors to
     persist for `link --add` (None: none to keep), and after an add the clusters it touched."""
 
-    ids: np.ndarray
+    ids: np.ndarray | pa.Array
     mst: Mst
-    cluster_ids: np.ndarray
+    cluster_ids: np.ndarray | pa.Array
     info: dict
     vectors: VectorRows | None = None
     changes: pa.Table | None = None
@@ -73,9 +75,21 @@ def link_embeddings(
     graph = knn_graph(vectors, k=k, threshold=threshold, index=index, nlist=nlist, nprobe=nprobe,
                       progress=progress, search_actors=search_actors, index_dir=index_dir,
                       gpu=gpu)
+    result = link_graph(emb.ids, graph, vectors, int(vectors.shape[1]), threshold, im_wt, k, emb.fingerprint,
+                        emb.model_name, start)
+    result.vectors = VectorRows(emb.ids, vectors, graph.cells)
+    return result
+
+
+def link_graph(ids: np.ndarray | pa.Array, graph: Graph, vectors: np.ndarray | PartLists | SearchPool, dim: int,
+               threshold: float, im_wt: float, k: int, fingerprint: str, model_name: str, start: float
+               ) -> LinkResult:
+    """The LinkResult of a search's graph over rows `ids`: its MST cut at `threshold`, and the links.json
+    record (`start`: when the link began, perf_counter). vectors: the rows' vectors, indexable by an array of
+    row numbers (the diagnostics read the largest clusters'); no vectors to persist (the caller's to set)."""
     t0 = time.perf_counter()
     mst = mst_from_graph(graph.n, graph.src, graph.dst, graph.distance)
-    cluster_ids = cut_mst(emb.ids, mst, threshold)
+    cluster_ids = cut_mst(ids, mst, threshold)
     mst_s = time.perf_counter() - t0
     info = {
         "threshold": float(threshold),
@@ -89,11 +103,11 @@ def link_embeddings(
             "nlist": graph.stats.get("nlist"),
             "nprobe": graph.stats.get("nprobe"),
         },
-        "fingerprint": emb.fingerprint,
-        "model_name": emb.model_name,
-        "vectors": {"rows": int(len(emb.ids)), "dim": int(vectors.shape[1])},
+        "fingerprint": fingerprint,
+        "model_name": model_name,
+        "vectors": {"rows": int(len(ids)), "dim": int(dim)},
         "counts": {
-            "clippings": int(len(emb.ids)),
+            "clippings": int(len(ids)),
             "graph_edges": int(len(graph.src)),
             "mst_edges": int(len(mst.src)),
             "saturated": graph.stats.get("saturated", 0),
@@ -109,10 +123,10 @@ def link_embeddings(
     }
     info["diagnostics"] = diagnostics(vectors, cluster_ids, threshold)
     info["counts"]["clusters"] = info["diagnostics"]["clusters"]
-    return LinkResult(emb.ids, mst, cluster_ids, info, VectorRows(emb.ids, vectors, graph.cells))
+    return LinkResult(ids, mst, cluster_ids, info)
 
 
-def diagnostics(vectors: np.ndarray | PartLists, cluster_ids: np.ndarray, threshold: float, largest: int = 10
+def diagnostics(vectors: np.ndarray | PartLists | SearchPool, cluster_ids: np.ndarray, threshold: float, largest: int = 10
                 ) -> dict:
     """Cluster-size histogram, the largest clusters with their angular radius, and chaining warnings.
     vectors: the rows' vectors, indexable by an array of row numbers.
@@ -121,7 +135,7 @@ def diagnostics(vectors: np.ndarray | PartLists, cluster_ids: np.ndarray, thresh
     from its centroid (radius > CHAIN_FACTOR × the angle of t) is flagged. Cost: O(n) plus the members of
     the `largest` clusters.
     """
-    enc = pa.array(cluster_ids, pa.string()).dictionary_encode()  # hashing, not a sort of n strings
+    enc = strings(cluster_ids).dictionary_encode()  # hashing, not a sort of n strings
     inverse = enc.indices.to_numpy()
     sizes = np.bincount(inverse, minlength=len(enc.dictionary))
     hist = size_histogram(sizes)
@@ -153,6 +167,13 @@ def diagnostics(vectors: np.ndarray | PartLists, cluster_ids: np.ndarray, thresh
     }
 
 
+def strings(values: np.ndarray | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Ids as one Arrow string array: as they are when Arrow already (a spread link's), else converted."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    return values if isinstance(values, pa.Array) else pa.array(np.asarray(values, dtype=object), pa.string())
+
+
 def size_histogram(sizes: np.ndarray) -> dict[str, int]:
     """How many clusters have 1, 2, 3-5, 6-10, 11-100, 101-1000 and more members."""
     edges = [1, 2, 3, 6, 11, 101, 1001]
@@ -167,7 +188,7 @@ def write_links(out: str, result: LinkResult, quarantine: pa.Table | None = None
     """Write the links folder `out` at once (clippings.link.store.staged_folder): the vectors, mst.parquet,
     clusters.parquet (sorted by clipping_id), changes.parquet (after an add), the quarantine rows, and
     links.json last. Cost: O(n log n) for the sort; the vectors cost O(m·d) for the m rows not carried."""
-    ids = pa.array(np.asarray(result.ids, dtype=object), pa.string())
+    ids = strings(result.ids)
     mst = pa.table(
         {
             "src": ids.take(pa.array(result.mst.src)),
@@ -176,7 +197,7 @@ def write_links(out: str, result: LinkResult, quarantine: pa.Table | None = None
         },
         schema=MST_SCHEMA,
     )
-    cluster_ids = pa.array(np.asarray(result.cluster_ids, dtype=object), pa.string())
+    cluster_ids = strings(result.cluster_ids)
     codes = cluster_ids.dictionary_encode().indices.to_numpy()
     clusters = pa.table(
         {

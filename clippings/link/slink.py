@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _ZERO = np.finfo(np.float64).tiny
 
@@ -70,19 +72,25 @@ def components(mst: Mst, threshold: float) -> np.ndarray:
     return labels
 
 
-def stable_cluster_ids(ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def stable_cluster_ids(ids: np.ndarray | pa.Array, labels: np.ndarray) -> np.ndarray | pa.Array:
     """Name each component by its smallest member clipping_id (string order): the same clusters get the
-    same names across runs, whatever the row order. Cost: one sort of the ids."""
-    ids = np.asarray(ids, dtype=object)
+    same names across runs, whatever the row order. Cost: one sort of the ids. Arrow ids (a spread link's)
+    are sorted by Arrow and the names are Arrow: no Python string per row."""
+    if isinstance(ids, pa.Array | pa.ChunkedArray):
+        order = pc.sort_indices(ids).to_numpy()
+    else:
+        ids = np.asarray(ids, dtype=object)
+        order = np.argsort(ids.astype(str), kind="stable")
     rank = np.empty(len(ids), dtype=np.int64)
-    order = np.argsort(ids.astype(str), kind="stable")
     rank[order] = np.arange(len(ids))
     first = np.full(labels.max() + 1 if len(labels) else 0, len(ids), dtype=np.int64)
     np.minimum.at(first, labels, rank)
+    if isinstance(ids, pa.Array | pa.ChunkedArray):
+        return ids.take(pa.array(order[first[labels]]))
     return ids[order[first[labels]]]
 
 
-def cut_mst(ids: np.ndarray, mst: Mst, threshold: float) -> np.ndarray:
+def cut_mst(ids: np.ndarray | pa.Array, mst: Mst, threshold: float) -> np.ndarray | pa.Array:
     """Cluster id (smallest member id) of each point at `threshold`; linked when distance ≤ threshold."""
     return stable_cluster_ids(ids, components(mst, threshold))
 

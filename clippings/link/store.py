@@ -69,7 +69,7 @@ def _part(i: int) -> str:
     return f"part-{i:05d}.arrow"
 
 
-def _write_ipc(table: pa.Table, path: str) -> None:
+def write_ipc(table: pa.Table, path: str) -> None:
     """One Arrow IPC file, streamed out: inside a staged local folder (renamed whole at the end) or as one
     S3 upload, which S3 shows all at once."""
     fs, inner = filesystem(path)
@@ -79,7 +79,7 @@ def _write_ipc(table: pa.Table, path: str) -> None:
         writer.write_table(table)
 
 
-def _read_ipc(path: str) -> pa.Table:
+def read_ipc(path: str) -> pa.Table:
     """An Arrow IPC file: memory-mapped locally (no copy, no decoding), read whole from S3."""
     try:
         if is_remote(path):
@@ -110,12 +110,12 @@ def _carry_file(src: str, dst: str) -> None:
         write_bytes_atomic(dst, read_bytes(src))
 
 
-def _fixed_list(a: np.ndarray) -> pa.FixedSizeListArray:
+def fixed_list(a: np.ndarray) -> pa.FixedSizeListArray:
     flat = pa.array(np.ascontiguousarray(a, dtype=np.float32).reshape(-1), pa.float32())
     return pa.FixedSizeListArray.from_arrays(flat, a.shape[1])
 
 
-def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+def vector_matrix(column: pa.ChunkedArray) -> np.ndarray:
     """(rows, d) float32 from a fixed-size list column: a view of a single chunk, else one copy."""
     dim = column.type.list_size
     # one chunk: its values in place (a mapped file stays mapped; combine_chunks would copy it)
@@ -138,13 +138,13 @@ def write_vectors(folder: str, rows: VectorRows, rows_per_part: int = ROWS_PER_P
         at = slice(start, start + rows_per_part) if order is None else order[start : start + rows_per_part]
         columns = {
             "clipping_id": pa.array(ids[at], pa.string()),
-            "vector": _fixed_list(rows.vectors[at]),
+            "vector": fixed_list(rows.vectors[at]),
         }
         if rows.cells is not None:
             columns["cell"] = pa.array(rows.cells.assign[at].astype(np.int32))
-        _write_ipc(pa.table(columns), join(out, _part(len(carried) + start // rows_per_part)))
+        write_ipc(pa.table(columns), join(out, _part(len(carried) + start // rows_per_part)))
     if rows.cells is not None:
-        _write_ipc(pa.table({"centroid": _fixed_list(rows.cells.centroids)}), join(out, CENTROIDS))
+        write_ipc(pa.table({"centroid": fixed_list(rows.cells.centroids)}), join(out, CENTROIDS))
     elif rows.carry and exists(join(rows.carry, VECTORS, CENTROIDS)):
         _carry_file(join(rows.carry, VECTORS, CENTROIDS), join(out, CENTROIDS))
 
@@ -169,7 +169,7 @@ def read_vectors(links: str, expected_rows: int) -> StoredVectors:
     """Read `links/vectors/` (ids and float32 vectors in stored order, IVF cells) and check it holds
     `expected_rows` rows. Memory: local parts are mapped, not copied (read-only views); S3 parts n·d·4 bytes."""
     parts = read_vector_parts(links)
-    table = pa.concat_tables([_read_ipc(p) for p in parts])
+    table = pa.concat_tables([read_ipc(p) for p in parts])
     if table.num_rows != expected_rows:
         raise BadInput(
             f"links {links}: {VECTORS}/ holds {table.num_rows} rows but links.json counts {expected_rows} "
@@ -177,10 +177,10 @@ def read_vectors(links: str, expected_rows: int) -> StoredVectors:
         )
     cells = None
     if "cell" in table.column_names:
-        centroids = _matrix(_read_ipc(join(links, VECTORS, CENTROIDS)).column("centroid"))
+        centroids = vector_matrix(read_ipc(join(links, VECTORS, CENTROIDS)).column("centroid"))
         cells = IvfCells(np.array(centroids), table.column("cell").to_numpy().astype(np.int64))
     ids = table.column("clipping_id").to_numpy(zero_copy_only=False)
-    blocks = [_matrix(pa.chunked_array([chunk])) for chunk in table.column("vector").chunks]
+    blocks = [vector_matrix(pa.chunked_array([chunk])) for chunk in table.column("vector").chunks]
     return StoredVectors(ids, blocks, cells)
 
 

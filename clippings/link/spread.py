@@ -1,0 +1,353 @@
+"""The ivf link spread over a Ray cluster (`link --search-actors N` on an embeddings folder): every pass over
+the rows runs in Ray tasks, part by part, where the rows are read; the driver trains the centroids on a
+sample, hands out parts and search shards, and merges spanning forests.
+
+Passes, each a Ray task per embeddings part (clippings.link.cellfile has the folder's layout):
+1. read: the part is read, checked (finite, unit norm) and pooled at w, and its pooled rows are written to
+   the index folder (`pooled/`); the task returns the part's ids (Arrow, left in the object store until the
+   cut), its count, model fingerprint, and the vectors of the sample rows it holds (centroids, calibration,
+   recall).
+2. calibration pairs: the exact within-t pairs of the calibration rows against the part's rows (brute force),
+   with the vectors of the part's rows among them.
+3. place: the part's rows probe their nearest centroids (which puts each in its cell); the part writes its
+   lists (its rows in cell order, as the links folder's vectors part, and its probes) and returns per-cell
+   counts, from which the driver cuts the search into shards (O(nlist) per part).
+4. recall pairs: as 2, for the recall sample, with the probe rows of the part's rows among them.
+5. search, on the search actors (clippings.link.actors.SearchPool), which also compute the kept edges'
+   float64 distances and read the vectors the diagnostics need (tasks run before: the actors may hold every
+   CPU).
+
+Rows are numbered by their place in the embeddings (parts in order), as in a single-process link, and each
+step computes what the single-process one does on the same rows, so the clusters are the same
+(tests/test_link_spread.py). What stays on the driver: the merged forest (≤ n − 1 edges), its MST and cut
+(vectorised passes over integers) and the ids (Arrow, turned into the cluster names and clusters.parquet).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from clippings.errors import BadInput
+from clippings.link.cellfile import (
+    cell_layout,
+    local_file,
+    part_array,
+    part_name,
+    save_array,
+    write_part_lists,
+)
+from clippings.link.cells import (
+    balanced_shards,
+    cell_batches,
+    centroid_quantizer,
+    centroid_sample,
+    centroids_of_sample,
+    invert_probes,
+    nlist_for,
+    probe_cells,
+)
+from clippings.link.exact import exact_pairs
+from clippings.link.graph import Graph
+from clippings.link.ivf import SHARDS_PER_ACTOR, calibrate_probes, probe_recall, subsample_pairs
+from clippings.link.pipeline import LinkResult, link_graph
+from clippings.link.store import CENTROIDS, VECTORS, VectorRows, fixed_list, write_ipc
+from clippings.numeric import unique_ints
+from clippings.storage import filesystem, join, list_parts
+
+SPREAD_FOLDERS = ("pooled", VECTORS, "lists")
+"""What a spread link writes into its index folder (removed when the links folder is written)."""
+
+
+class KnownRows:
+    """Some rows' vectors by row number, among n: query rows from anywhere (sorted `rows`, `vectors`) and a
+    part's block (rows first … first + len(block) − 1), which `pieces` walks: what exact_pairs reads."""
+
+    def __init__(self, n: int, rows: np.ndarray, vectors: np.ndarray, first: int = 0, block: np.ndarray | None = None):
+        self.n, self.rows, self.vectors, self.first = n, rows, vectors, first
+        self.block = np.empty((0, vectors.shape[1]), np.float32) if block is None else block
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.n, int(self.vectors.shape[1])
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        inside = (rows >= self.first) & (rows < self.first + len(self.block))
+        out[inside] = self.block[rows[inside] - self.first]
+        at = np.searchsorted(self.rows, rows[~inside])
+        if len(at) and (at.max() >= len(self.rows) or (self.rows[at] != rows[~inside]).any()):
+            raise KeyError("a row that is neither a query nor in this part")
+        out[~inside] = self.vectors[at]
+        return out
+
+    def pieces(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(self.block), rows):
+            piece = self.block[start : start + rows]
+            yield np.arange(self.first + start, self.first + start + len(piece)), piece
+
+
+@dataclass
+class PartRead:
+    """What pass 1 returns of one part: its rows, dimension, model, and the vectors of the sample rows in it."""
+
+    rows: int
+    dim: int
+    fingerprint: str
+    model_name: str
+    sample_rows: np.ndarray
+    sample: np.ndarray
+
+
+def _pooled_path(folder: str, number: int) -> str:
+    return join(folder, "pooled", part_name(number) + ".npy")
+
+
+def read_part(path: str, part: str, number: int, first: int, im_wt: float, folder: str, wanted: np.ndarray
+              ) -> tuple[PartRead, pa.Array]:
+    """Pass 1 on one part (module docstring); returns (PartRead, the part's ids)."""
+    from clippings.embeddings import pooled_part
+
+    towers, pooled = pooled_part(path, part, im_wt)
+    if len(pooled):
+        save_array(_pooled_path(folder, number), pooled)
+    here = wanted[(wanted >= first) & (wanted < first + len(pooled))]
+    read = PartRead(len(pooled), int(pooled.shape[1]), towers.fingerprint, towers.model_name, here,
+                    np.ascontiguousarray(pooled[here - first]))
+    return read, towers.ids
+
+
+def part_pairs(folder: str, number: int, first: int, n: int, rows: np.ndarray, vectors: np.ndarray,
+               threshold: float, probes: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Passes 2 and 5 on one part: (keys a·n + b of the exact within-t pairs of the query rows `rows` with
+    this part's rows, this part's rows among the pairs and queries, and their vectors or, with `probes`,
+    their probe rows)."""
+    cache = tempfile.mkdtemp(prefix="clippings-spread-")
+    try:
+        block = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
+        keys = exact_pairs(KnownRows(n, rows, vectors, first, block), None, rows, threshold)
+        involved = unique_ints(np.concatenate([keys // n, keys % n, rows]))
+        here = involved[(involved >= first) & (involved < first + len(block))]
+        if probes:
+            found = np.array(part_array(folder, number, "probe_table", cache)[here - first])
+        else:
+            found = np.ascontiguousarray(block[here - first])
+        return keys, here, found
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def place_part(folder: str, number: int, first: int, ids: pa.Array, centroids: np.ndarray, nprobe: int,
+               margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 3 on one part: probe, place and write its lists (module docstring); returns (query rows probing
+    each cell, rows whose own cell it is), nlist each."""
+    cache = tempfile.mkdtemp(prefix="clippings-spread-")
+    try:
+        pooled = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
+        nlist = len(centroids)
+        table = probe_cells(centroid_quantizer(centroids), pooled, nprobe, margin=margin)
+        own = table[:, 0].astype(np.int64)
+        order, starts = cell_layout(own, nlist)
+        vectors = pa.table({"clipping_id": ids.take(pa.array(order)), "vector": fixed_list(pooled[order]),
+                            "cell": pa.array(own[order].astype(np.int32))})
+        write_ipc(vectors, join(folder, VECTORS, part_name(number) + ".arrow"))
+        inverted = invert_probes(table, nlist)
+        write_part_lists(folder, number, {
+            "cell_order": order + first,
+            "cell_starts": starts,
+            "probe_table": table,
+            "probe_rows": (inverted.rows.astype(np.int64) + first).astype(np.int32),
+            "probe_starts": inverted.starts,
+        })
+        return np.diff(inverted.starts), np.bincount(own, minlength=nlist)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def part_rows(part: str) -> int:
+    """Rows of one Parquet part, from its footer."""
+    import pyarrow.parquet as pq
+
+    fs, inner = filesystem(part)
+    with fs.open(inner, "rb") as f:
+        return int(pq.ParquetFile(f).metadata.num_rows)
+
+
+def embeddings_rows(path: str) -> int:
+    """Rows of an embeddings dataset, from its parts' footers (no row read)."""
+    return sum(part_rows(p) for p in list_parts(path, "embeddings"))
+
+
+@contextmanager
+def spread_folder(index_dir: str | None) -> Iterator[str]:
+    """The folder a spread link writes its pooled rows and lists to: `index_dir` (local, or s3:// for a
+    cluster whose machines share no disk), else a local temporary folder; what the link wrote there is
+    removed on leaving (after the links folder, which carries the vectors parts, is written)."""
+    folder = index_dir or tempfile.mkdtemp(prefix="clippings-spread-")
+
+    def clear() -> None:
+        if not index_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        fs, inner = filesystem(folder)
+        for name in SPREAD_FOLDERS:
+            if fs.exists(join(inner, name)):
+                fs.rm(join(inner, name), recursive=True)
+
+    if index_dir:
+        clear()
+    try:
+        yield folder
+    finally:
+        clear()
+
+
+def _remote(function: Callable, cpus: float = 1.0):
+    import ray
+
+    from clippings.raylocal import runtime_env
+
+    return ray.remote(num_cpus=cpus, runtime_env=runtime_env(cpus), max_retries=2)(function)
+
+
+def _check_ids(ids: pa.ChunkedArray, path: str) -> None:
+    """Duplicate ids are refused (one line naming up to three), counted by Arrow's hash."""
+    if pc.count_distinct(ids).as_py() == len(ids):
+        return
+    counts = pc.value_counts(ids).flatten()
+    repeated = pc.filter(counts[0], pc.greater(counts[1], 1)).to_pylist()
+    raise BadInput(f"embeddings {path}: clipping_id {', '.join(repr(r) for r in repeated[:3])} appear(s) more than "
+                   "once; ids must be unique: deduplicate the input")
+
+
+def spread_link(path: str, threshold: float, im_wt: float, folder: str, actors: int, nlist: int | None = None,
+                nprobe: int | None = None, recall_sample: int = 1000, recall_target: float = 0.995, seed: int = 0,
+                k: int = 20, max_edges: int | None = None, progress: Callable[[int], None] | None = None,
+                gpu: bool | None = None, log: Callable[[str], None] | None = None) -> LinkResult:
+    """Single linkage of embeddings dataset `path` at `threshold` (pooled at `im_wt`), the ivf search's
+    clusters (clippings.link.ivf, the same parameters), every pass over the rows in Ray tasks (module
+    docstring). folder: spread_folder's. The result's vectors are the folder's parts, carried into the links
+    folder by write_links. Memory on the driver: the sample rows, O(nlist) per part, the forest's edges and
+    the ids."""
+
+    from clippings.embeddings import same_model
+    from clippings.link.actors import SearchPool
+    from clippings.link.knn import default_max_edges
+    from clippings.raylocal import get, init_ray
+
+    say = log or (lambda line: None)
+    init_ray()
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    parts = list_parts(path, "embeddings")
+    counts = [part_rows(p) for p in parts]
+    n = sum(counts)
+    if n == 0:
+        raise BadInput(f"embeddings {path}: the dataset is empty (0 rows); embed at least one clipping")
+    firsts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64).tolist()
+    nlist = min(nlist or nlist_for(n), n)
+    train = centroid_sample(n, nlist, seed)
+    rng = np.random.default_rng(seed)
+    samples = rng.choice(n, size=min(n, 2 * recall_sample), replace=False)
+    calibrate, measure = np.sort(samples[: len(samples) // 2]), np.sort(samples[len(samples) // 2 :])
+    wanted = unique_ints(np.concatenate([train, calibrate, measure]))
+
+    say(f"link: reading {len(parts)} embeddings parts ({n} rows) on Ray tasks")
+    calls = [_remote(read_part).options(num_returns=2).remote(path, part, p, firsts[p], im_wt, folder, wanted)
+             for p, part in enumerate(parts)]
+    reads: list[PartRead] = get([read for read, _ in calls])
+    id_refs = [ids for _, ids in calls]
+    same_model(path, parts, [r.fingerprint for r in reads])
+    for part, read, count in zip(parts, reads, counts, strict=True):
+        if read.rows != count:
+            raise BadInput(f"embeddings {part}: its footer says {count} rows, {read.rows} were read; rewrite it")
+    dim = reads[0].dim
+    sample = KnownRows(n, np.concatenate([r.sample_rows for r in reads]),
+                       np.concatenate([r.sample.reshape(-1, dim) for r in reads]))
+    live = [k for k, r in enumerate(reads) if r.rows]
+    ids = pa.chunked_array(get(id_refs), pa.string())
+    _check_ids(ids, path)
+    timings["read_s"] = time.perf_counter() - start
+
+    t0 = time.perf_counter()
+    centroids = centroids_of_sample(sample[train], nlist, seed)
+    quantizer = centroid_quantizer(centroids)
+    timings["centroids_s"] = time.perf_counter() - t0
+
+    def pairs(rows: np.ndarray, probes: bool) -> tuple[np.ndarray, KnownRows]:
+        """The exact within-t pairs of `rows` over every part, and what the parts hold of the pairs' rows."""
+        found = get([_remote(part_pairs).remote(folder, p, firsts[p], n, rows, sample[rows], threshold, probes)
+                         for p in live])
+        keys = unique_ints(np.concatenate([f[0] for f in found]))
+        known = np.concatenate([f[1] for f in found])
+        return keys, KnownRows(n, known, np.concatenate([f[2] for f in found]))
+
+    t0 = time.perf_counter()
+    margin, calibrated = math.inf, not nprobe
+    if calibrated:
+        truth, partners = pairs(calibrate, probes=False)
+        truth = subsample_pairs(truth, rng)
+        nprobe, margin = calibrate_probes(quantizer, partners, truth, calibrate, recall_target, nlist)
+    nprobe = int(min(nprobe, nlist))
+    timings["calibrate_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    say(f"link: placing the rows in {nlist} cells, {nprobe} probes each at most, on Ray tasks")
+    placed = get([_remote(place_part).remote(folder, p, firsts[p], id_refs[p], centroids, nprobe, margin)
+                      for p in live])
+    write_ipc(pa.table({"centroid": fixed_list(centroids)}), join(folder, VECTORS, CENTROIDS))
+    sizes = np.sum([p[0] for p in placed], axis=0)
+    owners = np.concatenate([[0], np.cumsum(np.sum([p[1] for p in placed], axis=0))]).astype(np.int64)
+    timings["probes_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()  # before the search: its actors may hold every CPU a task would need
+    truth, known = pairs(measure, probes=True)
+    a, b, m = np.searchsorted(known.rows, truth // n), np.searchsorted(known.rows, truth % n), len(known.rows)
+    recall = probe_recall(m, a * m + b, known.vectors, known.vectors[:, 0].astype(np.int64))
+    timings["recall_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    shards = balanced_shards(cell_batches(sizes), SHARDS_PER_ACTOR * actors)
+    max_edges = max_edges or default_max_edges(n)
+    with SearchPool(folder, actors, gpu, owners) as pool:
+        src, dst, _, compactions, product = pool.search(n, None, shards, threshold, max_edges, progress)
+        dist = pool.distances(src, dst)
+        timings["search_s"] = time.perf_counter() - t0
+        stats = {
+            "edges": int(len(src)),
+            "nlist": nlist,
+            "nprobe": nprobe,
+            "probe_margin": None if margin == math.inf else margin,
+            "nprobe_calibrated": calibrated,
+            "mean_probes": round(float(sizes.sum()) / n, 2),
+            "compactions": int(compactions),
+            "search": {"backend": "faiss-cpu", "product": product, "actors": len(pool.pool), "scheme": "cells",
+                       "mean_list": round(n / nlist, 1), "index_memory_mapped": True, "spread": True},
+            "timings": {key: round(v, 3) for key, v in timings.items()},
+        }
+        graph = Graph(n, src, dst, dist, float(threshold), "ivf", recall, stats)
+        say(f"link: {n} rows searched ({len(src)} forest edges); cutting at t = {threshold:g}")
+        result = link_graph(ids.combine_chunks(), graph, pool, dim, threshold, im_wt, k, reads[0].fingerprint,
+                            reads[0].model_name, start)
+    result.vectors = VectorRows(np.empty(0, object), np.empty((0, dim), np.float32), carry=folder)
+    return result
+
+
+def spread_enabled(index: str, search_actors: int, path: str) -> bool:
+    """Whether `link` spreads its passes (spread_link): an ivf link on search actors of an embeddings folder
+    large enough for cells (below 1,024 rows the search is the exact flat one, in this process)."""
+    return index == "ivf" and search_actors > 0 and embeddings_rows(path) >= 1024
+
