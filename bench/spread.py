@@ -21,6 +21,8 @@ import tempfile
 import threading
 import time
 
+import ray  # noqa: F401 - also puts its bundled psutil on the path (Sampler)
+
 ROWS_PER_PART = 100_000
 
 
@@ -50,7 +52,7 @@ class Sampler:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> dict[int, tuple[float, int, bool]]:
-        import psutil
+        import psutil  # Ray's bundled copy: importing ray (module top) put it on the path
 
         seen = {}
         for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -118,11 +120,14 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     sizes = [20_000, 80_000] if args.quick else [int(s) for s in args.sizes.split(",")]
 
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
 
     from tests.ray_cluster import free_port
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per S3 request
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
