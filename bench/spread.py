@@ -39,8 +39,9 @@ def write_embeddings(path: str, n: int, dim: int) -> None:
 
 
 class Sampler:
-    """Samples, every `every` s, the CPU time of every process whose command line names one of `marks`, and
-    the RSS of the driver (its command line names `driver`)."""
+    """Samples, every `every` s, the CPU time of a cluster's processes (those whose command line names one of
+    `marks`, the nodes' temp dirs, and their descendants), and the RSS of the driver (its command line names
+    `driver`)."""
 
     def __init__(self, marks: list[str], driver: str, every: float = 0.05):
         self.marks, self.driver, self.every = marks, driver, every
@@ -52,17 +53,25 @@ class Sampler:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> dict[int, tuple[float, int, bool]]:
+        """(CPU seconds, RSS, is the driver) of the cluster's processes: those whose command line names a
+        node's temp dir (raylet, GCS, agents) and every descendant of them (workers retitle themselves
+        `ray::…`, so their command lines no longer do; the job's driver is a child of its supervisor)."""
         import psutil  # Ray's bundled copy: importing ray (module top) put it on the path
 
-        seen = {}
+        family: dict[int, psutil.Process] = {}
         for proc in psutil.process_iter(["pid", "cmdline"]):
-            line = " ".join(proc.info["cmdline"] or [])
-            is_driver = self.driver in line and "ray job" not in line
-            if not is_driver and not any(mark in line for mark in self.marks):
-                continue
+            if any(mark in " ".join(proc.info["cmdline"] or []) for mark in self.marks):
+                family[proc.pid] = proc
+                try:
+                    family.update({child.pid: child for child in proc.children(recursive=True)})
+                except psutil.Error:
+                    continue
+        seen = {}
+        for pid, proc in family.items():
             try:
                 times = proc.cpu_times()
-                seen[proc.pid] = (times.user + times.system, proc.memory_info().rss, is_driver)
+                is_driver = self.driver in " ".join(proc.cmdline())
+                seen[pid] = (times.user + times.system, proc.memory_info().rss, is_driver)
             except psutil.Error:
                 continue
         return seen
