@@ -39,29 +39,42 @@ def ray_env(nodes: int = 1) -> dict[str, str]:
 
 
 def pids_under(temp_dir: str) -> list[int]:
-    """PIDs of processes whose command line names this node's temp dir (raylet, GCS, dashboard, workers)."""
-    pids = []
+    """PIDs of this node's processes: those whose command line names its temp dir (raylet, GCS, dashboard)
+    and all their descendants (workers and agents retitle themselves `ray::…`, so their command lines no
+    longer do)."""
+    parent, named = {}, []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 if temp_dir.encode() in f.read():
-                    pids.append(int(entry))
-        except OSError:
+                    named.append(int(entry))
+            with open(f"/proc/{entry}/stat") as f:
+                parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
-    return pids
+    family, frontier = set(named), list(named)
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, ppid in parent.items() if ppid == pid and child not in family]
+        family.update(children)
+        frontier.extend(children)
+    return sorted(family)
 
 
 def stop_node(temp_dir: str) -> None:
+    """Stop a node by its processes' PIDs (found once, before any dies: a killed raylet's children would be
+    handed to init and no longer be found as its descendants)."""
+    family = pids_under(temp_dir)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids_under(temp_dir):
+        for pid in family:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 3
-        while pids_under(temp_dir) and time.monotonic() < deadline:
+        while any(os.path.exists(f"/proc/{pid}") for pid in family) and time.monotonic() < deadline:
             time.sleep(0.2)
 
 

@@ -86,8 +86,9 @@ def open_lists(folder: str, cache: str | None = None) -> PartLists:
     return PartLists.cell_sorted(np.load(paths[0], mmap_mode="r"), np.load(paths[1]), np.load(paths[2]))
 
 
-def remove_lists(folder: str, given: bool) -> None:
-    """Remove the lists' files from `folder` (the folder itself when it was a temporary one, not given)."""
+def remove_lists(folder: str, given: bool, names: tuple[str, ...] = FILES) -> None:
+    """Remove the lists' files (or folders) `names` from `folder` (the folder itself when it was a temporary
+    one, not given)."""
     import shutil
 
     from clippings.storage import filesystem, join
@@ -96,9 +97,9 @@ def remove_lists(folder: str, given: bool) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         return
     fs, inner = filesystem(folder)
-    for name in FILES:
+    for name in names:
         if fs.exists(join(inner, name)):
-            fs.rm(join(inner, name))
+            fs.rm(join(inner, name), recursive=True)
 
 
 PART_ARRAYS = ("cell_order", "cell_starts", "probe_table", "probe_rows", "probe_starts")

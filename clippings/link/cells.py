@@ -139,6 +139,23 @@ class Probes:
         return self.cells[rows]
 
 
+def gather_rows(blocks: list[np.ndarray], offsets: np.ndarray, rows: np.ndarray,
+                inverse: list[np.ndarray | None] | None = None) -> np.ndarray:
+    """The rows of these row numbers (a copy), over blocks numbered consecutively: block k holds rows
+    offsets[k] … offsets[k + 1] − 1, row offsets[k] + i at blocks[k][inverse[k][i]] (in order where inverse
+    is None)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    block = np.searchsorted(offsets, rows, side="right") - 1
+    out = np.empty((len(rows), *blocks[0].shape[1:]), dtype=blocks[0].dtype)
+    for p in np.unique(block).tolist():
+        here = np.flatnonzero(block == p)
+        local = rows[here] - offsets[p]
+        if inverse is not None and inverse[p] is not None:
+            local = inverse[p][local]
+        out[here] = blocks[p][local]
+    return out
+
+
 class PartProbes:
     """The Probes of a link whose rows were probed part by part (clippings.link.spread): per part, its probe
     table and its rows grouped by probed cell, read in place (mapped files); no table of all n rows is ever
@@ -167,13 +184,7 @@ class PartProbes:
         return joined, np.searchsorted(cell[order], np.arange(c0, c1 + 1)).astype(np.int64)
 
     def cells_of(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        part = np.searchsorted(self.offsets, rows, side="right") - 1
-        out = np.empty((len(rows), self.nprobe), dtype=np.int32)
-        for p in np.unique(part).tolist():
-            here = np.flatnonzero(part == p)
-            out[here] = self.tables[p][rows[here] - self.offsets[p]]
-        return out
+        return gather_rows(self.tables, self.offsets, rows)
 
 
 def nearest_centroids(quantizer, x: np.ndarray, k: int, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
@@ -332,16 +343,7 @@ class PartLists:
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The float32 vectors of these row numbers (a copy)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        block = np.searchsorted(self.offsets, rows, side="right") - 1
-        out = np.empty((len(rows), self.d), dtype=np.float32)
-        for p in np.unique(block).tolist():
-            here = np.flatnonzero(block == p)
-            local = rows[here] - self.offsets[p]
-            if self.inverse[p] is not None:
-                local = self.inverse[p][local]
-            out[here] = self.vectors[p][local]
-        return out
+        return gather_rows(self.vectors, self.offsets, rows, self.inverse)
 
     __getitem__ = take
 

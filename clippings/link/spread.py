@@ -43,6 +43,7 @@ from clippings.link.cellfile import (
     local_file,
     part_array,
     part_name,
+    remove_lists,
     save_array,
     write_part_lists,
 )
@@ -197,22 +198,12 @@ def spread_folder(index_dir: str | None) -> Iterator[str]:
     cluster whose machines share no disk), else a local temporary folder; what the link wrote there is
     removed on leaving (after the links folder, which carries the vectors parts, is written)."""
     folder = index_dir or tempfile.mkdtemp(prefix="clippings-spread-")
-
-    def clear() -> None:
-        if not index_dir:
-            shutil.rmtree(folder, ignore_errors=True)
-            return
-        fs, inner = filesystem(folder)
-        for name in SPREAD_FOLDERS:
-            if fs.exists(join(inner, name)):
-                fs.rm(join(inner, name), recursive=True)
-
     if index_dir:
-        clear()
+        remove_lists(folder, True, SPREAD_FOLDERS)  # a crashed link's leftovers
     try:
         yield folder
     finally:
-        clear()
+        remove_lists(folder, bool(index_dir), SPREAD_FOLDERS)
 
 
 def _remote(function: Callable, cpus: float = 1.0):
