@@ -309,7 +309,7 @@ def _pss_file(pid: int | str) -> int:
     return pss
 
 
-SPREAD_TITLES = (b"CellSearcher", b"read_part", b"part_pairs", b"place_part")
+SPREAD_TITLES = (b"CellSearcher", b"read_part", b"part_pairs", b"place_part", b"part_probe_rows")
 """Process titles of the link's Ray workers: the search actors, and the spread link's tasks while they run."""
 
 

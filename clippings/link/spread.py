@@ -7,12 +7,12 @@ Passes, each a Ray task per embeddings part (clippings.link.cellfile has the fol
    the index folder (`pooled/`); the task returns the part's ids (Arrow, left in the object store until the
    cut), its count, model fingerprint, and the vectors of the sample rows it holds (centroids, calibration,
    recall).
-2. calibration pairs: the exact within-t pairs of the calibration rows against the part's rows (brute force),
-   with the vectors of the part's rows among them.
+2. sample pairs: the exact within-t pairs of the calibration and recall samples' rows against the part's rows
+   (brute force, both samples in one pass), with the vectors of the part's rows among them.
 3. place: the part's rows probe their nearest centroids (which puts each in its cell); the part writes its
    lists (its rows in cell order, as the links folder's vectors part, and its probes) and returns per-cell
    counts, from which the driver cuts the search into shards (O(nlist) per part).
-4. recall pairs: as 2, for the recall sample, with the probe rows of the part's rows among them.
+4. recall: the probe rows of the recall sample's pairs' rows, read from the parts' probe tables.
 5. search, on the search actors (clippings.link.actors.SearchPool), which also compute the kept edges'
    float64 distances and read the vectors the diagnostics need (tasks run before: the actors may hold every
    CPU).
@@ -132,21 +132,25 @@ def read_part(path: str, part: str, number: int, first: int, im_wt: float, folde
 
 
 def part_pairs(folder: str, number: int, first: int, n: int, rows: np.ndarray, vectors: np.ndarray,
-               threshold: float, probes: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Passes 2 and 5 on one part: (keys a·n + b of the exact within-t pairs of the query rows `rows` with
-    this part's rows, this part's rows among the pairs and queries, and their vectors or, with `probes`,
-    their probe rows)."""
+               threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pass 2 on one part: (keys a·n + b of the exact within-t pairs of the query rows `rows` with this part's
+    rows, this part's rows among the pairs and queries, their vectors)."""
     cache = tempfile.mkdtemp(prefix="clippings-spread-")
     try:
         block = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
         keys = exact_pairs(KnownRows(n, rows, vectors, first, block), None, rows, threshold)
         involved = unique_ints(np.concatenate([keys // n, keys % n, rows]))
         here = involved[(involved >= first) & (involved < first + len(block))]
-        if probes:
-            found = np.array(part_array(folder, number, "probe_table", cache)[here - first])
-        else:
-            found = np.ascontiguousarray(block[here - first])
-        return keys, here, found
+        return keys, here, np.ascontiguousarray(block[here - first])
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def part_probe_rows(folder: str, number: int, first: int, rows: np.ndarray) -> np.ndarray:
+    """Pass 4 on one part: the probe rows of these rows of the part (its probe table, written by pass 3)."""
+    cache = tempfile.mkdtemp(prefix="clippings-spread-")
+    try:
+        return np.array(part_array(folder, number, "probe_table", cache)[rows - first])
     finally:
         shutil.rmtree(cache, ignore_errors=True)
 
@@ -278,19 +282,19 @@ def spread_link(path: str, threshold: float, im_wt: float, folder: str, actors: 
     quantizer = centroid_quantizer(centroids)
     timings["centroids_s"] = time.perf_counter() - t0
 
-    def pairs(rows: np.ndarray, probes: bool) -> tuple[np.ndarray, KnownRows]:
-        """The exact within-t pairs of `rows` over every part, and what the parts hold of the pairs' rows."""
-        found = get([_remote(part_pairs).remote(folder, p, firsts[p], n, rows, sample[rows], threshold, probes)
-                         for p in live])
-        keys = unique_ints(np.concatenate([f[0] for f in found]))
-        known = np.concatenate([f[1] for f in found])
-        return keys, KnownRows(n, known, np.concatenate([f[2] for f in found]))
-
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # the two samples' exact pairs in one pass over the parts
     margin, calibrated = math.inf, not nprobe
+    queries = unique_ints(np.concatenate([calibrate, measure])) if calibrated else measure
+    found = get([_remote(part_pairs).remote(folder, p, firsts[p], n, queries, sample[queries], threshold)
+                 for p in live])
+    keys = unique_ints(np.concatenate([f[0] for f in found]))
+    partners = KnownRows(n, np.concatenate([f[1] for f in found]), np.concatenate([f[2] for f in found]))
+    a, b = keys // n, keys % n
+    measured = keys[np.isin(a, measure) | np.isin(b, measure)]  # what exact_pairs of `measure` alone gives
+    timings["sample_pairs_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     if calibrated:
-        truth, partners = pairs(calibrate, probes=False)
-        truth = subsample_pairs(truth, rng)
+        truth = subsample_pairs(keys[np.isin(a, calibrate) | np.isin(b, calibrate)], rng)
         nprobe, margin = calibrate_probes(quantizer, partners, truth, calibrate, recall_target, nlist)
     nprobe = int(min(nprobe, nlist))
     timings["calibrate_s"] = time.perf_counter() - t0
@@ -298,16 +302,20 @@ def spread_link(path: str, threshold: float, im_wt: float, folder: str, actors: 
     t0 = time.perf_counter()
     say(f"link: placing the rows in {nlist} cells, {nprobe} probes each at most, on Ray tasks")
     placed = get([_remote(place_part).remote(folder, p, firsts[p], id_refs[p], centroids, nprobe, margin)
-                      for p in live])
+                  for p in live])
     write_ipc(pa.table({"centroid": fixed_list(centroids)}), join(folder, VECTORS, CENTROIDS))
     sizes = np.sum([p[0] for p in placed], axis=0)
     owners = np.concatenate([[0], np.cumsum(np.sum([p[1] for p in placed], axis=0))]).astype(np.int64)
     timings["probes_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()  # before the search: its actors may hold every CPU a task would need
-    truth, known = pairs(measure, probes=True)
-    a, b, m = np.searchsorted(known.rows, truth // n), np.searchsorted(known.rows, truth % n), len(known.rows)
-    recall = probe_recall(m, a * m + b, known.vectors, known.vectors[:, 0].astype(np.int64))
+    rows = unique_ints(np.concatenate([measured // n, measured % n]))
+    spans = [rows[(rows >= firsts[p]) & (rows < firsts[p + 1])] for p in live]
+    tables = get([_remote(part_probe_rows).remote(folder, p, firsts[p], span) for p, span in zip(live, spans,
+                                                                                              strict=True)])
+    table = np.concatenate(tables) if tables else np.empty((0, nprobe), np.int32)
+    a, b, m = np.searchsorted(rows, measured // n), np.searchsorted(rows, measured % n), len(rows)
+    recall = probe_recall(m, a * m + b, table, table[:, 0].astype(np.int64))
     timings["recall_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
