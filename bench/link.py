@@ -226,10 +226,10 @@ def _spread_worker(actors: int, data: str, out: str, start: float) -> None:
     """`scale-spreadN`: the link spread over Ray (clippings.link.spread: reading, placing and searching in
     tasks and N actors) of the embeddings `data`, its links folder written to `out`; reading is inside."""
     from clippings.link.pipeline import write_links
-    from clippings.link.spread import spread_folder, spread_link
+    from clippings.link.spread import embeddings_parts, spread_folder, spread_link
 
     with spread_folder(None) as folder:
-        result = spread_link(data, THRESHOLD, 0.5, folder, actors)
+        result = spread_link(data, embeddings_parts(data), THRESHOLD, 0.5, folder, actors)
         seconds = time.perf_counter() - start
         write_links(out, result)
     info = result.info

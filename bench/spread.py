@@ -53,25 +53,18 @@ class Sampler:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> dict[int, tuple[float, int, bool]]:
-        """(CPU seconds, RSS, is the driver) of the cluster's processes: those whose command line names a
-        node's temp dir (raylet, GCS, agents) and every descendant of them (workers retitle themselves
-        `ray::…`, so their command lines no longer do; the job's driver is a child of its supervisor)."""
+        """(CPU seconds, RSS, is the driver) of the cluster's processes (tests.ray_cluster.pids_under: each
+        node's named processes and their descendants; the job's driver is a child of its supervisor)."""
         import psutil  # Ray's bundled copy: importing ray (module top) put it on the path
 
-        family: dict[int, psutil.Process] = {}
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            if any(mark in " ".join(proc.info["cmdline"] or []) for mark in self.marks):
-                family[proc.pid] = proc
-                try:
-                    family.update({child.pid: child for child in proc.children(recursive=True)})
-                except psutil.Error:
-                    continue
+        from tests.ray_cluster import pids_under
+
         seen = {}
-        for pid, proc in family.items():
+        for pid in set().union(*(pids_under(mark) for mark in self.marks)):
             try:
+                proc = psutil.Process(pid)
                 times = proc.cpu_times()
-                is_driver = self.driver in " ".join(proc.cmdline())
-                seen[pid] = (times.user + times.system, proc.memory_info().rss, is_driver)
+                seen[pid] = (times.user + times.system, proc.memory_info().rss, self.driver in " ".join(proc.cmdline()))
             except psutil.Error:
                 continue
         return seen

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from clippings.archive import check_unique_ids
 from clippings.errors import BadInput
@@ -132,8 +133,7 @@ def pooled_part(path: str, part: str, im_wt: float) -> tuple[TowersPart, np.ndar
     """One embeddings part read and checked (_check_vectors), and its rows pooled at `im_wt` (float32); the
     part's towers are dropped (image, text: empty)."""
     towers = read_towers_part(part)
-    if len(towers.ids):
-        _check_vectors(path, towers.ids, towers.image, towers.text, towers.stored)
+    _check_vectors(path, towers.ids, towers.image, towers.text, towers.stored)
     pooled = pool(towers.image, towers.text, im_wt).astype(np.float32, copy=False)
     towers.image = towers.text = np.empty((0, pooled.shape[1]), np.float32)
     return towers, pooled
@@ -143,12 +143,11 @@ def _parts(path: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, str,
     """Each non-empty part of an embeddings dataset as (ids, image, text, fingerprint, model name, stored
     dtype), the vectors as float32, after the checks that need no other part: columns present, one model
     fingerprint across parts."""
-    parts, fingerprints = [], []
+    first = None
     for part in list_parts(path, "embeddings"):
         towers = read_towers_part(part)
-        parts.append(part)
-        fingerprints.append(towers.fingerprint)
-        same_model(path, parts, fingerprints)
+        first = first or (part, towers.fingerprint)
+        same_model(path, [first[0], part], [first[1], towers.fingerprint])
         if len(towers.ids) == 0:
             continue
         ids = np.asarray(towers.ids.to_pylist(), dtype=object)
@@ -180,10 +179,11 @@ def _id_at(ids: np.ndarray | pa.Array, row: int) -> str:
     return ids[row].as_py() if isinstance(ids, pa.Array) else ids[row]
 
 
-def _check_unique(ids: np.ndarray, path: str) -> None:
+def check_unique(ids: np.ndarray | pa.Array | pa.ChunkedArray, path: str) -> None:
     """Duplicate ids are refused; counted by Arrow's hash (no Python set of n strings unless one repeats)."""
-    if len(pa.array(ids, pa.string()).unique()) != len(ids):
-        check_unique_ids(ids.tolist(), path, "embeddings")
+    values = ids if isinstance(ids, pa.Array | pa.ChunkedArray) else pa.array(ids, pa.string())
+    if pc.count_distinct(values).as_py() != len(values):
+        check_unique_ids(values.to_pylist(), path, "embeddings")
 
 
 def read_embeddings(path: str) -> Embeddings:
@@ -203,7 +203,7 @@ def read_embeddings(path: str) -> Embeddings:
     if not ids:
         raise BadInput(f"embeddings {path}: the dataset is empty (0 rows); embed at least one clipping")
     emb = Embeddings(np.concatenate(ids), np.concatenate(images), np.concatenate(texts), fingerprint, model_name)
-    _check_unique(emb.ids, path)
+    check_unique(emb.ids, path)
     return emb
 
 
@@ -257,5 +257,5 @@ def read_pooled(path: str, im_wt: float, spill_dir: str | None = None) -> Pooled
     finally:
         os.unlink(spill)
     all_ids = np.concatenate(ids)
-    _check_unique(all_ids, path)
+    check_unique(all_ids, path)
     return Pooled(all_ids, vectors, fingerprint, model_name, float(im_wt))

@@ -6,9 +6,10 @@ Fixtures that build data are session-scoped so each of the suite's 2 test proces
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
+
+from tests.ray_cluster import free_port
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -80,12 +81,6 @@ def pytest_xdist_make_scheduler(config, log):
 
     config.option.loadscopereorder = False  # keep the collection order (xdist would sort by test count)
     return WorkUnits(config, log)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

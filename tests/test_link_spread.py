@@ -129,7 +129,7 @@ def _parts(path: str, tables: list) -> str:
 
 
 @pytest.mark.parametrize("flaw, message", [
-    ("repeated", "clipping_id 'c0000007' appear(s) more than once; ids must be unique: deduplicate the input"),
+    ("repeated", "clipping_id 'c0000007' appears 2 times; ids must be unique: deduplicate the input"),
     ("nan", "image_emb of clipping_id 'c0001500' has NaN or infinite values; re-embed it or quarantine it"),
     ("model", "mixed model fingerprints"),
 ])

@@ -231,7 +231,7 @@ def _run(args: argparse.Namespace, auto: bool, mode: str, stack: ExitStack, log:
     """run's body; `stack` holds what must outlive the links folder's writing (a spread link's folder)."""
     from clippings.archive import read_quarantine
     from clippings.link.pipeline import link_embeddings, recut, write_links
-    from clippings.link.spread import embeddings_rows, spread_enabled, spread_folder, spread_link
+    from clippings.link.spread import embeddings_parts, spread_enabled, spread_folder, spread_link
     from clippings.logs import finish
 
     if mode == "add":
@@ -250,12 +250,15 @@ def _run(args: argparse.Namespace, auto: bool, mode: str, stack: ExitStack, log:
             log.info("%s", cut.line("link"))
         else:
             threshold, im_wt = _choice(args)
-        if not auto and spread_enabled(args.index, args.search_actors, args.embeddings):
+        spread = not auto and args.index == "ivf" and args.search_actors > 0
+        parts = embeddings_parts(args.embeddings) if spread else []
+        if spread and spread_enabled(parts):
             # every pass over the rows in Ray tasks; the index folder lives until the links folder is written
             folder = stack.enter_context(spread_folder(args.index_dir))
-            with Progress("link: kNN search", total=embeddings_rows(args.embeddings), unit="query") as bar:
-                result = spread_link(args.embeddings, threshold, im_wt, folder, args.search_actors, args.nlist,
-                                     args.nprobe, k=args.k, progress=bar.update, gpu=args.gpu, log=log.info)
+            with Progress("link: kNN search", total=sum(rows for _, rows in parts), unit="query") as bar:
+                result = spread_link(args.embeddings, parts, threshold, im_wt, folder, args.search_actors,
+                                     args.nlist, args.nprobe, k=args.k, progress=bar.update, gpu=args.gpu,
+                                     log=log.info)
         else:
             if not auto:
                 emb = read_pooled(args.embeddings, im_wt)  # one part's towers at a time; the pooled rows mapped

@@ -176,15 +176,12 @@ def part_array(folder: str, number: int, name: str, cache: str | None) -> np.nda
 def open_part_lists(folder: str, cache: str | None = None) -> PartLists:
     """The per-part lists of `folder`, every part's rows mapped in place (downloaded once into `cache` when on
     s3://)."""
-    import pyarrow as pa
-
-    from clippings.link.store import VECTORS, vector_matrix
+    from clippings.link.store import VECTORS, read_ipc, vector_matrix, vector_part_name
     from clippings.storage import join
 
     blocks = []
     for number in part_numbers(folder):
-        path = local_file(join(folder, VECTORS, part_name(number) + ".arrow"), cache)
-        table = pa.ipc.open_file(pa.memory_map(path)).read_all()
+        table = read_ipc(local_file(join(folder, VECTORS, vector_part_name(number)), cache))
         blocks.append((vector_matrix(table.column("vector")), part_array(folder, number, "cell_order", cache),
                        part_array(folder, number, "cell_starts", cache)))
     return PartLists.sorted_blocks(blocks)

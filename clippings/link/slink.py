@@ -76,7 +76,8 @@ def stable_cluster_ids(ids: np.ndarray | pa.Array, labels: np.ndarray) -> np.nda
     """Name each component by its smallest member clipping_id (string order): the same clusters get the
     same names across runs, whatever the row order. Cost: one sort of the ids. Arrow ids (a spread link's)
     are sorted by Arrow and the names are Arrow: no Python string per row."""
-    if isinstance(ids, pa.Array | pa.ChunkedArray):
+    arrow = isinstance(ids, pa.Array | pa.ChunkedArray)
+    if arrow:
         order = pc.sort_indices(ids).to_numpy()
     else:
         ids = np.asarray(ids, dtype=object)
@@ -85,9 +86,8 @@ def stable_cluster_ids(ids: np.ndarray | pa.Array, labels: np.ndarray) -> np.nda
     rank[order] = np.arange(len(ids))
     first = np.full(labels.max() + 1 if len(labels) else 0, len(ids), dtype=np.int64)
     np.minimum.at(first, labels, rank)
-    if isinstance(ids, pa.Array | pa.ChunkedArray):
-        return ids.take(pa.array(order[first[labels]]))
-    return ids[order[first[labels]]]
+    chosen = order[first[labels]]
+    return ids.take(pa.array(chosen)) if arrow else ids[chosen]
 
 
 def cut_mst(ids: np.ndarray | pa.Array, mst: Mst, threshold: float) -> np.ndarray | pa.Array:

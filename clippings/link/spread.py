@@ -26,7 +26,6 @@ step computes what the single-process one does on the same rows, so the clusters
 from __future__ import annotations
 
 import math
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from clippings.errors import BadInput
 from clippings.link.cellfile import (
@@ -61,7 +59,7 @@ from clippings.link.exact import exact_pairs
 from clippings.link.graph import Graph
 from clippings.link.ivf import SHARDS_PER_ACTOR, calibrate_probes, probe_recall, subsample_pairs
 from clippings.link.pipeline import LinkResult, link_graph
-from clippings.link.store import CENTROIDS, VECTORS, VectorRows, fixed_list, write_ipc
+from clippings.link.store import CENTROIDS, VECTORS, VectorRows, fixed_list, vector_part_name, write_ipc
 from clippings.numeric import unique_ints
 from clippings.storage import filesystem, join, list_parts
 
@@ -135,32 +133,25 @@ def part_pairs(folder: str, number: int, first: int, n: int, rows: np.ndarray, v
                threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pass 2 on one part: (keys a·n + b of the exact within-t pairs of the query rows `rows` with this part's
     rows, this part's rows among the pairs and queries, their vectors)."""
-    cache = tempfile.mkdtemp(prefix="clippings-spread-")
-    try:
+    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:  # s3:// files land here
         block = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
         keys = exact_pairs(KnownRows(n, rows, vectors, first, block), None, rows, threshold)
         involved = unique_ints(np.concatenate([keys // n, keys % n, rows]))
         here = involved[(involved >= first) & (involved < first + len(block))]
         return keys, here, np.ascontiguousarray(block[here - first])
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
 
 
 def part_probe_rows(folder: str, number: int, first: int, rows: np.ndarray) -> np.ndarray:
     """Pass 4 on one part: the probe rows of these rows of the part (its probe table, written by pass 3)."""
-    cache = tempfile.mkdtemp(prefix="clippings-spread-")
-    try:
+    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:
         return np.array(part_array(folder, number, "probe_table", cache)[rows - first])
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
 
 
 def place_part(folder: str, number: int, first: int, ids: pa.Array, centroids: np.ndarray, nprobe: int,
                margin: float) -> tuple[np.ndarray, np.ndarray]:
     """Pass 3 on one part: probe, place and write its lists (module docstring); returns (query rows probing
     each cell, rows whose own cell it is), nlist each."""
-    cache = tempfile.mkdtemp(prefix="clippings-spread-")
-    try:
+    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:
         pooled = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
         nlist = len(centroids)
         table = probe_cells(centroid_quantizer(centroids), pooled, nprobe, margin=margin)
@@ -168,7 +159,7 @@ def place_part(folder: str, number: int, first: int, ids: pa.Array, centroids: n
         order, starts = cell_layout(own, nlist)
         vectors = pa.table({"clipping_id": ids.take(pa.array(order)), "vector": fixed_list(pooled[order]),
                             "cell": pa.array(own[order].astype(np.int32))})
-        write_ipc(vectors, join(folder, VECTORS, part_name(number) + ".arrow"))
+        write_ipc(vectors, join(folder, VECTORS, vector_part_name(number)))
         inverted = invert_probes(table, nlist)
         write_part_lists(folder, number, {
             "cell_order": order + first,
@@ -178,8 +169,6 @@ def place_part(folder: str, number: int, first: int, ids: pa.Array, centroids: n
             "probe_starts": inverted.starts,
         })
         return np.diff(inverted.starts), np.bincount(own, minlength=nlist)
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
 
 
 def part_rows(part: str) -> int:
@@ -191,9 +180,9 @@ def part_rows(part: str) -> int:
         return int(pq.ParquetFile(f).metadata.num_rows)
 
 
-def embeddings_rows(path: str) -> int:
-    """Rows of an embeddings dataset, from its parts' footers (no row read)."""
-    return sum(part_rows(p) for p in list_parts(path, "embeddings"))
+def embeddings_parts(path: str) -> list[tuple[str, int]]:
+    """(part, rows) of each part of an embeddings dataset, from the parts' footers (no row read)."""
+    return [(part, part_rows(part)) for part in list_parts(path, "embeddings")]
 
 
 @contextmanager
@@ -218,17 +207,8 @@ def _remote(function: Callable, cpus: float = 1.0):
     return ray.remote(num_cpus=cpus, runtime_env=runtime_env(cpus), max_retries=2)(function)
 
 
-def _check_ids(ids: pa.ChunkedArray, path: str) -> None:
-    """Duplicate ids are refused (one line naming up to three), counted by Arrow's hash."""
-    if pc.count_distinct(ids).as_py() == len(ids):
-        return
-    counts = pc.value_counts(ids).flatten()
-    repeated = pc.filter(counts[0], pc.greater(counts[1], 1)).to_pylist()
-    raise BadInput(f"embeddings {path}: clipping_id {', '.join(repr(r) for r in repeated[:3])} appear(s) more than "
-                   "once; ids must be unique: deduplicate the input")
-
-
-def spread_link(path: str, threshold: float, im_wt: float, folder: str, actors: int, nlist: int | None = None,
+def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, im_wt: float, folder: str,
+                actors: int, nlist: int | None = None,
                 nprobe: int | None = None, recall_sample: int = 1000, recall_target: float = 0.995, seed: int = 0,
                 k: int = 20, max_edges: int | None = None, progress: Callable[[int], None] | None = None,
                 gpu: bool | None = None, log: Callable[[str], None] | None = None) -> LinkResult:
@@ -238,7 +218,7 @@ def spread_link(path: str, threshold: float, im_wt: float, folder: str, actors: 
     folder by write_links. Memory on the driver: the sample rows, O(nlist) per part, the forest's edges and
     the ids."""
 
-    from clippings.embeddings import same_model
+    from clippings.embeddings import check_unique, same_model
     from clippings.link.actors import SearchPool
     from clippings.link.knn import default_max_edges
     from clippings.raylocal import get, init_ray
@@ -247,8 +227,7 @@ def spread_link(path: str, threshold: float, im_wt: float, folder: str, actors: 
     init_ray()
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    parts = list_parts(path, "embeddings")
-    counts = [part_rows(p) for p in parts]
+    parts, counts = [part for part, _ in parts_rows], [rows for _, rows in parts_rows]
     n = sum(counts)
     if n == 0:
         raise BadInput(f"embeddings {path}: the dataset is empty (0 rows); embed at least one clipping")
@@ -274,7 +253,7 @@ def spread_link(path: str, threshold: float, im_wt: float, folder: str, actors: 
                        np.concatenate([r.sample.reshape(-1, dim) for r in reads]))
     live = [k for k, r in enumerate(reads) if r.rows]
     ids = pa.chunked_array(get(id_refs), pa.string())
-    _check_ids(ids, path)
+    check_unique(ids, path)
     timings["read_s"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
@@ -345,8 +324,8 @@ def spread_link(path: str, threshold: float, im_wt: float, folder: str, actors: 
     return result
 
 
-def spread_enabled(index: str, search_actors: int, path: str) -> bool:
-    """Whether `link` spreads its passes (spread_link): an ivf link on search actors of an embeddings folder
-    large enough for cells (below 1,024 rows the search is the exact flat one, in this process)."""
-    return index == "ivf" and search_actors > 0 and embeddings_rows(path) >= 1024
+def spread_enabled(parts: list[tuple[str, int]]) -> bool:
+    """Whether `link` spreads the ivf link of these embeddings parts (embeddings_parts) over its search actors:
+    when they hold enough rows for cells (below 1,024 the search is the exact flat one, in this process)."""
+    return sum(rows for _, rows in parts) >= 1024
 

@@ -65,7 +65,8 @@ class StoredVectors:
         return int(self.blocks[0].shape[1])
 
 
-def _part(i: int) -> str:
+def vector_part_name(i: int) -> str:
+    """The file name of part i of a links folder's vectors."""
     return f"part-{i:05d}.arrow"
 
 
@@ -130,7 +131,7 @@ def write_vectors(folder: str, rows: VectorRows, rows_per_part: int = ROWS_PER_P
     out = join(folder, VECTORS)
     carried = read_vector_parts(rows.carry) if rows.carry else []
     for i, part in enumerate(carried):
-        _carry_file(part, join(out, _part(i)))
+        _carry_file(part, join(out, vector_part_name(i)))
     # ivf rows are written in cell order, so an add reads each IVF list as one run per part, in place
     order = None if rows.cells is None else np.argsort(rows.cells.assign, kind="stable")
     ids = np.asarray(rows.ids, dtype=object)
@@ -142,7 +143,7 @@ def write_vectors(folder: str, rows: VectorRows, rows_per_part: int = ROWS_PER_P
         }
         if rows.cells is not None:
             columns["cell"] = pa.array(rows.cells.assign[at].astype(np.int32))
-        write_ipc(pa.table(columns), join(out, _part(len(carried) + start // rows_per_part)))
+        write_ipc(pa.table(columns), join(out, vector_part_name(len(carried) + start // rows_per_part)))
     if rows.cells is not None:
         write_ipc(pa.table({"centroid": fixed_list(rows.cells.centroids)}), join(out, CENTROIDS))
     elif rows.carry and exists(join(rows.carry, VECTORS, CENTROIDS)):
