@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 AWS_VARS = (
@@ -63,6 +64,14 @@ def runtime_env(cpus: float) -> dict:
     """A runtime env for a task, actor or train worker granted `cpus` CPUs: `worker_env` plus `thread_env`
     (given whole, not relying on Ray merging it with the job's)."""
     return {"env_vars": {**worker_env(), **thread_env(cpus)}}
+
+
+def task(function: Callable, cpus: float = 1.0) -> Any:
+    """`function` as a Ray task of `cpus` CPUs with their runtime env (runtime_env), retried twice if its
+    worker dies."""
+    import ray
+
+    return ray.remote(num_cpus=cpus, runtime_env=runtime_env(cpus), max_retries=2)(function)
 
 
 def size_thread_pools(cpus: float) -> int:

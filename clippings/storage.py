@@ -9,11 +9,11 @@ makes visible all at once (see docs/architecture.md#reliability). A missing or u
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import posixpath
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import fsspec
@@ -107,9 +107,39 @@ def read_json(path: str) -> Any:
 
 def write_table_atomic(table: pa.Table, path: str) -> None:
     """Write one Parquet file atomically (schema metadata included)."""
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    write_bytes_atomic(path, buf.getvalue())
+    write_tables_atomic(path, table.schema, [table])
+
+
+def write_tables_atomic(path: str, schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
+    """Write `tables` (each of `schema`) one after another as one Parquet file, so that readers see the old
+    file or the whole new one: one table in memory at a time. Locally a hidden temporary file renamed at the
+    end; on S3 one multipart upload, which appears only when complete."""
+    fs, inner = filesystem(path)
+    if is_remote(path):
+        f = fs.open(inner, "wb")
+        try:
+            with pq.ParquetWriter(f, schema, compression="zstd") as writer:
+                for table in tables:
+                    writer.write_table(table)
+        except BaseException:
+            f.discard()  # closing would complete the upload with what was written so far
+            raise
+        f.close()
+        return
+    parent = os.path.dirname(os.path.abspath(inner))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex}-{os.path.basename(inner)}")
+    try:
+        with open(tmp, "wb") as f:
+            with pq.ParquetWriter(f, schema, compression="zstd") as writer:
+                for table in tables:
+                    writer.write_table(table)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, inner)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 # ---------------------------------------------------------------- datasets (folders of parts)

@@ -335,7 +335,7 @@ def _killing_search(monkeypatch, killed: list[int], **given) -> None:
 
     search = SearchPool.search
 
-    def killing(self, n, probes, shards, threshold, max_edges, progress=None, tries=SHARD_TRIES):
+    def killing(self, n, probes, shards, threshold, max_edges, progress=None, tries=SHARD_TRIES, sink=None):
         assert len(shards) > len(self.pool)  # a shard is left to hand out after the first result
 
         def kill_first(queries: int) -> None:
@@ -344,7 +344,7 @@ def _killing_search(monkeypatch, killed: list[int], **given) -> None:
             if progress is not None:
                 progress(queries)
 
-        return search(self, n, probes, shards, threshold, max_edges, kill_first, given.get("tries", tries))
+        return search(self, n, probes, shards, threshold, max_edges, kill_first, given.get("tries", tries), sink)
 
     monkeypatch.setattr(SearchPool, "search", killing)
 

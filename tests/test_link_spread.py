@@ -79,6 +79,14 @@ def _same_links(spread: str, one: str) -> dict:
     assert info["recall"] == base["recall"] and info["graph"]["probe_margin"] == base["graph"]["probe_margin"]
     same = ("clippings", "clusters", "mst_edges")  # graph_edges differ: each shard leaves as its forest
     assert [info["counts"][k] for k in same] == [base["counts"][k] for k in same]
+    got, want = info["diagnostics"], base["diagnostics"]
+    assert got["size_histogram"] == want["size_histogram"] and len(got["chaining_warnings"]) == len(
+        want["chaining_warnings"])
+    assert [(c["cluster_id"], c["size"]) for c in got["largest"]] == [(c["cluster_id"], c["size"]) for c in
+                                                                       want["largest"]]
+    # radii summed part by part: the same to rounding
+    assert np.allclose([c["radius_deg"] for c in got["largest"]], [c["radius_deg"] for c in want["largest"]],
+                       atol=0.011)
     return info
 
 
@@ -119,6 +127,26 @@ def test_a_spread_links_folder_takes_a_batch_as_a_one_process_one_does(ray_local
         assert main(["link", "--add", str(tmp_path / "new"), "--to", links, "--out", links + "-added"]) == 0
     one, spread = (pq.read_table(tmp_path / f"{name}-added" / "clusters.parquet") for name in ("one", "spread"))
     assert one.equals(spread)
+
+
+@pytest.mark.parametrize("ranges, chunk", [(1, 1_000), (64, 1 << 18)])
+def test_tables_made_in_tasks_are_those_of_one_process(ranges, chunk, monkeypatch, ray_local, tmp_path):
+    """Ids in no particular order across three parts: one id range or one per part, the MST in one chunk or
+    in chunks of 1,000 edges; clusters.parquet, mst.parquet and the report's largest clusters as one
+    process writes them."""
+    from clippings.link import spreadtables
+    from clippings.storage import write_dataset
+
+    monkeypatch.setattr(spreadtables, "MAX_RANGES", ranges)
+    monkeypatch.setattr(spreadtables, "MST_CHUNK", chunk)
+    x = reprint_groups(12_000, 16, seed=5)
+    names = [f"{'ab'[i % 2]}{v:06d}" for i, v in enumerate(np.random.default_rng(4).permutation(12_000))]
+    write_dataset(embeddings_table(names, x, x, "tiny@abc", "tiny"), str(tmp_path / "emb"), rows_per_part=5_000)
+    base = ["link", "--embeddings", str(tmp_path / "emb"), "--threshold", str(T), "--index", "ivf", "--nprobe", "4"]
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    assert main([*base, "--out", str(tmp_path / "spread"), "--search-actors", "2"]) == 0
+    info = _same_links(str(tmp_path / "spread"), str(tmp_path / "one"))
+    assert info["counts"]["mst_edges"] > chunk or chunk > 1_000  # the small chunk does split the MST
 
 
 def _parts(path: str, tables: list) -> str:

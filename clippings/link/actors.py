@@ -67,14 +67,15 @@ class CellSearcher:
             shutil.rmtree(self.cache, ignore_errors=True)
 
     def search(self, probes: Probes | None, batches: list[tuple[int, int]], threshold: float, max_edges: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, str]:
-        """search_cells over `batches` (probes None: the actor's own): (src, dst, distance, compactions,
-        queries, the products this actor runs: "cpu-float32" or "torch-cuda-float16", for links.json). The
+               ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[int, int, str]]:
+        """search_cells over `batches` (probes None: the actor's own): the forest (src, dst, distance) and
+        (compactions, queries, the products this actor runs: "cpu-float32" or "torch-cuda-float16", for
+        links.json), two results so the forest can go to a ForestMerger without passing the caller. The
         product's name comes with every result, not from a call of its own, so no extra call can meet a dead
         actor."""
         src, dst, dist, compactions, queries = search_cells(self.lists, probes or self.probes, batches, threshold,
                                                             max_edges, forest=True, product=self.product)
-        return src, dst, dist, compactions, queries, self.product.name
+        return (src, dst, dist), (compactions, queries, self.product.name)
 
     def distances(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """float64 cosine distances of these pairs (clippings.link.exact.cosine_distances_of_pairs)."""
@@ -192,10 +193,11 @@ class SearchPool:
         self.pool = []
 
     def search(self, n: int, probes: Probes | None, shards: list[list[tuple[int, int]]], threshold: float,
-               max_edges: int, progress: Callable[[int], None] | None = None, tries: int = SHARD_TRIES
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, str]:
+               max_edges: int, progress: Callable[[int], None] | None = None, tries: int = SHARD_TRIES,
+               sink: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, str]:
         """Search `shards` (lists of cell batches); fold the actors' forests into one: (src, dst, distance,
-        compactions, the actors' product name).
+        compactions, the actors' product name). sink: a ForestMerger actor (clippings.link.merger) that
+        folds them instead, straight from the object store; the edges returned are then none.
 
         Shards are handed out as actors free up (ray.wait), so a slower machine takes fewer. A shard whose
         actor dies runs again at once on a new actor that takes the dead one's place (scheduled by Ray
@@ -203,7 +205,7 @@ class SearchPool:
         progress: told each shard's queries once, when its result is folded in. The probe table
         (2·n·(nprobe + 1) int32; None: the actors read theirs from the folder) travels once through the
         object store (read in place by the actors of one machine); the lists do not.
-        Memory here: O(n + max_edges) for the merged forest.
+        Memory here: O(n + max_edges) for the merged forest (none with a sink).
         """
         import ray
         from ray.exceptions import RayActorError
@@ -211,22 +213,25 @@ class SearchPool:
         probes_ref = ray.put(probes)
         buffer = ForestBuffer(n, max_edges, unique=True)  # each pair comes from one shard only (cells.query)
         queue = deque(Shard(number, batches) for number, batches in enumerate(shards, start=1))
-        pending: dict[Any, tuple[int, Shard]] = {}  # a running search → its actor's place in the pool, its shard
+        pending: dict[Any, tuple[int, Shard, Any]] = {}  # a search's counts → its actor's slot, shard, forest
         compactions, product = 0, ""
+        folded: list = []  # the sink's add calls: one that failed (a forest lost with its node) must not pass
 
         def submit(slot: int) -> None:
             if queue:
                 shard = queue.popleft()
                 shard.tries += 1
-                pending[self.pool[slot].search.remote(probes_ref, shard.batches, threshold, max_edges)] = (slot, shard)
+                forest, counts = self.pool[slot].search.options(num_returns=2).remote(probes_ref, shard.batches,
+                                                                                      threshold, max_edges)
+                pending[counts] = (slot, shard, forest)
 
         for slot in range(len(self.pool)):
             submit(slot)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            slot, shard = pending.pop(done[0])
+            slot, shard, forest = pending.pop(done[0])
             try:
-                src, dst, dist, comp, queries, product = ray.get(done[0])
+                comp, queries, product = ray.get(done[0])
             except RayActorError as error:
                 if error.actor_init_failed:  # the lists could not be loaded: that error recurs on any actor
                     raise
@@ -235,33 +240,49 @@ class SearchPool:
                 self.pool[slot] = self._start()
                 submit(slot)
                 continue
-            buffer.add(src, dst, dist)
+            if sink is None:
+                buffer.add(*ray.get(forest))
+            else:
+                folded.append(sink.add.remote(forest))  # resolved where the merger runs, not in this process
             compactions += comp
             if progress is not None:
                 progress(queries)
             submit(slot)
+        ray.get(folded)
         src, dst, dist = buffer.result()
         return src, dst, dist, compactions + buffer.compactions, product
 
-    def _spread(self, method: str, arrays: tuple[np.ndarray, ...], chunk: int) -> list:
-        """`method` called on chunks of `arrays` over the actors in turn; the results in chunk order."""
-        import ray
-
-        calls = [getattr(self.pool[k % len(self.pool)], method).remote(*(a[start : start + chunk] for a in arrays))
-                 for k, start in enumerate(range(0, len(arrays[0]), chunk))]
-        return ray.get(calls)
-
-    def distances(self, src: np.ndarray, dst: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    def distances(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """float64 cosine distances of the pairs (src, dst), computed by the actors from their lists."""
-        parts = self._spread("distances", (src, dst), chunk)
-        return np.concatenate(parts) if parts else np.empty(0, np.float64)
+        return searcher_distances(self.pool, src, dst)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The float32 vectors of these rows, read by the actors."""
-        parts = self._spread("take", (np.asarray(rows, dtype=np.int64),), 1 << 16)
-        return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+        return searcher_take(self.pool, rows)
 
     __getitem__ = take
+
+
+def _spread_calls(searchers: list, method: str, arrays: tuple[np.ndarray, ...], chunk: int) -> list:
+    """`method` called on chunks of `arrays` over the searchers (CellSearcher actors) in turn; the results in
+    chunk order."""
+    import ray
+
+    calls = [getattr(searchers[k % len(searchers)], method).remote(*(a[start : start + chunk] for a in arrays))
+             for k, start in enumerate(range(0, len(arrays[0]), chunk))]
+    return ray.get(calls)
+
+
+def searcher_distances(searchers: list, src: np.ndarray, dst: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """float64 cosine distances of the pairs (src, dst), computed by these CellSearcher actors."""
+    parts = _spread_calls(searchers, "distances", (src, dst), chunk)
+    return np.concatenate(parts) if parts else np.empty(0, np.float64)
+
+
+def searcher_take(searchers: list, rows: np.ndarray) -> np.ndarray:
+    """The float32 vectors of these rows, read by these CellSearcher actors."""
+    parts = _spread_calls(searchers, "take", (np.asarray(rows, dtype=np.int64),), 1 << 16)
+    return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
 
 
 def search_with_actors(lists_folder: str, n: int, probes: Probes, shards: list[list[tuple[int, int]]],

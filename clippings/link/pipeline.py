@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,15 @@ from clippings.embeddings import Embeddings, Pooled
 from clippings.errors import BadInput
 from clippings.link.knn import knn_graph
 from clippings.link.slink import Mst, cut_mst, mst_from_graph
-from clippings.link.store import VECTORS, VectorRows, require_complete, staged_folder, write_vectors
+from clippings.link.store import (
+    CLUSTERS,
+    MST,
+    VECTORS,
+    VectorRows,
+    require_complete,
+    staged_folder,
+    write_vectors,
+)
 from clippings.storage import exists, join, read_json, read_part, write_json, write_table_atomic
 
 if TYPE_CHECKING:
@@ -46,6 +54,41 @@ class LinkResult:
     info: dict
     vectors: VectorRows | None = None
     changes: pa.Table | None = None
+
+    def write_tables(self, folder: str) -> None:
+        """Write mst.parquet and clusters.parquet (sorted by clipping_id) into `folder`. Cost: O(n log n) for
+        the sort."""
+        ids = strings(self.ids)
+        mst = pa.table(
+            {
+                "src": ids.take(pa.array(self.mst.src)),
+                "dst": ids.take(pa.array(self.mst.dst)),
+                "distance": pa.array(self.mst.distance, pa.float64()),
+            },
+            schema=MST_SCHEMA,
+        )
+        write_table_atomic(mst, join(folder, MST))
+        cluster_ids = strings(self.cluster_ids)
+        codes = cluster_ids.dictionary_encode().indices.to_numpy()
+        clusters = pa.table(
+            {
+                "clipping_id": ids,
+                "cluster_id": cluster_ids,
+                "cluster_size": pa.array(np.bincount(codes)[codes].astype(np.int64)),
+            },
+            schema=CLUSTERS_SCHEMA,
+        ).take(pc.sort_indices(ids))
+        write_table_atomic(clusters, join(folder, CLUSTERS))
+
+
+class TableSource(Protocol):
+    """A link's result whose tables are written by their own means (a spread link's, streamed from tasks)."""
+
+    info: dict
+    vectors: VectorRows | None
+    changes: pa.Table | None
+
+    def write_tables(self, folder: str) -> None: ...
 
 
 def link_embeddings(
@@ -91,7 +134,18 @@ def link_graph(ids: np.ndarray | pa.Array, graph: Graph, vectors: np.ndarray | P
     mst = mst_from_graph(graph.n, graph.src, graph.dst, graph.distance)
     cluster_ids = cut_mst(ids, mst, threshold)
     mst_s = time.perf_counter() - t0
-    info = {
+    info = link_info(graph, len(graph.src), len(mst.src), dim, threshold, im_wt, k, fingerprint, model_name,
+                     mst_s, start)
+    info["diagnostics"] = diagnostics(vectors, cluster_ids, threshold)
+    info["counts"]["clusters"] = info["diagnostics"]["clusters"]
+    return LinkResult(ids, mst, cluster_ids, info)
+
+
+def link_info(graph: Graph, graph_edges: int, mst_edges: int, dim: int, threshold: float, im_wt: float, k: int,
+              fingerprint: str, model_name: str, mst_s: float, start: float) -> dict:
+    """The links.json record of a link over `graph` (its edges: `graph_edges`, which a spread link's driver
+    never holds), before the diagnostics."""
+    return {
         "threshold": float(threshold),
         "im_wt": float(im_wt),
         "k": int(k),
@@ -105,11 +159,11 @@ def link_graph(ids: np.ndarray | pa.Array, graph: Graph, vectors: np.ndarray | P
         },
         "fingerprint": fingerprint,
         "model_name": model_name,
-        "vectors": {"rows": int(len(ids)), "dim": int(dim)},
+        "vectors": {"rows": int(graph.n), "dim": int(dim)},
         "counts": {
-            "clippings": int(len(ids)),
-            "graph_edges": int(len(graph.src)),
-            "mst_edges": int(len(mst.src)),
+            "clippings": int(graph.n),
+            "graph_edges": int(graph_edges),
+            "mst_edges": int(mst_edges),
             "saturated": graph.stats.get("saturated", 0),
         },
         "graph": {
@@ -121,48 +175,60 @@ def link_graph(ids: np.ndarray | pa.Array, graph: Graph, vectors: np.ndarray | P
             "total_s": round(time.perf_counter() - start, 3),
         },
     }
-    info["diagnostics"] = diagnostics(vectors, cluster_ids, threshold)
-    info["counts"]["clusters"] = info["diagnostics"]["clusters"]
-    return LinkResult(ids, mst, cluster_ids, info)
 
 
 def diagnostics(vectors: np.ndarray | PartLists | SearchPool, cluster_ids: np.ndarray, threshold: float, largest: int = 10
                 ) -> dict:
-    """Cluster-size histogram, the largest clusters with their angular radius, and chaining warnings.
-    vectors: the rows' vectors, indexable by an array of row numbers.
-
-    Single linkage can chain distinct clippings through intermediates; a cluster whose members lie far
-    from its centroid (radius > CHAIN_FACTOR × the angle of t) is flagged. Cost: O(n) plus the members of
-    the `largest` clusters.
-    """
+    """cluster_report of these clusters: their sizes, and the `largest` ones' radii from their members'
+    vectors (indexable by an array of row numbers). Cost: O(n) plus the members of the `largest` clusters."""
     enc = strings(cluster_ids).dictionary_encode()  # hashing, not a sort of n strings
     inverse = enc.indices.to_numpy()
     sizes = np.bincount(inverse, minlength=len(enc.dictionary))
-    hist = size_histogram(sizes)
-    alpha = math.degrees(math.acos(max(-1.0, 1.0 - threshold)))
-    top = []
-    warnings = []
-    floor = max(2, int(np.partition(sizes, -largest)[-largest]) if len(sizes) > largest else 2)
-    big = np.flatnonzero(sizes >= floor)  # the largest clusters, ties in size broken by cluster id
+    big = np.flatnonzero(sizes >= size_floor(sizes, largest))
     names = enc.dictionary.take(pa.array(big)).to_pylist()
-    ranked = sorted(zip(names, big.tolist(), strict=True), key=lambda pair: (-sizes[pair[1]], pair[0]))
-    for cid, c in ranked[:largest]:
-        members = vectors[np.flatnonzero(inverse == c)].astype(np.float64)
-        centroid = members.sum(axis=0)
-        centroid /= max(np.linalg.norm(centroid), 1e-300)
-        cos = members @ centroid / np.maximum(np.linalg.norm(members, axis=1), 1e-300)
-        radius = math.degrees(math.acos(float(np.clip(cos.min(), -1.0, 1.0))))
-        top.append({"cluster_id": cid, "size": int(sizes[c]), "radius_deg": round(radius, 2)})
+    ranked = sorted(zip(names, big.tolist(), strict=True), key=lambda pair: (-sizes[pair[1]], pair[0]))[:largest]
+    return cluster_report(len(sizes), size_histogram(sizes), [(name, c, int(sizes[c])) for name, c in ranked],
+                          lambda c: angular_radius(vectors[np.flatnonzero(inverse == c)]), threshold)
+
+
+def size_floor(sizes: np.ndarray, largest: int) -> int:
+    """The size from which a cluster may be among the `largest` (ties included), at least 2."""
+    return max(2, int(np.partition(sizes, -largest)[-largest]) if len(sizes) > largest else 2)
+
+
+def angular_radius(members: np.ndarray) -> float:
+    """The largest angle (degrees) between a cluster's member vectors and their mean direction."""
+    members = members.astype(np.float64)
+    centroid = members.sum(axis=0)
+    centroid /= max(np.linalg.norm(centroid), 1e-300)
+    cos = members @ centroid / np.maximum(np.linalg.norm(members, axis=1), 1e-300)
+    return math.degrees(math.acos(float(np.clip(cos.min(), -1.0, 1.0))))
+
+
+def cluster_report(clusters: int, histogram: dict[str, int], top: list[tuple[str, int, int]],
+                   radius_of: Callable[[int], float], threshold: float) -> dict:
+    """The clusters' count and size histogram (size_histogram), the largest clusters with their angular
+    radius, and chaining warnings. top: (name, number, size) of the largest, by size then name; radius_of: a
+    cluster's angular radius by number.
+
+    Single linkage can chain distinct clippings through intermediates; a cluster whose members lie far
+    from its centroid (radius > CHAIN_FACTOR × the angle of t) is flagged.
+    """
+    alpha = math.degrees(math.acos(max(-1.0, 1.0 - threshold)))
+    largest, warnings = [], []
+    for cid, c, size in top:
+        radius = radius_of(c)
+        largest.append({"cluster_id": cid, "size": int(size), "radius_deg": round(radius, 2)})
         if radius > CHAIN_FACTOR * alpha:
             warnings.append(
-                f"cluster {cid!r} ({sizes[c]} members) has angular radius {radius:.1f}° > "
+                f"cluster {cid!r} ({size} members) has angular radius {radius:.1f}° > "
                 f"{CHAIN_FACTOR:g} × {alpha:.1f}° (the angle of t): likely chaining; inspect it or "
                 "lower the threshold"
             )
     return {
-        "clusters": int(len(sizes)),
-        "size_histogram": hist,
-        "largest": top,
+        "clusters": int(clusters),
+        "size_histogram": histogram,
+        "largest": largest,
         "chaining_warnings": warnings,
     }
 
@@ -184,34 +250,14 @@ def size_histogram(sizes: np.ndarray) -> dict[str, int]:
     }
 
 
-def write_links(out: str, result: LinkResult, quarantine: pa.Table | None = None) -> None:
-    """Write the links folder `out` at once (clippings.link.store.staged_folder): the vectors, mst.parquet,
-    clusters.parquet (sorted by clipping_id), changes.parquet (after an add), the quarantine rows, and
-    links.json last. Cost: O(n log n) for the sort; the vectors cost O(m·d) for the m rows not carried."""
-    ids = strings(result.ids)
-    mst = pa.table(
-        {
-            "src": ids.take(pa.array(result.mst.src)),
-            "dst": ids.take(pa.array(result.mst.dst)),
-            "distance": pa.array(result.mst.distance, pa.float64()),
-        },
-        schema=MST_SCHEMA,
-    )
-    cluster_ids = strings(result.cluster_ids)
-    codes = cluster_ids.dictionary_encode().indices.to_numpy()
-    clusters = pa.table(
-        {
-            "clipping_id": ids,
-            "cluster_id": cluster_ids,
-            "cluster_size": pa.array(np.bincount(codes)[codes].astype(np.int64)),
-        },
-        schema=CLUSTERS_SCHEMA,
-    ).take(pc.sort_indices(ids))
+def write_links(out: str, result: LinkResult | TableSource, quarantine: pa.Table | None = None) -> None:
+    """Write the links folder `out` at once (clippings.link.store.staged_folder): the vectors, mst.parquet and
+    clusters.parquet (result.write_tables), changes.parquet (after an add), the quarantine rows, and
+    links.json last. The vectors cost O(m·d) for the m rows not carried."""
     with staged_folder(out) as folder:
         if result.vectors is not None:
             write_vectors(folder, result.vectors)
-        write_table_atomic(mst, join(folder, "mst.parquet"))
-        write_table_atomic(clusters, join(folder, "clusters.parquet"))
+        result.write_tables(folder)
         if result.changes is not None:
             write_table_atomic(result.changes, join(folder, "changes.parquet"))
         if quarantine is not None:
@@ -235,7 +281,7 @@ def positions(names: pa.Array | pa.ChunkedArray, ids: pa.Array | pa.ChunkedArray
 
 def read_mst(links: str, ids: np.ndarray) -> Mst:
     """The saved MST of a links folder, as row numbers into `ids`, sorted by (distance, src, dst)."""
-    table = read_part(join(links, "mst.parquet"), "links", columns=["src", "dst", "distance"])
+    table = read_part(join(links, MST), "links", columns=["src", "dst", "distance"])
     known = pa.array(ids, pa.string())
     src = positions(table.column("src"), known, links)
     dst = positions(table.column("dst"), known, links)
@@ -249,7 +295,7 @@ def read_links(links: str) -> tuple[np.ndarray, Mst, dict]:
     """(ids, MST, links.json) of a links folder; ids are those of clusters.parquet (singletons included)."""
     require_complete(links)
     info = read_json(join(links, "links.json"))
-    clusters = read_part(join(links, "clusters.parquet"), "links", columns=["clipping_id"])
+    clusters = read_part(join(links, CLUSTERS), "links", columns=["clipping_id"])
     ids = clusters.column("clipping_id").to_numpy(zero_copy_only=False).astype(object)
     return ids, read_mst(links, ids), info
 

@@ -4,23 +4,27 @@ sample, hands out parts and search shards, and merges spanning forests.
 
 Passes, each a Ray task per embeddings part (clippings.link.cellfile has the folder's layout):
 1. read: the part is read, checked (finite, unit norm) and pooled at w, and its pooled rows are written to
-   the index folder (`pooled/`); the task returns the part's ids (Arrow, left in the object store until the
-   cut), its count, model fingerprint, and the vectors of the sample rows it holds (centroids, calibration,
-   recall).
+   the index folder (`pooled/`); the task returns the part's ids (Arrow, left in the object store), its
+   count, model fingerprint, and the vectors and ids of the sample rows it holds (centroids, calibration,
+   recall, the id ranges' splitters). The ids are then shuffled into sorted ranges, which refuse a repeated
+   id (clippings.link.spreadtables).
 2. sample pairs: the exact within-t pairs of the calibration and recall samples' rows against the part's rows
-   (brute force, both samples in one pass), with the vectors of the part's rows among them.
+   (brute force, both samples in one pass); then the vectors of the rows of the calibration's pairs
+   (at most CALIBRATION_PAIRS of them).
 3. place: the part's rows probe their nearest centroids (which puts each in its cell); the part writes its
    lists (its rows in cell order, as the links folder's vectors part, and its probes) and returns per-cell
    counts, from which the driver cuts the search into shards (O(nlist) per part).
 4. recall: the probe rows of the recall sample's pairs' rows, read from the parts' probe tables.
-5. search, on the search actors (clippings.link.actors.SearchPool), which also compute the kept edges'
-   float64 distances and read the vectors the diagnostics need (tasks run before: the actors may hold every
-   CPU).
+5. search, on the search actors (clippings.link.actors.SearchPool), whose forests go straight to a
+   ForestMerger actor (clippings.link.merger), which also cuts the MST (tasks run before: the actors may
+   hold every CPU).
+6. names and tables: the clusters are named and clusters.parquet and mst.parquet made by tasks
+   (clippings.link.spreadtables); the largest clusters' radii from their members' pooled rows, part by part.
 
 Rows are numbered by their place in the embeddings (parts in order), as in a single-process link, and each
 step computes what the single-process one does on the same rows, so the clusters are the same
-(tests/test_link_spread.py). What stays on the driver: the merged forest (≤ n − 1 edges), its MST and cut
-(vectorised passes over integers) and the ids (Arrow, turned into the cluster names and clusters.parquet).
+(tests/test_link_spread.py). The driver holds no array with a row per clipping: the sample rows, O(nlist)
+per part, the ranges' splitters, and one range or MST chunk at a time while it writes the tables.
 """
 
 from __future__ import annotations
@@ -58,9 +62,11 @@ from clippings.link.cells import (
 from clippings.link.exact import exact_pairs
 from clippings.link.graph import Graph
 from clippings.link.ivf import SHARDS_PER_ACTOR, calibrate_probes, probe_recall, subsample_pairs
-from clippings.link.pipeline import LinkResult, link_graph
+from clippings.link.pipeline import cluster_report, link_info
+from clippings.link.spreadtables import SpreadTables, component_names, id_ranges
 from clippings.link.store import CENTROIDS, VECTORS, VectorRows, fixed_list, vector_part_name, write_ipc
 from clippings.numeric import unique_ints
+from clippings.raylocal import task
 from clippings.storage import filesystem, join, list_parts
 
 SPREAD_FOLDERS = ("pooled", VECTORS, "lists")
@@ -109,6 +115,7 @@ class PartRead:
     model_name: str
     sample_rows: np.ndarray
     sample: np.ndarray
+    sample_ids: pa.Array
 
 
 def _pooled_path(folder: str, number: int) -> str:
@@ -125,20 +132,23 @@ def read_part(path: str, part: str, number: int, first: int, im_wt: float, folde
         save_array(_pooled_path(folder, number), pooled)
     here = wanted[(wanted >= first) & (wanted < first + len(pooled))]
     read = PartRead(len(pooled), int(pooled.shape[1]), towers.fingerprint, towers.model_name, here,
-                    np.ascontiguousarray(pooled[here - first]))
+                    np.ascontiguousarray(pooled[here - first]), towers.ids.take(pa.array(here - first)))
     return read, towers.ids
 
 
 def part_pairs(folder: str, number: int, first: int, n: int, rows: np.ndarray, vectors: np.ndarray,
-               threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pass 2 on one part: (keys a·n + b of the exact within-t pairs of the query rows `rows` with this part's
-    rows, this part's rows among the pairs and queries, their vectors)."""
+               threshold: float) -> np.ndarray:
+    """Pass 2 on one part: the keys a·n + b of the exact within-t pairs of the query rows `rows` with this
+    part's rows."""
     with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:  # s3:// files land here
         block = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
-        keys = exact_pairs(KnownRows(n, rows, vectors, first, block), None, rows, threshold)
-        involved = unique_ints(np.concatenate([keys // n, keys % n, rows]))
-        here = involved[(involved >= first) & (involved < first + len(block))]
-        return keys, here, np.ascontiguousarray(block[here - first])
+        return exact_pairs(KnownRows(n, rows, vectors, first, block), None, rows, threshold)
+
+
+def part_pooled_rows(folder: str, number: int, first: int, rows: np.ndarray) -> np.ndarray:
+    """The pooled vectors of these rows of one part."""
+    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:
+        return np.array(np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")[rows - first])
 
 
 def part_probe_rows(folder: str, number: int, first: int, rows: np.ndarray) -> np.ndarray:
@@ -199,28 +209,22 @@ def spread_folder(index_dir: str | None) -> Iterator[str]:
         remove_lists(folder, bool(index_dir), SPREAD_FOLDERS)
 
 
-def _remote(function: Callable, cpus: float = 1.0):
-    import ray
-
-    from clippings.raylocal import runtime_env
-
-    return ray.remote(num_cpus=cpus, runtime_env=runtime_env(cpus), max_retries=2)(function)
-
-
 def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, im_wt: float, folder: str,
                 actors: int, nlist: int | None = None,
                 nprobe: int | None = None, recall_sample: int = 1000, recall_target: float = 0.995, seed: int = 0,
                 k: int = 20, max_edges: int | None = None, progress: Callable[[int], None] | None = None,
-                gpu: bool | None = None, log: Callable[[str], None] | None = None) -> LinkResult:
+                gpu: bool | None = None, log: Callable[[str], None] | None = None, largest: int = 10
+                ) -> SpreadTables:
     """Single linkage of embeddings dataset `path` at `threshold` (pooled at `im_wt`), the ivf search's
     clusters (clippings.link.ivf, the same parameters), every pass over the rows in Ray tasks (module
-    docstring). folder: spread_folder's. The result's vectors are the folder's parts, carried into the links
-    folder by write_links. Memory on the driver: the sample rows, O(nlist) per part, the forest's edges and
-    the ids."""
+    docstring). folder: spread_folder's. The result writes its tables from tasks (write_links); its vectors
+    are the folder's parts, carried into the links folder. Memory on the driver: the sample rows and O(nlist)
+    per part; nothing per row."""
 
-    from clippings.embeddings import check_unique, same_model
+    from clippings.embeddings import same_model
     from clippings.link.actors import SearchPool
     from clippings.link.knn import default_max_edges
+    from clippings.link.merger import remote_merger
     from clippings.raylocal import get, init_ray
 
     say = log or (lambda line: None)
@@ -240,7 +244,7 @@ def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, 
     wanted = unique_ints(np.concatenate([train, calibrate, measure]))
 
     say(f"link: reading {len(parts)} embeddings parts ({n} rows) on Ray tasks")
-    calls = [_remote(read_part).options(num_returns=2).remote(path, part, p, firsts[p], im_wt, folder, wanted)
+    calls = [task(read_part).options(num_returns=2).remote(path, part, p, firsts[p], im_wt, folder, wanted)
              for p, part in enumerate(parts)]
     reads: list[PartRead] = get([read for read, _ in calls])
     id_refs = [ids for _, ids in calls]
@@ -252,8 +256,7 @@ def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, 
     sample = KnownRows(n, np.concatenate([r.sample_rows for r in reads]),
                        np.concatenate([r.sample.reshape(-1, dim) for r in reads]))
     live = [k for k, r in enumerate(reads) if r.rows]
-    ids = pa.chunked_array(get(id_refs), pa.string())
-    check_unique(ids, path)
+    ranges = id_ranges(path, id_refs, firsts, pa.concat_arrays([r.sample_ids for r in reads]))
     timings["read_s"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
@@ -264,23 +267,27 @@ def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, 
     t0 = time.perf_counter()  # the two samples' exact pairs in one pass over the parts
     margin, calibrated = math.inf, not nprobe
     queries = unique_ints(np.concatenate([calibrate, measure])) if calibrated else measure
-    found = get([_remote(part_pairs).remote(folder, p, firsts[p], n, queries, sample[queries], threshold)
-                 for p in live])
-    keys = unique_ints(np.concatenate([f[0] for f in found]))
-    partners = KnownRows(n, np.concatenate([f[1] for f in found]), np.concatenate([f[2] for f in found]))
+    keys = unique_ints(np.concatenate(get([task(part_pairs).remote(folder, p, firsts[p], n, queries, sample[queries],
+                                                                   threshold) for p in live])))
     a, b = keys // n, keys % n
     measured = keys[np.isin(a, measure) | np.isin(b, measure)]  # what exact_pairs of `measure` alone gives
     timings["sample_pairs_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if calibrated:
         truth = subsample_pairs(keys[np.isin(a, calibrate) | np.isin(b, calibrate)], rng)
+        rows = unique_ints(np.concatenate([truth // n, truth % n, calibrate]))  # only these rows' vectors
+        spans = [rows[(rows >= firsts[p]) & (rows < firsts[p + 1])] for p in live]
+        partners = KnownRows(n, rows, np.concatenate(get([task(part_pooled_rows).remote(folder, p, firsts[p], span)
+                                                          for p, span in zip(live, spans, strict=True)])))
         nprobe, margin = calibrate_probes(quantizer, partners, truth, calibrate, recall_target, nlist)
+        del partners
     nprobe = int(min(nprobe, nlist))
+    del keys, a, b
     timings["calibrate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     say(f"link: placing the rows in {nlist} cells, {nprobe} probes each at most, on Ray tasks")
-    placed = get([_remote(place_part).remote(folder, p, firsts[p], id_refs[p], centroids, nprobe, margin)
+    placed = get([task(place_part).remote(folder, p, firsts[p], id_refs[p], centroids, nprobe, margin)
                   for p in live])
     write_ipc(pa.table({"centroid": fixed_list(centroids)}), join(folder, VECTORS, CENTROIDS))
     sizes = np.sum([p[0] for p in placed], axis=0)
@@ -290,8 +297,8 @@ def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, 
     t0 = time.perf_counter()  # before the search: its actors may hold every CPU a task would need
     rows = unique_ints(np.concatenate([measured // n, measured % n]))
     spans = [rows[(rows >= firsts[p]) & (rows < firsts[p + 1])] for p in live]
-    tables = get([_remote(part_probe_rows).remote(folder, p, firsts[p], span) for p, span in zip(live, spans,
-                                                                                              strict=True)])
+    tables = get([task(part_probe_rows).remote(folder, p, firsts[p], span) for p, span in zip(live, spans,
+                                                                                             strict=True)])
     table = np.concatenate(tables) if tables else np.empty((0, nprobe), np.int32)
     a, b, m = np.searchsorted(rows, measured // n), np.searchsorted(rows, measured % n), len(rows)
     recall = probe_recall(m, a * m + b, table, table[:, 0].astype(np.int64))
@@ -300,28 +307,77 @@ def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, 
     t0 = time.perf_counter()
     shards = balanced_shards(cell_batches(sizes), SHARDS_PER_ACTOR * actors)
     max_edges = max_edges or default_max_edges(n)
+    merger = remote_merger(n, max_edges)
     with SearchPool(folder, actors, gpu, owners) as pool:
-        src, dst, _, compactions, product = pool.search(n, None, shards, threshold, max_edges, progress)
-        dist = pool.distances(src, dst)
+        _, _, _, compactions, product = pool.search(n, None, shards, threshold, max_edges, progress, sink=merger)
         timings["search_s"] = time.perf_counter() - t0
-        stats = {
-            "edges": int(len(src)),
-            "nlist": nlist,
-            "nprobe": nprobe,
-            "probe_margin": None if margin == math.inf else margin,
-            "nprobe_calibrated": calibrated,
-            "mean_probes": round(float(sizes.sum()) / n, 2),
-            "compactions": int(compactions),
-            "search": {"backend": "faiss-cpu", "product": product, "actors": len(pool.pool), "scheme": "cells",
-                       "mean_list": round(n / nlist, 1), "index_memory_mapped": True, "spread": True},
-            "timings": {key: round(v, 3) for key, v in timings.items()},
-        }
-        graph = Graph(n, src, dst, dist, float(threshold), "ivf", recall, stats)
-        say(f"link: {n} rows searched ({len(src)} forest edges); cutting at t = {threshold:g}")
-        result = link_graph(ids.combine_chunks(), graph, pool, dim, threshold, im_wt, k, reads[0].fingerprint,
-                            reads[0].model_name, start)
-    result.vectors = VectorRows(np.empty(0, object), np.empty((0, dim), np.float32), carry=folder)
-    return result
+        say(f"link: {n} rows searched; cutting at t = {threshold:g}")
+        cut = get(merger.cut.remote(pool.pool, threshold, largest))
+        actors_used = len(pool.pool)
+    t0 = time.perf_counter()  # tasks again, now that the actors have let their CPUs go
+    names, top = component_names(ranges, merger, cut["floor"], largest)
+    radii = cluster_radii(folder, firsts, live, merger, [c for _, c, _ in top])
+    report = cluster_report(cut["clusters"], cut["size_histogram"], top, radii.__getitem__, threshold)
+    timings["names_s"] = time.perf_counter() - t0
+    stats = {
+        "nlist": nlist,
+        "nprobe": nprobe,
+        "probe_margin": None if margin == math.inf else margin,
+        "nprobe_calibrated": calibrated,
+        "mean_probes": round(float(sizes.sum()) / n, 2),
+        "compactions": int(compactions + cut["compactions"]),
+        "search": {"backend": "faiss-cpu", "product": product, "actors": actors_used, "scheme": "cells",
+                   "mean_list": round(n / nlist, 1), "index_memory_mapped": True, "spread": True},
+        "timings": {key: round(v, 3) for key, v in timings.items()},
+    }
+    empty = np.empty(0, np.int64)
+    graph = Graph(n, empty, empty, np.empty(0, np.float64), float(threshold), "ivf", recall, stats)
+    info = link_info(graph, cut["edges"], cut["mst_edges"], dim, threshold, im_wt, k, reads[0].fingerprint,
+                     reads[0].model_name, cut["seconds"], start)
+    info["diagnostics"] = report
+    info["counts"]["clusters"] = report["clusters"]
+    vectors = VectorRows(np.empty(0, object), np.empty((0, dim), np.float32), carry=folder)
+    return SpreadTables(info, vectors, ranges, names, id_refs, firsts, merger, cut["mst_edges"])
+
+
+def member_sums(folder: str, number: int, first: int, count: int, members: list[np.ndarray]) -> np.ndarray:
+    """The float64 sum of each cluster's members' vectors among this part's pooled rows (largest, d)."""
+    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:
+        pooled = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
+        return np.stack([pooled[_here(rows, first, count) - first].astype(np.float64).sum(axis=0) for rows in members])
+
+
+def member_min_cos(folder: str, number: int, first: int, count: int, members: list[np.ndarray],
+                   centroids: np.ndarray) -> np.ndarray:
+    """The smallest cosine between each cluster's members among this part's rows and its centroid (1 where
+    none), as clippings.link.pipeline.angular_radius computes it."""
+    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:
+        pooled = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
+        out = np.ones(len(members))
+        for k, (rows, centroid) in enumerate(zip(members, centroids, strict=True)):
+            x = pooled[_here(rows, first, count) - first].astype(np.float64)
+            if len(x):
+                out[k] = float((x @ centroid / np.maximum(np.linalg.norm(x, axis=1), 1e-300)).min())
+        return out
+
+
+def _here(rows: np.ndarray, first: int, count: int) -> np.ndarray:
+    return rows[(rows >= first) & (rows < first + count)]
+
+
+def cluster_radii(folder: str, firsts: list[int], live: list[int], merger, clusters: list[int]) -> dict[int, float]:
+    """The angular radius (degrees) of each of these components, from their members' pooled rows read where
+    they lie (two rounds of part tasks: the centroids' sums, then each member's cosine)."""
+    from clippings.raylocal import get
+
+    if not clusters:
+        return {}
+    members = merger.members.remote(clusters)
+    spans = [(folder, p, firsts[p], firsts[p + 1] - firsts[p], members) for p in live]
+    centroids = np.sum(get([task(member_sums).remote(*span) for span in spans]), axis=0)
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-300)
+    cos = np.min(get([task(member_min_cos).remote(*span, centroids) for span in spans]), axis=0)
+    return {c: math.degrees(math.acos(float(np.clip(v, -1.0, 1.0)))) for c, v in zip(clusters, cos, strict=True)}
 
 
 def spread_enabled(parts: list[tuple[str, int]]) -> bool:

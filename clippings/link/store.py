@@ -33,7 +33,8 @@ VECTORS = "vectors"
 CENTROIDS = "centroids.arrow"
 LINKS_JSON = "links.json"
 CLUSTERS = "clusters.parquet"
-LINKS_FILES = (CLUSTERS, VECTORS, "mst.parquet", "changes.parquet")  # what links.json describes
+MST = "mst.parquet"
+LINKS_FILES = (CLUSTERS, VECTORS, MST, "changes.parquet")  # what links.json describes
 DERIVED_FILES = ("_quarantine", "metrics.json")  # also of one run: its quarantine, evaluate's score
 ROWS_PER_PART = 100_000
 
