@@ -140,7 +140,7 @@ def mst_chunk(distance: np.ndarray, *pieces: pa.Table) -> pa.Table:
 
 
 def id_ranges(path: str, id_refs: list, firsts: list[int], sample_ids: pa.Array) -> list:
-    """Shuffle 1 (clippings.link.spreadtables): the ids in ranges, each sorted; waits until every range is
+    """Shuffle 1 (the module docstring): the ids in ranges, each sorted; waits until every range is
     checked, so a repeated id stops the link here (BadInput). Returns the ranges' refs."""
     splitters = id_splitters(sample_ids, min(MAX_RANGES, len(id_refs)))
     count = len(splitters) + 1
@@ -154,7 +154,7 @@ def id_ranges(path: str, id_refs: list, firsts: list[int], sample_ids: pa.Array)
 
 
 def component_names(ranges: list, merger, floor: int, largest: int) -> tuple[list[list], list[tuple[str, int, int]]]:
-    """Shuffle 2 (clippings.link.spreadtables): per range, the refs of its components' names (one per bucket),
+    """Shuffle 2 (the module docstring): per range, the refs of its components' names (one per bucket),
     and (name, component, size) of the `largest` components from size `floor`, by size then name."""
     labels, sizes = merger.row_components.remote(), merger.component_sizes.remote()
     count = len(ranges)
