@@ -135,16 +135,14 @@ def link_graph(ids: np.ndarray | pa.Array, graph: Graph, vectors: np.ndarray | P
     cluster_ids = cut_mst(ids, mst, threshold)
     mst_s = time.perf_counter() - t0
     info = link_info(graph, len(graph.src), len(mst.src), dim, threshold, im_wt, k, fingerprint, model_name,
-                     mst_s, start)
-    info["diagnostics"] = diagnostics(vectors, cluster_ids, threshold)
-    info["counts"]["clusters"] = info["diagnostics"]["clusters"]
+                     mst_s, start, diagnostics(vectors, cluster_ids, threshold))
     return LinkResult(ids, mst, cluster_ids, info)
 
 
 def link_info(graph: Graph, graph_edges: int, mst_edges: int, dim: int, threshold: float, im_wt: float, k: int,
-              fingerprint: str, model_name: str, mst_s: float, start: float) -> dict:
+              fingerprint: str, model_name: str, mst_s: float, start: float, report: dict) -> dict:
     """The links.json record of a link over `graph` (its edges: `graph_edges`, which a spread link's driver
-    never holds), before the diagnostics."""
+    never holds), with its clusters' report (cluster_report) as the diagnostics."""
     return {
         "threshold": float(threshold),
         "im_wt": float(im_wt),
@@ -165,6 +163,7 @@ def link_info(graph: Graph, graph_edges: int, mst_edges: int, dim: int, threshol
             "graph_edges": int(graph_edges),
             "mst_edges": int(mst_edges),
             "saturated": graph.stats.get("saturated", 0),
+            "clusters": report["clusters"],
         },
         "graph": {
             key: v for key, v in graph.stats.items() if key not in ("timings", "edges", "saturated", "search")
@@ -174,6 +173,7 @@ def link_info(graph: Graph, graph_edges: int, mst_edges: int, dim: int, threshol
             "mst_cut_s": round(mst_s, 3),
             "total_s": round(time.perf_counter() - start, 3),
         },
+        "diagnostics": report,
     }
 
 

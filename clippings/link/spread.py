@@ -136,19 +136,25 @@ def read_part(path: str, part: str, number: int, first: int, im_wt: float, folde
     return read, towers.ids
 
 
+@contextmanager
+def _pooled_rows(folder: str, number: int) -> Iterator[np.ndarray]:
+    """One part's pooled rows, memory-mapped (downloaded first from s3://, removed after)."""
+    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:
+        yield np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
+
+
 def part_pairs(folder: str, number: int, first: int, n: int, rows: np.ndarray, vectors: np.ndarray,
                threshold: float) -> np.ndarray:
     """Pass 2 on one part: the keys a·n + b of the exact within-t pairs of the query rows `rows` with this
     part's rows."""
-    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:  # s3:// files land here
-        block = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
+    with _pooled_rows(folder, number) as block:
         return exact_pairs(KnownRows(n, rows, vectors, first, block), None, rows, threshold)
 
 
 def part_pooled_rows(folder: str, number: int, first: int, rows: np.ndarray) -> np.ndarray:
     """The pooled vectors of these rows of one part."""
-    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:
-        return np.array(np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")[rows - first])
+    with _pooled_rows(folder, number) as pooled:
+        return np.array(pooled[rows - first])
 
 
 def part_probe_rows(folder: str, number: int, first: int, rows: np.ndarray) -> np.ndarray:
@@ -161,8 +167,7 @@ def place_part(folder: str, number: int, first: int, ids: pa.Array, centroids: n
                margin: float) -> tuple[np.ndarray, np.ndarray]:
     """Pass 3 on one part: probe, place and write its lists (module docstring); returns (query rows probing
     each cell, rows whose own cell it is), nlist each."""
-    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:
-        pooled = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
+    with _pooled_rows(folder, number) as pooled:
         nlist = len(centroids)
         table = probe_cells(centroid_quantizer(centroids), pooled, nprobe, margin=margin)
         own = table[:, 0].astype(np.int64)
@@ -276,7 +281,7 @@ def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, 
     if calibrated:
         truth = subsample_pairs(keys[np.isin(a, calibrate) | np.isin(b, calibrate)], rng)
         rows = unique_ints(np.concatenate([truth // n, truth % n, calibrate]))  # only these rows' vectors
-        spans = [rows[(rows >= firsts[p]) & (rows < firsts[p + 1])] for p in live]
+        spans = [_rows_in(rows, firsts[p], firsts[p + 1]) for p in live]
         partners = KnownRows(n, rows, np.concatenate(get([task(part_pooled_rows).remote(folder, p, firsts[p], span)
                                                           for p, span in zip(live, spans, strict=True)])))
         nprobe, margin = calibrate_probes(quantizer, partners, truth, calibrate, recall_target, nlist)
@@ -296,7 +301,7 @@ def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, 
 
     t0 = time.perf_counter()  # before the search: its actors may hold every CPU a task would need
     rows = unique_ints(np.concatenate([measured // n, measured % n]))
-    spans = [rows[(rows >= firsts[p]) & (rows < firsts[p + 1])] for p in live]
+    spans = [_rows_in(rows, firsts[p], firsts[p + 1]) for p in live]
     tables = get([task(part_probe_rows).remote(folder, p, firsts[p], span) for p, span in zip(live, spans,
                                                                                              strict=True)])
     table = np.concatenate(tables) if tables else np.empty((0, nprobe), np.int32)
@@ -315,7 +320,8 @@ def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, 
         cut = get(merger.cut.remote(pool.pool, threshold, largest))
         actors_used = len(pool.pool)
     t0 = time.perf_counter()  # tasks again, now that the actors have let their CPUs go
-    names, top = component_names(ranges, merger, cut["floor"], largest)
+    labels, sizes_of = merger.row_components.remote(), merger.component_sizes.remote()
+    names, top = component_names(ranges, labels, sizes_of, cut["floor"], largest)
     radii = cluster_radii(folder, firsts, live, merger, [c for _, c, _ in top])
     report = cluster_report(cut["clusters"], cut["size_histogram"], top, radii.__getitem__, threshold)
     timings["names_s"] = time.perf_counter() - t0
@@ -333,36 +339,33 @@ def spread_link(path: str, parts_rows: list[tuple[str, int]], threshold: float, 
     empty = np.empty(0, np.int64)
     graph = Graph(n, empty, empty, np.empty(0, np.float64), float(threshold), "ivf", recall, stats)
     info = link_info(graph, cut["edges"], cut["mst_edges"], dim, threshold, im_wt, k, reads[0].fingerprint,
-                     reads[0].model_name, cut["seconds"], start)
-    info["diagnostics"] = report
-    info["counts"]["clusters"] = report["clusters"]
+                     reads[0].model_name, cut["seconds"], start, report)
     vectors = VectorRows(np.empty(0, object), np.empty((0, dim), np.float32), carry=folder)
-    return SpreadTables(info, vectors, ranges, names, id_refs, firsts, merger, cut["mst_edges"])
+    return SpreadTables(info, vectors, ranges, names, id_refs, firsts, labels, sizes_of, merger, cut["mst_edges"])
 
 
 def member_sums(folder: str, number: int, first: int, count: int, members: list[np.ndarray]) -> np.ndarray:
     """The float64 sum of each cluster's members' vectors among this part's pooled rows (largest, d)."""
-    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:
-        pooled = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
-        return np.stack([pooled[_here(rows, first, count) - first].astype(np.float64).sum(axis=0) for rows in members])
+    with _pooled_rows(folder, number) as pooled:
+        return np.stack([pooled[_rows_in(rows, first, first + count) - first].astype(np.float64).sum(axis=0) for rows in members])
 
 
 def member_min_cos(folder: str, number: int, first: int, count: int, members: list[np.ndarray],
                    centroids: np.ndarray) -> np.ndarray:
     """The smallest cosine between each cluster's members among this part's rows and its centroid (1 where
     none), as clippings.link.pipeline.angular_radius computes it."""
-    with tempfile.TemporaryDirectory(prefix="clippings-spread-") as cache:
-        pooled = np.load(local_file(_pooled_path(folder, number), cache), mmap_mode="r")
+    with _pooled_rows(folder, number) as pooled:
         out = np.ones(len(members))
         for k, (rows, centroid) in enumerate(zip(members, centroids, strict=True)):
-            x = pooled[_here(rows, first, count) - first].astype(np.float64)
+            x = pooled[_rows_in(rows, first, first + count) - first].astype(np.float64)
             if len(x):
                 out[k] = float((x @ centroid / np.maximum(np.linalg.norm(x, axis=1), 1e-300)).min())
         return out
 
 
-def _here(rows: np.ndarray, first: int, count: int) -> np.ndarray:
-    return rows[(rows >= first) & (rows < first + count)]
+def _rows_in(rows: np.ndarray, first: int, end: int) -> np.ndarray:
+    """The rows among `rows` that lie in first … end − 1."""
+    return rows[(rows >= first) & (rows < end)]
 
 
 def cluster_radii(folder: str, firsts: list[int], live: list[int], merger, clusters: list[int]) -> dict[int, float]:

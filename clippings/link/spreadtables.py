@@ -45,6 +45,11 @@ def _results(pieces: list) -> Any:
     return tuple(pieces) if len(pieces) > 1 else pieces[0]
 
 
+def _listed(refs: Any, count: int) -> list:
+    """The refs of a call with num_returns = count as a list (Ray gives one ref itself, not in a list)."""
+    return refs if count > 1 else [refs]
+
+
 def id_splitters(sample: pa.Array, ranges: int) -> list[str]:
     """Up to `ranges` − 1 ascending, distinct ids that cut the sorted `sample` into `ranges` equal runs."""
     values = pc.unique(sample)
@@ -144,22 +149,22 @@ def id_ranges(path: str, id_refs: list, firsts: list[int], sample_ids: pa.Array)
     checked, so a repeated id stops the link here (BadInput). Returns the ranges' refs."""
     splitters = id_splitters(sample_ids, min(MAX_RANGES, len(id_refs)))
     count = len(splitters) + 1
-    pieces = [task(split_ids).options(num_returns=count).remote(ids, firsts[p], splitters)
+    pieces = [_listed(task(split_ids).options(num_returns=count).remote(ids, firsts[p], splitters), count)
               for p, ids in enumerate(id_refs)]
-    pieces = [piece if count > 1 else [piece] for piece in pieces]
     calls = [task(id_range).options(num_returns=2).remote(path, *(piece[r] for piece in pieces))
              for r in range(count)]
     get([rows for _, rows in calls])
     return [table for table, _ in calls]
 
 
-def component_names(ranges: list, merger, floor: int, largest: int) -> tuple[list[list], list[tuple[str, int, int]]]:
+def component_names(ranges: list, labels: Any, sizes: Any, floor: int, largest: int
+                    ) -> tuple[list[list], list[tuple[str, int, int]]]:
     """Shuffle 2 (the module docstring): per range, the refs of its components' names (one per bucket),
-    and (name, component, size) of the `largest` components from size `floor`, by size then name."""
-    labels, sizes = merger.row_components.remote(), merger.component_sizes.remote()
+    and (name, component, size) of the `largest` components from size `floor`, by size then name. labels,
+    sizes: refs of each row's component and each component's size (ForestMerger)."""
     count = len(ranges)
-    sent = [task(name_range).options(num_returns=count).remote(table, labels, count) for table in ranges]
-    sent = [s if count > 1 else [s] for s in sent]
+    sent = [_listed(task(name_range).options(num_returns=count).remote(table, labels, count), count)
+            for table in ranges]
     back = [task(bucket_names).options(num_returns=count + 1).remote(sizes, floor, largest, *(s[b] for s in sent))
             for b in range(count)]
     tops = pa.concat_tables(get([b[count] for b in back]))
@@ -170,8 +175,8 @@ def component_names(ranges: list, merger, floor: int, largest: int) -> tuple[lis
 @dataclass
 class SpreadTables:
     """A spread link's result (clippings.link.pipeline.TableSource): links.json's record, the vectors to carry,
-    and what writes its tables: the id ranges, every range's component names (per bucket), the parts' ids
-    and the ForestMerger holding the MST."""
+    and what writes its tables: the id ranges, every range's component names (per bucket), the parts' ids,
+    the refs of each row's component and each component's size, and the ForestMerger holding the MST."""
 
     info: dict
     vectors: VectorRows
@@ -179,23 +184,22 @@ class SpreadTables:
     names: list[list]
     id_refs: list
     firsts: list[int]
+    labels: Any
+    sizes: Any
     merger: Any
     mst_edges: int
     changes: None = None
 
     def write_tables(self, folder: str) -> None:
         """Write mst.parquet and clusters.parquet into `folder`, one chunk or range at a time."""
-        labels, sizes = self.merger.row_components.remote(), self.merger.component_sizes.remote()
         chunks = max(1, -(-self.mst_edges // MST_CHUNK))
-        requests = self.merger.mst_requests.options(num_returns=len(self.id_refs)).remote(self.firsts)
-        requests = requests if len(self.id_refs) > 1 else [requests]
-        distances = self.merger.mst_distances.options(num_returns=chunks).remote(MST_CHUNK)
-        distances = distances if chunks > 1 else [distances]
-        parts = [task(mst_part_ids).options(num_returns=chunks).remote(ids, request, MST_CHUNK, chunks)
-                 for ids, request in zip(self.id_refs, requests, strict=True)]
-        parts = [p if chunks > 1 else [p] for p in parts]
+        requests = _listed(self.merger.mst_requests.options(num_returns=len(self.id_refs)).remote(self.firsts),
+                           len(self.id_refs))
+        distances = _listed(self.merger.mst_distances.options(num_returns=chunks).remote(MST_CHUNK), chunks)
+        parts = [_listed(task(mst_part_ids).options(num_returns=chunks).remote(ids, request, MST_CHUNK, chunks),
+                         chunks) for ids, request in zip(self.id_refs, requests, strict=True)]
         chunk_refs = [task(mst_chunk).remote(d, *(p[c] for p in parts)) for c, d in enumerate(distances)]
-        range_refs = [task(clusters_range).remote(table, labels, sizes, *names)
+        range_refs = [task(clusters_range).remote(table, self.labels, self.sizes, *names)
                       for table, names in zip(self.ranges, self.names, strict=True)]
         writer = task(write_streamed, cpus=0).options(scheduling_strategy=_beside_driver(folder))
         get(writer.remote(folder, chunk_refs, range_refs))  # in lists, the refs reach it unresolved
