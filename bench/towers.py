@@ -8,10 +8,12 @@ scored by the best validation ARI over its epochs (threshold tuned exactly on va
 read. Seeds: for each s in seed..seed+N-1 the archive is generated with seed s and every tower is composed
 and trained with seed s; the table gives the mean ± sample sd of the best val ARI over the seeds.
 
-Training views: SupCon sees each train image as it is in the archive (no augmentation in `clippings train`);
-a tower learns what survives reprinting from the archive's own reprints of one photo, each printed and
-scanned with its own draw of the difficulty's degradations (crops, rotation, screens, tone, JPEG for
-`hard`). The train split's stories and draws are disjoint from the test split's.
+Training views: with `--view-p 0` (the default) SupCon sees each train image as it is in the archive, and a
+tower learns what survives reprinting from the archive's own reprints of one photo, each printed and scanned
+with its own draw of the difficulty's degradations (crops, rotation, screens, tone, JPEG for `hard`). A
+value p > 0 also replaces each training image, at each step, with probability p by a view drawn from the
+hard family (`clippings train --view-p`, `clippings.train.views.scan_view`). The train split's stories and
+draws are disjoint from the test split's; the views are drawn from the training seed, never the test's.
 
 The machine's load average is printed before and after: the seconds are only comparable within one run on
 a quiet machine. `--json PATH` also writes every (tower, seed) row.
@@ -20,6 +22,7 @@ a quiet machine. `--json PATH` also writes every (tower, seed) row.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -62,8 +65,10 @@ def forward_ms(model, size: int, images: int = 32, repeats: int = 3) -> float:
     return best / images * 1000
 
 
-def run_seed(seed: int, stories: int, difficulty: str, towers: list[tuple[str, int]], tmp: str) -> list[dict]:
-    """One archive (seed), pixel cosine on it, then each tower composed, trained and scored with that seed."""
+def run_seed(seed: int, stories: int, difficulty: str, towers: list[tuple[str, int]], tmp: str,
+             view_ps: list[float]) -> list[dict]:
+    """One archive (seed), pixel cosine on it, then each tower composed and, for each view probability,
+    trained and scored with that seed."""
     from clippings.cli import main as cli
     from clippings.model import load_model
     from clippings.pixel_cosine import run_pixel_baseline
@@ -75,23 +80,25 @@ def run_seed(seed: int, stories: int, difficulty: str, towers: list[tuple[str, i
     pixels = run_pixel_baseline(data["val"], data["val"], os.path.join(root, "pixels"))
     rows = [{"tower": PIXELS, "seed": seed, "px": 16, "params": 0, "epochs": 0, "val_ari": pixels["val_ari"],
              "best_epoch": None, "seconds": time.perf_counter() - began, "fwd_ms": None}]
-    for tower, epochs in towers:
-        model, out = os.path.join(root, f"{tower}-composed"), os.path.join(root, f"{tower}-visual")
-        assert cli(["compose", "--vision", tower, "--text", "minilm", "--out", model, "--seed", str(seed)]) == 0
+    for (tower, epochs), view_p in itertools.product(towers, view_ps):
+        name = f"{tower} (views {view_p:g})" if view_p else tower
+        model, out = os.path.join(root, f"{tower}-composed"), os.path.join(root, f"{tower}-visual-views{view_p:g}")
+        if not os.path.exists(model):
+            assert cli(["compose", "--vision", tower, "--text", "minilm", "--out", model, "--seed", str(seed)]) == 0
         load = os.getloadavg()[0]
         began = time.perf_counter()
         assert cli(["train", "--archive", data["train"], "--val", data["val"], "--out", out, "--model", model,
-                    "--im-wt", "1.0", "--epochs", str(epochs), "--seed", str(seed)]) == 0
+                    "--im-wt", "1.0", "--epochs", str(epochs), "--seed", str(seed), "--view-p", str(view_p)]) == 0
         seconds = time.perf_counter() - began
         with open(os.path.join(out, "clippings.json")) as f:
             record = json.load(f)
         composed = load_model(model)
         size = composed.processor.image_processor.crop_size["height"]
         vision = composed.model.vision_model
-        rows.append({"tower": tower, "seed": seed, "px": size, "params": sum(p.numel() for p in vision.parameters()),
+        rows.append({"tower": name, "seed": seed, "px": size, "params": sum(p.numel() for p in vision.parameters()),
                      "epochs": epochs, "val_ari": record["val_ari"], "best_epoch": record.get("epoch"),
                      "seconds": seconds, "load": load, "fwd_ms": forward_ms(vision, size)})
-        print(f"seed {seed} {tower}: val ARI {record['val_ari']:.3f}, {seconds:.0f} s (load {load:.1f})",
+        print(f"seed {seed} {name}: val ARI {record['val_ari']:.3f}, {seconds:.0f} s (load {load:.1f})",
               flush=True)
     return rows
 
@@ -121,6 +128,9 @@ def main(argv: list[str]) -> None:
                         help="comma-separated built-in vision towers, each optionally with its epochs (name:E)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every tower without its own :E")
     parser.add_argument("--difficulty", choices=("hard", "mild"), default="hard")
+    parser.add_argument("--view-p", default="0",
+                        help="comma-separated view probabilities (`clippings train --view-p`), each tower trained "
+                             "once per value (default: 0, the archive's images as they are)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds, from --seed on")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument("--json", default=None, help="also write every (tower, seed) row to this file")
@@ -133,7 +143,8 @@ def main(argv: list[str]) -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seed, args.seed + args.seeds):
-            rows += run_seed(seed, stories, args.difficulty, towers, args.keep or tmp)
+            rows += run_seed(seed, stories, args.difficulty, towers, args.keep or tmp,
+                             [float(p) for p in args.view_p.split(",")])
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump(rows, f, indent=1)

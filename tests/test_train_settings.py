@@ -68,10 +68,11 @@ def test_the_commands_take_their_defaults_from_the_settings():
 
 def test_records_keep_their_keys_and_values():
     """What runs record (settings.json) and models describe (clippings.json) is what it was before the
-    settings were dataclasses: the same defaults under the same names."""
+    settings were dataclasses: the same defaults under the same names (plus SupCon's view_p, whose default 0
+    trains as before)."""
     assert dataclasses.asdict(SupConSettings()) == {
         "im_wt": 0.5, "m": 3, "k": 3, "temperature": 0.1, "groups_per_step": 8, "epochs": 10, "lr": 5e-4,
-        "vision_lr": None, "text_lr": None, "seed": 0}
+        "vision_lr": None, "text_lr": None, "view_p": 0.0, "seed": 0}
     assert dataclasses.asdict(PretrainSettings()) == {
         "epochs": 8, "batch_size": 64, "lr": 1e-3, "vision_lr": None, "text_lr": None, "view_weight": 0.0,
         "clip_weight": 1.0, "seed": 0}

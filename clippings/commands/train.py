@@ -31,7 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="k·m groups per optimizer step (%(default)s)")
     parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="epochs (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=DEFAULTS.lr, help="peak learning rate (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="batch plan seed (default: %(default)s)")
+    parser.add_argument("--view-p", type=float, default=DEFAULTS.view_p,
+                        help="probability that a training image is replaced by another print and scan of it "
+                             "(crop, rotation, tone, screen, blur, grain; default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                        help="batch plan and view seed (default: %(default)s)")
     add_encoder_lr_arguments(parser)
     add_ray_train_arguments(parser)
     add_image_arguments(parser)

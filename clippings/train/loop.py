@@ -64,9 +64,10 @@ class Worker:
     loaded: Any = None
     normalise: PixelNormaliser | None = None
 
-    def inputs(self, rows: dict[str, np.ndarray], image: bool = True, text: bool = True) -> dict[str, torch.Tensor]:
-        """Model inputs on this worker's device of preprocessed rows (`clippings.train.pixels`)."""
-        return model_inputs(rows, self.normalise, image, text)
+    def inputs(self, rows: dict[str, np.ndarray], image: bool = True, text: bool = True,
+               view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Model inputs on this worker's device of preprocessed rows (`clippings.train.pixels.model_inputs`)."""
+        return model_inputs(rows, self.normalise, image, text, view)
 
     def agree(self, ok: bool) -> bool:
         """True when `ok` holds on every rank (an all-reduce of min; every rank must call it)."""

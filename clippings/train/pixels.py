@@ -8,6 +8,7 @@ normalise run on the device (`PixelNormaliser`), the same arithmetic the process
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,13 @@ class PixelNormaliser:
             self.mean = torch.tensor(ip.image_mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
             self.std = torch.tensor(ip.image_std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
-    def __call__(self, pixels: np.ndarray) -> torch.Tensor:
+    def __call__(self, pixels: np.ndarray, view: Callable[[torch.Tensor], torch.Tensor] | None = None
+                 ) -> torch.Tensor:
+        """view: a map of [0, 1] pixels (B, C, H, W) applied before the processor's arithmetic (a training
+        view, `clippings.train.views.scan_view`)."""
         x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True).float()
+        if view is not None:
+            x = view(x / 255.0) * 255.0
         if self.scale is not None:
             x = x * self.scale
         if self.mean is not None:
@@ -39,12 +45,14 @@ class PixelNormaliser:
 
 
 def model_inputs(rows: dict[str, np.ndarray], normalise: PixelNormaliser, image: bool = True,
-                 text: bool = True) -> dict[str, torch.Tensor]:
+                 text: bool = True, view: Callable[[torch.Tensor], torch.Tensor] | None = None
+                 ) -> dict[str, torch.Tensor]:
     """Model inputs of preprocessed rows (`pixels` uint8, `input_ids` padded to the model's length, `length`):
-    captions trimmed to the rows' longest (padding is on the right, so trimming changes nothing)."""
+    captions trimmed to the rows' longest (padding is on the right, so trimming changes nothing); `view` as
+    `PixelNormaliser.__call__`."""
     out = {}
     if image:
-        out["pixel_values"] = normalise(rows["pixels"])
+        out["pixel_values"] = normalise(rows["pixels"], view)
     if text:
         lengths = np.asarray(rows["length"], dtype=np.int64)
         width = max(1, int(lengths.max()))

@@ -39,7 +39,7 @@ from clippings.train.pairs import (
     pretraining_plan,
 )
 from clippings.train.settings import PretrainSettings, model_record
-from clippings.train.views import VIEW_TEMPERATURE, reprint_view
+from clippings.train.views import VIEW_TEMPERATURE, reprint_view, view_seed
 
 VAL_FRACTION = 0.1
 QUARANTINE_PART = "part-00000.parquet"
@@ -109,7 +109,7 @@ class PretrainTask(Task):
             entries = self.cache.record(stream_rows(dataset))
         # the views of an epoch depend on (seed, epoch, rank) only: a resumed run draws the same ones
         self.views = torch.Generator(device=worker.device).manual_seed(
-            _view_seed(seed, epoch, worker.rank))
+            view_seed(seed, epoch, worker.rank))
         self.stream = RankStream(entries, self.lanes, SHUFFLE_BUFFER, seed, epoch)
         for rows in self.stream.steps(self.per_lane, worker.agree):
             yield stack(rows)
@@ -190,10 +190,6 @@ class PretrainTask(Task):
 def view_loss(img: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE between unit image embeddings and their views' (B, d), at 1/VIEW_TEMPERATURE."""
     return clip_loss(img, view, torch.tensor(1.0 / VIEW_TEMPERATURE, device=img.device))
-
-
-def _view_seed(seed: int, epoch: int, rank: int) -> int:
-    return (seed * 1_000_003 + epoch) * 1_009 + rank
 
 
 def pretrain(archive: str, out: str, *, model: str = "tiny", workers: int = 1, gpu: bool = False,

@@ -30,6 +30,7 @@ CONSTRAINTS = {
     "vision_lr": Interval(float, 0.0, 1.0),
     "text_lr": Interval(float, 0.0, 1.0),
     "view_weight": Interval(float, 0.0, None),
+    "view_p": Interval(float, 0.0, 1.0),
     "clip_weight": Interval(float, 0.0, None),
     "seed": Interval(int, 0, None),
 }
@@ -86,8 +87,10 @@ class SupConSettings:
     im_wt: w of the pooled embedding normalise(w·img + (1−w)·txt) (1: image only, 0: text only). m: items per
     class in a group. k: hard-negative classes per group. temperature: SupCon's. groups_per_step: groups of
     k·m items per optimizer step (the run uses it rounded up to a multiple of the workers). epochs, lr,
-    vision_lr, text_lr: as `PretrainSettings` (a pretrained text encoder wants text_lr ~2e-5). seed: the
-    batch plans'.
+    vision_lr, text_lr: as `PretrainSettings` (a pretrained text encoder wants text_lr ~2e-5). view_p: the
+    probability that a training image is replaced, at each step, by another print and scan of it from the hard
+    archive's family of degradations (`clippings.train.views.scan_view`; 0: the archive's images as they are).
+    seed: the batch plans' and the views'.
     """
 
     im_wt: float = 0.5
@@ -99,6 +102,7 @@ class SupConSettings:
     lr: float = 5e-4
     vision_lr: float | None = None
     text_lr: float | None = None
+    view_p: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -29,6 +29,7 @@ from clippings.train.loop import Task, Worker, gather_rows
 from clippings.train.module import TwoTower, pooled
 from clippings.train.pairs import LabelledStore
 from clippings.train.settings import SupConSettings, model_record
+from clippings.train.views import scan_view, view_seed
 
 EMBED_CHUNK = 256
 
@@ -68,6 +69,9 @@ class SupConTask(Task):
 
     def batches(self, worker: Worker, raw: TwoTower, epoch: int) -> list[np.ndarray]:
         """This rank's row indices for each step of `epoch` (plan order: re-mined hard-negative groups)."""
+        # the views of an epoch depend on (seed, epoch, rank) only: a resumed run draws the same ones
+        self.views = torch.Generator(device=worker.device).manual_seed(view_seed(self.settings.seed, epoch,
+                                                                                 worker.rank))
         labels = self.train.labels
         with torch.no_grad():
             protos = class_prototypes(self.embed(worker, raw, self.train), labels)
@@ -86,9 +90,16 @@ class SupConTask(Task):
 
             loss = SupConLoss(temperature=self.temperature)
             self._loss = DistributedLossWrapper(loss) if worker.world > 1 else loss
-        img, txt, _ = model(**worker.inputs(self.train.rows(idx), self.w > 0, self.w < 1))
+        view = self.view if self.w > 0 and self.settings.view_p > 0 else None
+        img, txt, _ = model(**worker.inputs(self.train.rows(idx), self.w > 0, self.w < 1, view))
         labels = torch.from_numpy(self.train.labels[idx]).to(worker.device)
         return self._loss(pooled(img, txt, self.w), labels)
+
+    def view(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Each training image replaced by a `scan_view` of it with probability view_p (this epoch's generator)."""
+        views = scan_view(pixels, self.views)
+        keep = torch.rand(len(pixels), generator=self.views, device=pixels.device) >= self.settings.view_p
+        return torch.where(keep.view(-1, 1, 1, 1), pixels, views)
 
     def validate(self, worker: Worker, raw: TwoTower) -> dict[str, float]:
         from clippings.link.tune import tune_threshold
