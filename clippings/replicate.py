@@ -26,7 +26,13 @@ from functools import partial
 from clippings.errors import BadInput
 from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy
 from clippings.logs import show_path
-from clippings.results_table import PAPER_ARI, results_markdown, seeds_markdown, summarise_seeds
+from clippings.results_table import (
+    PAPER_ARI,
+    multimodal_choice,
+    results_markdown,
+    seeds_markdown,
+    summarise_seeds,
+)
 from clippings.settings import dataset_fingerprint
 from clippings.stages import Stage, StageRunner
 from clippings.storage import join, read_json, write_bytes_atomic, write_json
@@ -347,9 +353,10 @@ def replicate(out: str, scale: str = "small", archive: str | None = None, seed: 
     run = Run(out, archive or join(out, "data"), settings, seed, images, difficulty or BUILT_IN_DIFFICULTY)
     stages = StageRunner(out, cli_main, inputs, overwrite)
     stages.run_plan(stage_plan(run, built_in=archive is None, label_free=label_free, demo=demo))
+    rows = collect_rows(run, stages.record, label_free)
     results = {"scale": scale, "settings": asdict(settings), "archive": run.data, "seed": seed,
-               "difficulty": run.difficulty if archive is None else None,
-               "rows": collect_rows(run, stages.record, label_free), "paper_ari": PAPER_ARI,
+               "difficulty": run.difficulty if archive is None else None, "rows": rows,
+               "multimodal_choice": multimodal_choice(rows), "paper_ari": PAPER_ARI,
                "stage_seconds": {k: v["seconds"] for k, v in stages.record.items()}}
     write_json(join(out, "results.json"), results)
     write_bytes_atomic(join(out, "results.md"), results_markdown(results).encode())
@@ -366,8 +373,9 @@ def replicate_seeds(out: str, seeds: int, scale: str = "small", **kwargs) -> dic
         return replicate(out, scale=scale, **kwargs)
     kwargs.pop("seed", None)
     runs = [replicate(join(out, f"seed-{s}"), scale=scale, seed=s, **kwargs) for s in range(seeds)]
+    rows = summarise_seeds(runs)
     results = {"scale": scale, "seeds": seeds, "settings": runs[0]["settings"], "difficulty": runs[0]["difficulty"],
-               "archives": [run["archive"] for run in runs], "rows": summarise_seeds(runs),
+               "archives": [run["archive"] for run in runs], "rows": rows, "multimodal_choice": multimodal_choice(rows),
                "paper_ari": PAPER_ARI, "stage_seconds": [run["stage_seconds"] for run in runs]}
     write_json(join(out, "results.json"), results)
     write_bytes_atomic(join(out, "results.md"), seeds_markdown(results).encode())

@@ -6,7 +6,7 @@ Pixel cosine (the visual rule baseline beside Jaccard); the frozen rows (the sta
 training: the floor that continued pretraining must not fall below); late fusion (the supervised visual
 row's image tower beside the supervised language row's text tower, w and t tuned on val: what training the
 pooled embedding jointly must beat) and, with `replicate --label-free`, the rows that read no labels
-(LABEL_FREE_ROWS).
+(LABEL_FREE_ROWS). Under the table, which of the two multimodal models the run ships (`multimodal_choice`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,33 @@ PAPER_ARI = {
     "Supervised language": 38.9,
     "Supervised multimodal": 61.5,
 }
+
+
+JOINT, LATE = "Supervised multimodal", "Supervised late fusion"
+"""The two multimodal candidates: one model trained on the pooled embedding, or two towers trained apart."""
+
+
+def multimodal_choice(rows: Mapping[str, dict]) -> dict | None:
+    """Which multimodal model a run ships, chosen by validation ARI alone (the test split never chooses):
+    JOINT unless LATE's val ARI is higher. A row's val ARI is one run's value or, for a table over seeds,
+    its mean. Returns {"row", "val_ari", "other", "other_val_ari", "model"}; None when a row has no val ARI."""
+
+    def val(name: str) -> float | None:
+        value = rows.get(name, {}).get("val_ari")
+        return value["mean"] if isinstance(value, Mapping) else value
+
+    if val(JOINT) is None or val(LATE) is None:
+        return None
+    chosen, other = (LATE, JOINT) if val(LATE) > val(JOINT) else (JOINT, LATE)
+    return {"row": chosen, "val_ari": val(chosen), "other": other, "other_val_ari": val(other),
+            "model": rows[chosen].get("model")}
+
+
+def _choice_line(choice: dict | None) -> list[str]:
+    if choice is None:
+        return []
+    return ["", f"Multimodal model shipped: **{choice['row']}** (val ARI ×100 {100 * choice['val_ari']:.1f}, "
+                f"{choice['other']} {100 * choice['other_val_ari']:.1f}; chosen on val)."]
 
 
 def _cell(value: float | None, fmt: str) -> str:
@@ -86,6 +113,7 @@ def results_markdown(results: dict) -> str:
             line += (_auto_cell(row, _cell(None if auto_ari is None else 100 * auto_ari, ".1f"))
                      + _auto_cell(row, _cell(row.get("auto_threshold"), ".4f")))
         lines.append(line)
+    lines += _choice_line(multimodal_choice(results["rows"]))
     return "\n".join(lines) + "\n"
 
 
@@ -133,6 +161,7 @@ def seeds_markdown(results: dict) -> str:
             refused = f" (refused in {row['auto_refused']} of {results['seeds']})" if row.get("auto_refused") else ""
             line += f" {spread(row.get('auto_ari'))}{refused} |"
         lines.append(line)
+    lines += _choice_line(multimodal_choice(results["rows"]))
     return "\n".join(lines) + "\n"
 
 
