@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -55,3 +57,13 @@ def test_a_view_probability_outside_0_to_1_is_refused_in_one_line(capsys):
     assert main(["train", "--archive", "a", "--val", "v", "--out", "o", "--model", "tiny", "--view-p", "1.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "view_p" in err[0] and "1.5" in err[0]
+
+
+def test_a_run_records_view_p_only_when_it_is_used():
+    """Runs recorded before `view_p` existed trained without views: at 0 the record is theirs, so they resume."""
+    from clippings.train.settings import SupConSettings
+    from clippings.train.supcon import run_values
+
+    assert "view_p" not in run_values(SupConSettings())
+    assert run_values(SupConSettings(view_p=0.5))["view_p"] == 0.5
+    assert {**run_values(SupConSettings()), "view_p": 0.0} == dataclasses.asdict(SupConSettings())

@@ -108,6 +108,16 @@ class SupConTask(Task):
         return {"val_ari": float(result.ari), "threshold": float(result.threshold)}
 
 
+def run_values(settings: SupConSettings) -> dict[str, Any]:
+    """The settings a SupCon run records and resumes only with (`clippings.train.fit.training_settings`):
+    all of them, but view_p only when used, so that a run recorded before the setting existed (when every
+    run trained on the images as they are) still resumes."""
+    values = asdict(settings)
+    if not settings.view_p:
+        del values["view_p"]
+    return values
+
+
 def train_supcon(archive: str, val: str, out: str, *, model: str, workers: int = 1, gpu: bool = False,
                  run_dir: str | None = None, images: ImagePolicy = ARCHIVE_ONLY, overwrite: bool = False,
                  **settings: Any) -> dict[str, Any]:
@@ -133,7 +143,7 @@ def train_supcon(archive: str, val: str, out: str, *, model: str, workers: int =
     used = replace(asked, groups_per_step=math.ceil(asked.groups_per_step / workers) * workers)
     run_dir = run_dir or out.rstrip("/") + "_runs"
     claim_run(run_path_of(run_dir, "train"), "train",
-              training_settings(base, {"archive": archive, "val": val}, images, asdict(used)), overwrite)
+              training_settings(base, {"archive": archive, "val": val}, images, run_values(used)), overwrite)
     init_ray()
     described = describe_loaded(model, base)
     train = labelled_store(archive, described, images)
