@@ -35,13 +35,16 @@ SHARED_SESSION = {
                    "test_pretrain.py::test_cli_pretrain_writes_a_plain_hf_model",
                    "test_pretrain.py::test_one_worker_matches_two_workers",
                    "test_supcon.py::test_pretrain_then_train_through_the_cli"),
+    "one_tower": ("test_overwrite.py::test_train_with_another_im_wt_is_refused_then_retrained_with_overwrite",
+                  "test_supcon.py::test_one_tower_training_leaves_the_other_tower_alone"),
 }
 # Units slowest first (measured on 2 cores with both processes busy; the rest follow in file order): the long
 # ones start at once and short files fill the end, so neither process idles while the other finishes a unit.
-SLOWEST_FIRST = ("test_demo.py", "test_supcon.py", "test_console.py", "pretrained", "test_job_submit.py",
-                 "test_embed_resume.py", "test_link_spread.py", "test_link_actors.py", "test_compose.py",
-                 "test_replicate_label_free.py", "test_link_cluster.py", "test_mine.py", "test_resume.py", "test_overwrite.py", "test_pretrain.py", "test_pairs.py",
-                 "test_embed.py", "test_label_browser.py", "test_import_job.py", "test_auto_threshold.py")
+SLOWEST_FIRST = ("test_demo.py", "pretrained", "one_tower", "test_console.py", "test_replicate_label_free.py",
+                 "test_supcon.py", "test_job_submit.py", "test_embed_resume.py", "test_link_cluster.py",
+                 "test_link_spread.py", "test_link_actors.py", "test_compose.py", "test_mine.py", "test_resume.py",
+                 "test_overwrite.py", "test_pretrain.py", "test_pairs.py", "test_embed.py", "test_label_browser.py",
+                 "test_import_job.py", "test_auto_threshold.py")
 
 
 def work_unit(nodeid: str) -> str:
@@ -184,3 +187,24 @@ def pretrained(train_archives, ray_local, tmp_path_factory):
     rc = cli.main(["pretrain", "--archive", train_archives["unlabelled"], "--out", str(out), "--workers", "2",
                    "--epochs", "2", "--batch-size", "32", "--seed", "3"])
     return rc, str(out)
+
+
+@pytest.fixture(scope="session")
+def one_tower(train_archives, ray_local, tmp_path_factory):
+    """`clippings train` of the built-in tiny model, 1 epoch, 4 groups per step: into `image` with --im-wt 1
+    (the image tower alone), then that folder and its run copied to `text` and retrained there with
+    --im-wt 0 --overwrite (the text tower alone, afresh). Returns {"rc": (exit codes), "image": folder,
+    "text": folder, "argv": the command line without --im-wt and --out}."""
+    import shutil
+
+    from clippings import cli
+
+    root = tmp_path_factory.mktemp("one_tower")
+    image, text = str(root / "image"), str(root / "text")
+    argv = ["train", "--archive", train_archives["train"], "--val", train_archives["val"], "--model", "tiny",
+            "--epochs", "1", "--groups-per-step", "4"]
+    first = cli.main([*argv, "--out", image, "--im-wt", "1"])
+    shutil.copytree(image, text)
+    shutil.copytree(image + "_runs", text + "_runs")
+    second = cli.main([*argv, "--out", text, "--im-wt", "0", "--overwrite"])
+    return {"rc": (first, second), "image": image, "text": text, "argv": argv}

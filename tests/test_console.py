@@ -20,29 +20,51 @@ from clippings.status import planned_stages
 ALARM = re.compile(r"Failed|Error|Traceback")
 
 
-def _clippings(*argv: str, cwd: str) -> list[str]:
-    """Run the real console script in a fresh process (its own local Ray), stdout and stderr together, not
-    a terminal; returns the lines after checking the exit code."""
+def _start(*argv: str, cwd: str) -> subprocess.Popen:
+    """Start the real console script in a fresh process (its own local Ray), stdout and stderr together, not
+    a terminal."""
     env = {k: v for k, v in os.environ.items() if k not in ("CLIPPINGS_VERBOSE", "RAY_ADDRESS")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    proc = subprocess.run([sys.executable, "-m", "clippings.cli", *argv], cwd=cwd, env=env, timeout=900,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    return proc.stdout.splitlines()
+    return subprocess.Popen([sys.executable, "-m", "clippings.cli", *argv], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _lines(proc: subprocess.Popen) -> list[str]:
+    """The lines a started console script printed, after checking its exit code."""
+    try:
+        out, _ = proc.communicate(timeout=900)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    assert proc.returncode == 0, out[-4000:]
+    return out.splitlines()
+
+
+def _clippings(*argv: str, cwd: str) -> list[str]:
+    """Run the real console script in a fresh process and return its lines (`_start`, `_lines`)."""
+    return _lines(_start(*argv, cwd=cwd))
 
 
 @pytest.mark.slow
 def test_a_short_pipeline_prints_few_clean_lines_and_verbose_brings_ray_back(tmp_path):
     cwd = str(tmp_path)
+    outs = [_clippings("synth", "--out", "data", "--stories", "30", "--seed", "2", cwd=cwd)]
+    # --verbose on a stage of its own, run beside the pipeline (it reads only synth's val split and the
+    # built-in model); each process starts its own local Ray
+    verbose = _start("--verbose", "embed", "--archive", "data/val", "--model", "tiny", "--out", "emb_v", cwd=cwd)
+    try:
+        for argv in (["pretrain", "--archive", "data/unlabelled", "--out", "model", "--epochs", "1"],
+                     ["embed", "--archive", "data/test", "--model", "model", "--out", "emb"],
+                     ["link", "--embeddings", "emb", "--out", "links", "--threshold", "0.2"]):
+            outs.append(_clippings(*argv, cwd=cwd))
+    finally:
+        verbose_lines = _lines(verbose)
     lines = []
-    for argv in (["synth", "--out", "data", "--stories", "30", "--seed", "2"],
-                 ["pretrain", "--archive", "data/unlabelled", "--out", "model", "--epochs", "1"],
-                 ["embed", "--archive", "data/test", "--model", "model", "--out", "emb"],
-                 ["link", "--embeddings", "emb", "--out", "links", "--threshold", "0.2"]):
-        out = _clippings(*argv, cwd=cwd)
+    for name, out in zip(("synth", "pretrain", "embed", "link"), outs, strict=True):
         # one start line naming the inputs, one end line naming the output and the log file
-        assert out[0].startswith(f"{argv[0]}: "), out
-        assert re.match(rf"{argv[0]}: .* in [0-9.]+ (s|min).* -> \S+ \(log: ", out[-1]), out
+        assert out[0].startswith(f"{name}: "), out
+        assert re.match(rf"{name}: .* in [0-9.]+ (s|min).* -> \S+ \(log: ", out[-1]), out
         lines += out
     assert not [line for line in lines if ALARM.search(line)], "\n".join(lines)
     assert len(lines) == len(set(lines)), "\n".join(lines)
@@ -53,9 +75,7 @@ def test_a_short_pipeline_prints_few_clean_lines_and_verbose_brings_ray_back(tmp
     assert "(RayTrainWorker pid=" in log and "pretrain epoch 1/1: loss" in log
     assert not [line for line in lines if "core_worker.cc" in line]  # Ray's C++ lines (fd 2) stay in the logs
 
-    verbose = _clippings("--verbose", "embed", "--archive", "data/val", "--model", "model", "--out", "emb_v",
-                         cwd=cwd)
-    assert any("Starting execution of Dataset" in line for line in verbose), "\n".join(verbose)
+    assert any("Starting execution of Dataset" in line for line in verbose_lines), "\n".join(verbose_lines)
 
 
 def test_thread_pools_follow_the_cpus_ray_grants(ray_local):

@@ -35,22 +35,22 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_train_with_another_im_wt_is_refused_then_retrained_with_overwrite(train_archives, ray_local, tmp_path,
-                                                                           capsys):
+def test_train_with_another_im_wt_is_refused_then_retrained_with_overwrite(one_tower, tmp_path, capsys):
     from clippings.model import load_model
 
-    out = str(tmp_path / "model")
-    argv = ["train", "--archive", train_archives["train"], "--val", train_archives["val"], "--out", out,
-            "--model", "tiny", "--epochs", "1", "--groups-per-step", "4"]
-    assert cli.main([*argv, "--im-wt", "1"]) == 0
-    first = _weights(out)
+    assert one_tower["rc"] == (0, 0)
+    first = _weights(one_tower["image"])
+    out = str(tmp_path / "model")  # the --im-wt 1 model and its run, copied: other tests read them as they are
+    shutil.copytree(one_tower["image"], out)
+    shutil.copytree(one_tower["image"] + "_runs", out + "_runs")
     capsys.readouterr()
-    assert cli.main([*argv, "--im-wt", "0"]) == 2
+    assert cli.main([*one_tower["argv"], "--out", out, "--im-wt", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "was made with im_wt = 1.0, but this run has im_wt = 0.0; pass --overwrite" in err
     assert _meta(out)["im_wt"] == 1.0 and _equal(_weights(out), first)  # nothing stamped on the old weights
 
-    assert cli.main([*argv, "--im-wt", "0", "--overwrite"]) == 0
+    # the same folder retrained with --overwrite (the fixture's `text`, a copy of the --im-wt 1 model and run)
+    out = one_tower["text"]
     assert _meta(out)["im_wt"] == 0.0
     start, second = load_model("tiny").model.state_dict(), _weights(out)
     # w = 0 trains the text tower only: the vision tower is the start model's again, not the w = 1 run's

@@ -36,17 +36,19 @@ def test_pretrain_then_train_through_the_cli(pretrained, train_archives, tmp_pat
     assert meta["epoch"] == int(max(rows, key=lambda r: float(r["val_ari"]))["epoch"])
 
 
-@pytest.mark.parametrize("im_wt,frozen", [(1.0, "text_"), (0.0, "vision_")])
-def test_one_tower_training_leaves_the_other_tower_alone(im_wt, frozen, train_archives, tiny_model_dir, ray_local,
-                                                         tmp_path):
+@pytest.mark.parametrize("tower,frozen", [("image", "text_"), ("text", "vision_")])
+def test_one_tower_training_leaves_the_other_tower_alone(tower, frozen, one_tower):
+    """--im-wt 1 trains the image tower alone, --im-wt 0 the text tower alone (the session's `clippings train`
+    runs of the tiny model, tests/conftest.py)."""
     from clippings.model import load_model
-    from clippings.train.supcon import train_supcon
 
-    out = str(tmp_path / "model")
-    state = train_supcon(train_archives["train"], train_archives["val"], out, model=str(tiny_model_dir),
-                         im_wt=im_wt, workers=1, epochs=1, groups_per_step=4)
-    assert state["epoch"] == 1 and "val_ari" in state["best"]
-    before = load_model(str(tiny_model_dir)).model.state_dict()
+    assert one_tower["rc"] == (0, 0)
+    out = one_tower[tower]
+    with open(os.path.join(out, "clippings.json")) as f:
+        meta = json.load(f)
+    assert meta["im_wt"] == (1.0 if tower == "image" else 0.0)
+    assert meta["epochs_trained"] == 1 and "val_ari" in meta
+    before = load_model("tiny").model.state_dict()
     after = load_model(out).model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     trained = "vision_" if frozen == "text_" else "text_"
