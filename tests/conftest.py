@@ -191,7 +191,8 @@ def pretrained(train_archives, ray_local, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def one_tower(train_archives, ray_local, tmp_path_factory):
-    """`clippings train` of the built-in tiny model, 1 epoch, 4 groups per step: into `image` with --im-wt 1
+    """`clippings train` of the built-in tiny model, 1 epoch, 4 groups per step, training views at p = 0.5 (the
+    image tower sees them; the text tower's run records p and ignores it): into `image` with --im-wt 1
     (the image tower alone), then that folder and its run copied to `text` and retrained there with
     --im-wt 0 --overwrite (the text tower alone, afresh). Returns {"rc": (exit codes), "image": folder,
     "text": folder, "argv": the command line without --im-wt and --out}."""
@@ -202,7 +203,7 @@ def one_tower(train_archives, ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("one_tower")
     image, text = str(root / "image"), str(root / "text")
     argv = ["train", "--archive", train_archives["train"], "--val", train_archives["val"], "--model", "tiny",
-            "--epochs", "1", "--groups-per-step", "4"]
+            "--epochs", "1", "--groups-per-step", "4", "--view-p", "0.5"]
     first = cli.main([*argv, "--out", image, "--im-wt", "1"])
     shutil.copytree(image, text)
     shutil.copytree(image + "_runs", text + "_runs")

@@ -47,7 +47,7 @@ def test_one_tower_training_leaves_the_other_tower_alone(tower, frozen, one_towe
     with open(os.path.join(out, "clippings.json")) as f:
         meta = json.load(f)
     assert meta["im_wt"] == (1.0 if tower == "image" else 0.0)
-    assert meta["epochs_trained"] == 1 and "val_ari" in meta
+    assert meta["epochs_trained"] == 1 and "val_ari" in meta and meta["view_p"] == 0.5
     before = load_model("tiny").model.state_dict()
     after = load_model(out).model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
