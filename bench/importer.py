@@ -1,14 +1,17 @@
 """`clippings import navigator` on generated pages: 2 CPUs vs 1 CPU side by side, and a killed import resumed.
 
-    python -m bench.importer [--quick] [--pages N] [--jp2] [--repeat R]
+    python -m bench.importer [--quick] [--pages N] [--jpeg] [--repeat R]
 
 Generates N pages (default 1,000; --quick 200) of 1200 × 1600 px with three photos each and their Navigator
-per-page JSON, then imports them in a fresh process with Ray given 1 CPU and again with 2 CPUs (pages/s of the
+per-page JSON, as JPEG 2000 (the format of the pages Navigator's `filepath` names; `--jpeg`: JPEG, cheaper
+to decode, so that an import on 1 CPU takes about half as long and the pool's fixed start-up weighs more in
+the ratio). Then imports them in a fresh process with Ray given 1 CPU and again with 2 CPUs (pages/s of the
 import itself, Ray's start excluded), R times in turn (default 3), and prints each pair's ratio with the load
 average around each run and the median of the R ratios (on a shared machine a ratio is only meaningful at a
-low load; a VM's speed also drifts between runs, which the turns spread over both counts). Last, an import with 2 CPUs is killed (SIGKILL to its
-process group) once a third of its parts are done, and run again: the finished parts must be skipped (their
-markers untouched) and every detection must end as a row or a quarantine entry.
+low load; a VM's speed also drifts between runs, which the turns spread over both counts). Last, an import
+with 2 CPUs is killed (SIGKILL to its process group) once a third of its parts are done, and run again: the
+finished parts must be skipped (their markers untouched) and every detection must end as a row or a
+quarantine entry.
 """
 
 from __future__ import annotations
@@ -118,7 +121,9 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.importer")
     parser.add_argument("--quick", action="store_true", help="200 pages")
     parser.add_argument("--pages", type=int, default=None, help="pages to generate (default: 1000)")
-    parser.add_argument("--jp2", action="store_true", help="pages as JPEG 2000 (default: JPEG, cheaper to generate)")
+    parser.add_argument("--jpeg", action="store_true",
+                        help="pages as JPEG (default: JPEG 2000, the format of Newspaper Navigator's and Chronicling "
+                             "America's pages)")
     parser.add_argument("--repeat", type=int, default=3, help="1-CPU / 2-CPU pairs run in turn (default: 3)")
     args = parser.parse_args(argv)
     n = args.pages or (200 if args.quick else 1000)
@@ -126,8 +131,9 @@ def main(argv: list[str]) -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-importer-") as tmp:
         start = time.perf_counter()
-        input_path, pages = generate(tmp, n, args.jp2)
-        print(f"generated {n} pages ({'JPEG 2000' if args.jp2 else 'JPEG'}, {SIZE[0]}x{SIZE[1]}, 3 photos each) "
+        jp2 = not args.jpeg
+        input_path, pages = generate(tmp, n, jp2)
+        print(f"generated {n} pages ({'JPEG 2000' if jp2 else 'JPEG'}, {SIZE[0]}x{SIZE[1]}, 3 photos each) "
               f"in {time.perf_counter() - start:.1f} s")
         print(f"{'turn':>4} {'CPUs':>4} {'pages':>6} {'rows':>6} {'seconds':>8} {'pages/s':>8} {'load before':>12} "
               f"{'after':>6}")
