@@ -51,10 +51,11 @@ def test_view_p_replaces_that_share_of_the_training_images(view_p):
     assert abs(float(kept) - (1 - view_p)) <= 0.08
 
 
-def test_a_view_probability_outside_0_to_1_is_refused_in_one_line(capsys):
+def test_a_view_probability_outside_0_to_1_is_refused_in_one_line(capsys, tmp_path):
     from clippings.cli import main
 
-    assert main(["train", "--archive", "a", "--val", "v", "--out", "o", "--model", "tiny", "--view-p", "1.5"]) == 2
+    out = str(tmp_path / "model")
+    assert main(["train", "--archive", "a", "--val", "v", "--out", out, "--model", "tiny", "--view-p", "1.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "view_p" in err[0] and "1.5" in err[0]
 
