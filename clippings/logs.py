@@ -91,6 +91,28 @@ def _file_handler(path: str) -> logging.FileHandler:
     return handler
 
 
+def _missing_folders(folder: str) -> list[str]:
+    """The folders that creating `folder` would make, deepest first."""
+    missing = []
+    while folder and not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def _unmake(log_path: str, made: list[str]) -> None:
+    """Remove the log file and the folders `made` for it when nothing else was written into them (a refused
+    command leaves no `<out>_runs/`); a folder that holds anything else stays, with the log."""
+    if not made or os.listdir(made[0]) != [os.path.basename(log_path)]:
+        return
+    os.remove(log_path)
+    for folder in made:
+        try:
+            os.rmdir(folder)  # only an empty folder goes
+        except OSError:
+            return
+
+
 def _attach(handler: logging.Handler) -> None:
     logging.getLogger("clippings").addHandler(handler)
     logging.getLogger(DETAIL).addHandler(handler)
@@ -202,14 +224,16 @@ def stage(name: str, start: str, log_dir: str | None, output: str | None) -> Ite
 
     start: what the stage reads (the start line's text). log_dir: folder of `<name>.log` (a temporary folder
     when None or remote). output: where the output goes (named in the end line; `finish` may change it).
-    A BadInput passes through untouched (the CLI prints it as one line); any other error adds one line
-    naming the log file, whose end holds the traceback.
+    A BadInput passes through untouched (the CLI prints it as one line), and a stage refused before it wrote
+    anything beside its log leaves no folder behind (`_unmake`); any other error adds one line naming the log
+    file, whose end holds the traceback.
     """
     logger = setup_logging()
     if log_dir and not is_remote(log_dir):
         path = os.path.abspath(os.path.join(log_dir, f"{name}.log"))
     else:
         path = os.path.join(tempfile.gettempdir(), "clippings-logs", f"{name}-{os.getpid()}-{int(time.time())}.log")
+    made = _missing_folders(os.path.dirname(path))
     handler = _file_handler(path)
     _attach(handler)
     quiet_libraries()
@@ -223,6 +247,8 @@ def stage(name: str, start: str, log_dir: str | None, output: str | None) -> Ite
             with _fd2_into(path):
                 yield current
     except BadInput:
+        _detach(handler)
+        _unmake(path, made)
         raise
     except BaseException:
         logging.getLogger(DETAIL).exception("%s stopped", name)

@@ -55,3 +55,18 @@ def test_parser_and_every_help_import_no_heavy_library():
     loaded = done.stdout.split()
     assert not loaded, (f"building the parser or a subcommand's --help imported {', '.join(loaded)}: move that "
                         "import into the command's run() or take the constant from a light module (clippings.params)")
+
+
+def test_a_refused_stage_leaves_no_folder_but_keeps_its_log_where_it_wrote_more(tmp_path, capsys):
+    """A command refused before any work (here a bad --view-p) leaves no `<out>_runs/` behind; a refusal in a
+    run folder that holds other files keeps its log there, with the start line."""
+    train = ["train", "--archive", "a", "--val", "v", "--model", "tiny", "--view-p", "1.5"]
+    out = tmp_path / "deep" / "model"
+    assert main([*train, "--out", str(out)]) == 2
+    assert not (tmp_path / "deep").exists()
+    runs = tmp_path / "kept_runs"
+    runs.mkdir()
+    (runs / "metrics.csv").write_text("epoch\n")
+    assert main([*train, "--out", str(tmp_path / "kept")]) == 2
+    assert "train: " in (runs / "train.log").read_text()
+    assert capsys.readouterr().err.count("error:") == 2
