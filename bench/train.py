@@ -219,8 +219,9 @@ def bench_ingest(quick: bool) -> None:
             print(f"{pairs:>6} {r['peak_mb']:>8.0f} {r['above_base_mb']:>14.0f} {ratio:>10} {r['load']:>5.2f}")
         print(f"\ndecode + preprocess to uint8 224 px ({4 * n} JPEGs of 256 px), Ray CPU tasks")
         print(f"{'what':>16} {'CPUs':>5} {'pairs/s':>8} {'vs 1':>6} {'load':>5}")
-        labelled = labelled_copy(os.path.join(tmp, f"jpeg{4 * n}"), os.path.join(tmp, f"labelled{4 * n}"))
-        for what, archive in (("pretrain stream", os.path.join(tmp, f"jpeg{4 * n}")), ("labelled store", labelled)):
+        unlabelled = warm_copy(os.path.join(tmp, f"jpeg{4 * n}"))
+        labelled = labelled_copy(unlabelled, os.path.join(tmp, f"labelled{4 * n}"))
+        for what, archive in (("pretrain stream", unlabelled), ("labelled store", labelled)):
             rates = []
             for cpus in (1, 2):
                 out = subprocess.run([sys.executable, "-m", "bench.train", "--decode-child", what, archive, model,
@@ -233,26 +234,37 @@ def bench_ingest(quick: bool) -> None:
 
 def labelled_copy(archive: str, folder: str) -> str:
     """`archive` with a `label` column (groups of 4 rows): the labelled store's input, same image bytes; and
-    its first 512 rows in `folder`-warm (two decode tasks' worth, to start the decoders before the clock)."""
+    its warm-up copy (`warm_copy`)."""
     import pyarrow as pa
 
     from clippings.storage import list_parts, read_part, write_table_atomic
 
-    for p, part in enumerate(list_parts(archive, "archive")):
+    for part in list_parts(archive, "archive"):
         table = read_part(part, "archive")
         labels = [f"g{int(c[1:]) // 4}" for c in table.column("clipping_id").to_pylist()]
         table = table.append_column("label", pa.array(labels, pa.string()))
         write_table_atomic(table, os.path.join(folder, os.path.basename(part)))
-        if p == 0:
-            write_table_atomic(table.slice(0, 512), os.path.join(folder + "-warm", os.path.basename(part)))
-    return folder
+    return warm_copy(folder)
+
+
+def warm_copy(archive: str) -> str:
+    """The first 512 rows of `archive` in `archive`-warm (two decode tasks' worth): a run over it starts the
+    decoders before the clock."""
+    from clippings.storage import list_parts, read_part, write_table_atomic
+
+    first = list_parts(archive, "archive")[0]
+    write_table_atomic(read_part(first, "archive").slice(0, 512), os.path.join(archive + "-warm",
+                                                                               os.path.basename(first)))
+    return archive
 
 
 def decode_child(what: str, archive: str, model: str, cpus: int) -> None:
     """Decode every pair of `archive` in Ray CPU tasks with `cpus` CPUs (0.85 CPU per task: `cpus`
-    decoders fit) and print pairs/s and the load average. "pretrain stream": the stream's tasks, clocked
-    from the first batch (the start-up of Ray Data and its workers is not decoding); "labelled store":
-    SupCon's one-time store, clocked over the whole call after a small store has started the decoders."""
+    decoders fit) and print pairs/s and the load average: "pretrain stream", the stream's tasks (every batch
+    read); "labelled store", SupCon's one-time store. Each is clocked over the whole call, after the same
+    call on `archive`-warm has started the decoders (Ray's worker start-up is not decoding). Not from the
+    first batch: the decoders' first outputs arrive together, so a clock started there counts rows decoded
+    before it."""
     from ray.data import DataContext
 
     from clippings.image_paths import ARCHIVE_ONLY
@@ -262,21 +274,18 @@ def decode_child(what: str, archive: str, model: str, cpus: int) -> None:
 
     init_ray(num_cpus=cpus)
     described = describe_model(model)
-    if what == "labelled store":
-        labelled_store(archive + "-warm", described, ARCHIVE_ONLY, cpus=0.85)  # start the decoders
-        began = time.perf_counter()
-        store = labelled_store(archive, described, ARCHIVE_ONLY, cpus=0.85)
-        print(len(store) / (time.perf_counter() - began), os.getloadavg()[0])
-        return
-    DataContext.get_current().execution_options.preserve_order = True
-    plan = pretraining_plan(archive, lanes=1, seed=0, val_fraction=0.0, max_val=0)
-    dataset = rank_dataset(plan, described, ARCHIVE_ONLY, rank=0, world=1, seed=0, epoch=1, cpus=0.85)
-    began, rows = None, 0
-    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        if began is None:  # the clock starts at the first batch: Ray Data's start-up is not decoding
-            began = time.perf_counter()
-            continue
-        rows += len(batch["clipping_id"])
+
+    def decode(folder: str) -> int:
+        if what == "labelled store":
+            return len(labelled_store(folder, described, ARCHIVE_ONLY, cpus=0.85))
+        DataContext.get_current().execution_options.preserve_order = True
+        plan = pretraining_plan(folder, lanes=1, seed=0, val_fraction=0.0, max_val=0)
+        dataset = rank_dataset(plan, described, ARCHIVE_ONLY, rank=0, world=1, seed=0, epoch=1, cpus=0.85)
+        return sum(len(b["clipping_id"]) for b in dataset.iter_batches(batch_size=None, batch_format="numpy"))
+
+    decode(archive + "-warm")
+    began = time.perf_counter()
+    rows = decode(archive)
     print(rows / (time.perf_counter() - began), os.getloadavg()[0])
 
 
