@@ -12,12 +12,16 @@ import logging
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 PLAIN_EVERY_S = 30.0
 POLL_S = 0.5
+BOARD_NAME = "clippings-progress-board"
+"""The driver's Board actor (named: every fit of a driver finds the same one)."""
 
 log = logging.getLogger("clippings.progress")
 
@@ -108,56 +112,70 @@ class Progress:
 
 
 class Board:
-    """Where training workers post progress events and the driver takes them (a Ray actor, 0 CPUs).
+    """Where training workers post progress events and the driver takes them (a Ray actor, 0 CPUs), one
+    channel per fit: one board serves every fit of a driver (`training_progress`), so a fit does not start a
+    process for it.
 
     Events are dicts: {"done", "total", "status"} to move the line, {"note"} for a console line,
     {"detail"} for a log-file line.
     """
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.events: dict[str, list[dict[str, Any]]] = {}
 
-    def post(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
+    def post(self, channel: str, event: dict[str, Any]) -> None:
+        self.events.setdefault(channel, []).append(event)
 
-    def take(self) -> list[dict[str, Any]]:
-        events, self.events = self.events, []
-        return events
+    def take(self, channel: str) -> list[dict[str, Any]]:
+        return self.events.pop(channel, [])
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A fit's channel on the driver's Board (pickled to the workers)."""
+
+    board: Any
+    name: str
 
 
 class Poster:
-    """A worker's side of the board: posts progress at most every `every_s` seconds; notes at once."""
+    """A worker's side of the board: posts progress at most every `every_s` seconds; notes at once.
+    channel None: posts nothing (every rank but 0)."""
 
-    def __init__(self, board, every_s: float = POLL_S) -> None:
-        self.board, self.every_s, self.last = board, every_s, 0.0
+    def __init__(self, channel: Channel | None, every_s: float = POLL_S) -> None:
+        self.channel, self.every_s, self.last = channel, every_s, 0.0
+
+    def _post(self, event: dict[str, Any]) -> None:
+        if self.channel is not None:
+            self.channel.board.post.remote(self.channel.name, event)
 
     def progress(self, done: float, total: float, status: str, force: bool = False) -> None:
         now = time.monotonic()
-        if self.board is not None and (force or now - self.last >= self.every_s):
+        if self.channel is not None and (force or now - self.last >= self.every_s):
             self.last = now
-            self.board.post.remote({"done": done, "total": total, "status": status})
+            self._post({"done": done, "total": total, "status": status})
 
     def note(self, text: str) -> None:
-        if self.board is not None:
-            self.board.post.remote({"note": text})
+        self._post({"note": text})
 
     def detail(self, text: str) -> None:
-        if self.board is not None:
-            self.board.post.remote({"detail": text})
+        self._post({"detail": text})
 
 
 @contextmanager
-def training_progress(desc: str, unit: str = "sample") -> Iterator[Any]:
-    """Yield a Board actor handle for the workers (pass it in their config) while a driver thread turns its
-    events into one Progress line, console notes and log-file lines. Needs Ray initialised.
+def training_progress(desc: str, unit: str = "sample") -> Iterator[Channel]:
+    """Yield a Channel on the driver's Board for the workers (pass it in their config) while a driver thread
+    turns its events into one Progress line, console notes and log-file lines. Needs Ray initialised.
 
-    Cost: one 0-CPU actor and one remote call per POLL_S seconds.
+    Cost: one 0-CPU actor per driver (BOARD_NAME, made by the first fit, ends with the driver) and one remote
+    call per POLL_S seconds.
     """
     import ray
 
     from clippings.logs import DETAIL
 
-    board = ray.remote(num_cpus=0)(Board).remote()
+    board = ray.remote(num_cpus=0)(Board).options(name=BOARD_NAME, get_if_exists=True).remote()
+    channel = Channel(board, uuid.uuid4().hex)
     stop = threading.Event()
     detail = logging.getLogger(DETAIL)
 
@@ -173,7 +191,7 @@ def training_progress(desc: str, unit: str = "sample") -> Iterator[Any]:
     def watch(bar: Progress) -> None:
         while not stop.wait(POLL_S):
             try:
-                apply(ray.get(board.take.remote(), timeout=30), bar)
+                apply(ray.get(board.take.remote(channel.name), timeout=30), bar)
             except Exception as e:  # the line is a courtesy: never let it break training
                 detail.debug("progress board unreadable: %r", e)
 
@@ -181,11 +199,8 @@ def training_progress(desc: str, unit: str = "sample") -> Iterator[Any]:
         thread = threading.Thread(target=watch, args=(bar,), name="clippings-progress", daemon=True)
         thread.start()
         try:
-            yield board
+            yield channel
         finally:
             stop.set()
             thread.join()
-            try:
-                apply(ray.get(board.take.remote(), timeout=30), bar)
-            finally:
-                ray.kill(board)
+            apply(ray.get(board.take.remote(channel.name), timeout=30), bar)

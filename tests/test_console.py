@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from clippings.cli import main
-from clippings.progress import Progress
+from clippings.progress import Poster, Progress, training_progress
 from clippings.raylocal import THREAD_VARS, runtime_env, thread_env, threads_for
 from clippings.report import header_facts
 from clippings.status import planned_stages
@@ -130,6 +130,18 @@ def test_a_moved_private_hook_is_one_clear_error(monkeypatch):
     monkeypatch.delattr(ray_worker, "print_to_stdstream")
     with pytest.raises(RuntimeError, match=r"print_to_stdstream is gone.*ray==2\.60\.0.*CLIPPINGS_VERBOSE=1"):
         ray_output_hooks()
+
+
+def test_fits_share_one_progress_board_and_keep_their_events_apart(ray_local, caplog):
+    """Every fit of a driver posts to one Board actor (no process per fit), each on its own channel."""
+    with caplog.at_level("INFO", logger="clippings.progress"):
+        with training_progress("first") as first, training_progress("second") as second:
+            assert first.board._actor_id == second.board._actor_id and first.name != second.name
+            Poster(first).note("a note of the first fit")
+            Poster(second).note("a note of the second fit")
+            Poster(None).note("a rank that does not speak")
+    notes = [r.getMessage() for r in caplog.records if r.name == "clippings.progress"]
+    assert notes == ["a note of the second fit", "a note of the first fit"]
 
 
 def test_plain_progress_line_has_rate_and_eta(monkeypatch, capsys):

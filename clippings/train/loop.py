@@ -43,8 +43,8 @@ WARMUP = 0.1  # of the run's steps: the learning rate's linear warm-up (`warmup_
 class Run:
     """What the driver tells every worker about the run besides its task: the start `model` (a `--model`
     value, loaded on each worker), the run folder `path` (checkpoints, metrics.csv, quarantine), each
-    worker's CPU grant `cpus` (sizes its thread pools) and the progress `board` rank 0 posts to (None: no
-    live line)."""
+    worker's CPU grant `cpus` (sizes its thread pools) and the progress channel `board` rank 0 posts to
+    (clippings.progress.Channel; None: no live line)."""
 
     model: str
     path: str
