@@ -22,6 +22,9 @@ PLAIN_EVERY_S = 30.0
 POLL_S = 0.5
 BOARD_NAME = "clippings-progress-board"
 """The driver's Board actor (named: every fit of a driver finds the same one)."""
+_driver_handles: dict[str, Any] = {}
+"""The Board this driver made, by the node id of its Ray: the handle that made an actor keeps it alive (one
+found by name does not), so the driver keeps it between fits; a new Ray (a later ray.init) gets a new one."""
 
 log = logging.getLogger("clippings.progress")
 
@@ -162,6 +165,16 @@ class Poster:
         self._post({"detail": text})
 
 
+def _driver_board() -> Any:
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    if node not in _driver_handles:
+        _driver_handles.clear()
+        _driver_handles[node] = ray.remote(num_cpus=0)(Board).options(name=BOARD_NAME, get_if_exists=True).remote()
+    return _driver_handles[node]
+
+
 @contextmanager
 def training_progress(desc: str, unit: str = "sample") -> Iterator[Channel]:
     """Yield a Channel on the driver's Board for the workers (pass it in their config) while a driver thread
@@ -174,7 +187,7 @@ def training_progress(desc: str, unit: str = "sample") -> Iterator[Channel]:
 
     from clippings.logs import DETAIL
 
-    board = ray.remote(num_cpus=0)(Board).options(name=BOARD_NAME, get_if_exists=True).remote()
+    board = _driver_board()
     channel = Channel(board, uuid.uuid4().hex)
     stop = threading.Event()
     detail = logging.getLogger(DETAIL)
@@ -203,4 +216,8 @@ def training_progress(desc: str, unit: str = "sample") -> Iterator[Channel]:
         finally:
             stop.set()
             thread.join()
-            apply(ray.get(board.take.remote(channel.name), timeout=30), bar)
+            try:
+                apply(ray.get(board.take.remote(channel.name), timeout=30), bar)
+            except Exception as e:  # a lost board (its node gone): the next fit makes a new one
+                detail.debug("progress board unreadable: %r", e)
+                _driver_handles.clear()
