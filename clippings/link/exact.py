@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clippings.link.products import pairs_above
 from clippings.link.pruned import BLOCK, float32_margin
 from clippings.numeric import unique_ints
 
@@ -77,8 +78,7 @@ def exact_pairs(x: np.ndarray | PartLists, norms: np.ndarray | None, rows: np.nd
         pieces = x.pieces(step)
     keys = [np.empty(0, np.int64)]
     for numbers, block in pieces:
-        sims = queries @ block.T
-        i, j = np.nonzero(sims > min_sim)
-        a, b, _ = confirmed_pairs(x, norms, rows[i], numbers[j], sims[i, j], threshold)
+        i, j, sims = pairs_above(queries, block, min_sim)
+        a, b, _ = confirmed_pairs(x, norms, rows[i], numbers[j], sims, threshold)
         keys.append(a * n + b)
     return unique_ints(np.concatenate(keys))
