@@ -31,10 +31,12 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 # fixture (SHARED_SESSION) form one unit, so that fixture is built once, not once per process.
 # (xdist's own `--dist loadgroup` marks do nothing under pytest 9: it renames items through `item._nodeid`.)
 SHARED_SESSION = {
-    "pretrained": ("test_overwrite.py::test_pretrain_with_another_seed_is_refused_then_retrained_with_overwrite",
+    "pretrained": ("test_overwrite.py::test_pretrain_with_a_view_term_is_refused_then_retrained_with_overwrite",
                    "test_pretrain.py::test_cli_pretrain_writes_a_plain_hf_model",
                    "test_pretrain.py::test_one_worker_matches_two_workers",
-                   "test_supcon.py::test_pretrain_then_train_through_the_cli"),
+                   "test_pretrain.py::test_view_term_adds_to_the_loss_and_is_learnt",
+                   "test_supcon.py::test_pretrain_then_train_through_the_cli",
+                   "test_supcon.py::test_multimodal_training_is_bit_identical_beside_a_busy_loop_on_every_core"),
     "one_tower": ("test_overwrite.py::test_train_with_another_im_wt_is_refused_then_retrained_with_overwrite",
                   "test_supcon.py::test_one_tower_training_leaves_the_other_tower_alone"),
 }
@@ -187,6 +189,41 @@ def pretrained(train_archives, ray_local, tmp_path_factory):
     rc = cli.main(["pretrain", "--archive", train_archives["unlabelled"], "--out", str(out), "--workers", "2",
                    "--epochs", "2", "--batch-size", "32", "--seed", "3"])
     return rc, str(out)
+
+
+@pytest.fixture(scope="session")
+def supervised(pretrained, train_archives, tmp_path_factory):
+    """`clippings train` from the session's pretrained model through cli.main, 2 gloo workers, 2 epochs, 4
+    groups a step: {"rc": exit code, "out": folder, "argv": the command line without --out}."""
+    from clippings import cli
+
+    argv = ["train", "--archive", train_archives["train"], "--val", train_archives["val"], "--model", pretrained[1],
+            "--workers", "2", "--epochs", "2", "--groups-per-step", "4"]
+    out = str(tmp_path_factory.mktemp("supervised") / "model")
+    return {"rc": cli.main([*argv, "--out", out]), "out": out, "argv": argv}
+
+
+@pytest.fixture(scope="session")
+def retrained(pretrained, train_archives, tmp_path_factory):
+    """The session's pretrained model and run copied to a folder, then `clippings pretrain` into it with a
+    view term: first without --overwrite (refused), then with it (--view-weight 0.5, 3 epochs, seed 3, one
+    worker). {"refused": (exit code, stderr), "rc": exit code, "out": folder}."""
+    import contextlib
+    import io
+    import shutil
+
+    from clippings import cli
+
+    out = str(tmp_path_factory.mktemp("retrained") / "model")
+    shutil.copytree(pretrained[1], out)
+    shutil.copytree(pretrained[1] + "_runs", out + "_runs")  # the session's run, copied: other tests read it as it is
+    argv = ["pretrain", "--archive", train_archives["unlabelled"], "--out", out, "--batch-size", "32", "--seed", "3",
+            "--view-weight", "0.5"]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        refused = cli.main([*argv, "--epochs", "2", "--workers", "2"])
+    rc = cli.main([*argv, "--epochs", "3", "--overwrite"])
+    return {"refused": (refused, err.getvalue()), "rc": rc, "out": out}
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from embed_helpers import write_archive
 
 from clippings import cli
@@ -60,28 +61,48 @@ def _slow_model_calls(tmp_path, seconds: float) -> str:
     return str(folder)
 
 
-def test_sigkill_mid_job_then_resume(ray_local, tmp_path):
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """`clippings --verbose embed` in a fresh process (its own local Ray), its model calls slowed, killed with
+    SIGKILL (it and its Ray) once a part is finished: {"archive", "out", "ids", "before": the finished parts'
+    markers and their mtimes, "output": what it printed}."""
+    tmp_path = tmp_path_factory.mktemp("embed_resume")
     archive, out = str(tmp_path / "archive"), str(tmp_path / "emb")
     ids = write_archive(archive, parts=PARTS, rows=ROWS)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_slow_model_calls(tmp_path, 0.5),
                                                                    os.environ.get("PYTHONPATH")])))
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clippings.cli", "embed", "--archive", archive, "--model", "tiny", "--out", out,
-         "--batch-size", str(ROWS)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    done_dir = os.path.join(out, "_done")
-    deadline = time.monotonic() + 300  # a loaded 2-core machine has taken over 120 s to start Ray and embed a part
-    try:
-        while time.monotonic() < deadline and not (os.path.isdir(done_dir) and os.listdir(done_dir)):
-            assert proc.poll() is None, "the embed job ended before any part was finished"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, all in the session we started
-    finally:
-        proc.wait(timeout=60)
+    env.pop("CLIPPINGS_VERBOSE", None)
+    output = tmp_path / "output.txt"
+    with open(output, "w") as printed:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clippings.cli", "--verbose", "embed", "--archive", archive, "--model", "tiny",
+             "--out", out, "--batch-size", str(ROWS)],
+            env=env, stdout=printed, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        done_dir = os.path.join(out, "_done")
+        deadline = time.monotonic() + 300  # a loaded 2-core machine has taken over 120 s to start Ray and embed a part
+        try:
+            while time.monotonic() < deadline and not (os.path.isdir(done_dir) and os.listdir(done_dir)):
+                assert proc.poll() is None, "the embed job ended before any part was finished"
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, all in the session we started
+        finally:
+            proc.wait(timeout=60)
     assert os.path.isdir(done_dir), "no part was finished before the deadline: the kill did not land mid-job"
     before = {n: os.stat(os.path.join(done_dir, n)).st_mtime_ns for n in os.listdir(done_dir)}
+    return {"archive": archive, "out": out, "ids": ids, "before": before, "output": output.read_text()}
+
+
+def test_verbose_brings_rays_own_lines_back_to_the_console(killed):
+    """--verbose: Ray Data's own lines come to the console (without it they go to the log file alone:
+    tests/test_console.py)."""
+    assert "Starting execution of Dataset" in killed["output"], killed["output"][-3000:]
+
+
+def test_sigkill_mid_job_then_resume(ray_local, killed):
+    archive, out, ids, before = killed["archive"], killed["out"], killed["ids"], killed["before"]
+    done_dir = os.path.join(out, "_done")
     finished = [json.load(open(os.path.join(done_dir, n)))["shard"] for n in before]
     parts_before = {s: os.stat(os.path.join(out, s)).st_mtime_ns for s in finished}
     assert 1 <= len(before) < PARTS, "the kill must land mid-job"

@@ -62,23 +62,16 @@ def test_train_with_another_im_wt_is_refused_then_retrained_with_overwrite(one_t
     assert [(r["epoch"], r["attempt_start_epoch"]) for r in rows] == [("1", "0")]  # trained afresh, not resumed
 
 
-def test_pretrain_with_another_seed_is_refused_then_retrained_with_overwrite(pretrained, train_archives, tmp_path,
-                                                                             capsys):
-    rc, model = pretrained
-    assert rc == 0
-    out = str(tmp_path / "model")
-    shutil.copytree(model, out)
-    shutil.copytree(model + "_runs", out + "_runs")  # the session's run, copied: other tests read it as it is
-    argv = ["pretrain", "--archive", train_archives["unlabelled"], "--out", out, "--epochs", "2", "--batch-size",
-            "32", "--workers", "2"]
-    capsys.readouterr()
-    assert cli.main([*argv, "--seed", "4"]) == 2
-    assert "was made with seed = 3, but this run has seed = 4; pass --overwrite" in capsys.readouterr().err
-    assert _meta(out)["seed"] == 3
-
-    argv[argv.index("--epochs") + 1] = "1"
-    assert cli.main([*argv, "--seed", "4", "--overwrite"]) == 0
-    meta = _meta(out)
-    assert (meta["seed"], meta["epochs_trained"]) == (4, 1)
-    assert sorted(n for n in os.listdir(meta["run"]) if n.startswith("epoch-")) == ["epoch-0001"]
-    assert not _equal(_weights(out), _weights(model))
+def test_pretrain_with_a_view_term_is_refused_then_retrained_with_overwrite(pretrained, retrained):
+    """The session's `retrained` (tests/conftest.py): the pretrained model's folder asked for a view term is
+    refused and left as it was; with --overwrite it is pretrained afresh (3 epochs from the start)."""
+    rc, err = retrained["refused"]
+    assert rc == 2 and err.count("\n") == 1
+    assert "was made with view_weight = 0.0, but this run has view_weight = 0.5; pass --overwrite" in err
+    assert retrained["rc"] == 0
+    meta = _meta(retrained["out"])
+    assert (meta["view_weight"], meta["epochs_trained"]) == (0.5, 3)
+    with open(os.path.join(meta["run"], "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["epoch"], r["attempt_start_epoch"]) for r in rows] == [("1", "0"), ("2", "0"), ("3", "0")]
+    assert not _equal(_weights(retrained["out"]), _weights(pretrained[1]))

@@ -104,14 +104,12 @@ def test_reprint_views_are_seeded_rescans_of_the_image():
 
 
 @pytest.mark.slow
-def test_view_term_adds_to_the_loss_and_is_learnt(train_archives, ray_local, tmp_path):
+def test_view_term_adds_to_the_loss_and_is_learnt(retrained):
     """With --view-weight the validation loss is the CLIP loss plus λ × the image-view loss (both reported),
     the view loss falls as the image tower learns to tell prints from each other, and the weight is recorded
-    in the model's clippings.json."""
-    rc = cli.main(["pretrain", "--archive", train_archives["unlabelled"], "--out", str(tmp_path / "m"),
-                   "--epochs", "3", "--batch-size", "32", "--seed", "3", "--view-weight", "0.5"])
-    assert rc == 0
-    with open(tmp_path / "m" / "clippings.json") as f:
+    in the model's clippings.json (the session's `retrained`, tests/conftest.py)."""
+    assert retrained["rc"] == 0
+    with open(os.path.join(retrained["out"], "clippings.json")) as f:
         meta = json.load(f)
     assert meta["view_weight"] == 0.5
     rows = _metrics(meta["run"])

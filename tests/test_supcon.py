@@ -14,15 +14,13 @@ from clippings import cli
 pytestmark = pytest.mark.slow  # each test runs a Ray Train fit (~15 s start-up)
 
 
-def test_pretrain_then_train_through_the_cli(pretrained, train_archives, tmp_path):
+def test_pretrain_then_train_through_the_cli(pretrained, supervised):
+    """The session's `supervised` (tests/conftest.py): `clippings train` from the pretrained model."""
     from transformers import CLIPModel
 
     rc, pre = pretrained
-    assert rc == 0
-    out = str(tmp_path / "model")
-    rc = cli.main(["train", "--archive", train_archives["train"], "--val", train_archives["val"], "--out", out,
-                   "--model", pre, "--workers", "2", "--epochs", "2", "--groups-per-step", "4"])
-    assert rc == 0
+    assert rc == 0 and supervised["rc"] == 0
+    out = supervised["out"]
     CLIPModel.from_pretrained(out)
     with open(os.path.join(out, "clippings.json")) as f:
         meta = json.load(f)
@@ -56,31 +54,25 @@ def test_one_tower_training_leaves_the_other_tower_alone(tower, frozen, one_towe
     assert any(k.startswith(trained) for k in changed)
 
 
-def test_multimodal_training_is_bit_identical_beside_a_busy_loop_on_every_core(train_archives, tiny_model_dir,
-                                                                               ray_local, tmp_path):
-    """The demo's table must not move with the machine's load: the multimodal stage (both towers) trained
-    twice, once beside a busy-looping process on every core, gives the same weights bit for bit."""
+def test_multimodal_training_is_bit_identical_beside_a_busy_loop_on_every_core(pretrained, supervised, tmp_path):
+    """The demo's table must not move with the machine's load: the multimodal stage (both towers, 2 workers)
+    trained again beside a busy-looping process on every core gives the session's `supervised` weights (trained
+    with nothing of its own beside it) bit for bit."""
     import subprocess
     import sys
 
     from clippings.model import load_model
-    from clippings.train.supcon import train_supcon
 
-    def trained(out: str) -> dict[str, torch.Tensor]:
-        train_supcon(train_archives["train"], train_archives["val"], out, model=str(tiny_model_dir), im_wt=0.5,
-                     workers=1, epochs=2, groups_per_step=4)
-        return load_model(out).model.state_dict()
-
-    quiet = trained(str(tmp_path / "quiet"))
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:
-        busy = trained(str(tmp_path / "busy"))
+        assert cli.main([*supervised["argv"], "--out", str(tmp_path / "busy")]) == 0
     finally:
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
+    quiet, busy = load_model(supervised["out"]).model.state_dict(), load_model(str(tmp_path / "busy")).model.state_dict()
     assert quiet.keys() == busy.keys()
     differ = [k for k in quiet if not torch.equal(quiet[k], busy[k])]
     assert not differ, f"weights differ under load: {differ[:5]}"
-    base = load_model(str(tiny_model_dir)).model.state_dict()
+    base = load_model(pretrained[1]).model.state_dict()
     assert any(not torch.equal(base[k], quiet[k]) for k in base)  # it did train
