@@ -82,13 +82,17 @@ def pool(image: np.ndarray, text: np.ndarray, im_wt: float) -> np.ndarray:
     return v
 
 
-def fixed_list_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
-    """(rows, dim) float32 copy of a fixed-size list column of vectors. Float16 is widened by torch (exact,
-    like numpy's, but vectorised: numpy's float16 casts are scalar loops, ~10× slower)."""
-    import torch
+TORCH_WIDENS = 1 << 25
+"""From this many float16 values a column is widened by torch: exact, like numpy's cast, but vectorised
+(numpy's float16 casts are scalar loops, ~10× slower); below it numpy's cast costs less than importing torch."""
 
+
+def fixed_list_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
+    """(rows, dim) float32 copy of a fixed-size list column of vectors."""
     values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
-    if values.dtype == np.float16:
+    if values.dtype == np.float16 and values.size >= TORCH_WIDENS:
+        import torch
+
         return torch.from_numpy(np.ascontiguousarray(values)).float().numpy()
     return values.astype(np.float32)
 

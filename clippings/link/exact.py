@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clippings.link.products import pairs_above
+from clippings.link.products import BFLOAT16_WORK, pairs_above
 from clippings.link.pruned import BLOCK, float32_margin
 from clippings.numeric import unique_ints
 
@@ -77,8 +77,9 @@ def exact_pairs(x: np.ndarray | PartLists, norms: np.ndarray | None, rows: np.nd
     else:
         pieces = x.pieces(step)
     keys = [np.empty(0, np.int64)]
+    product = "auto" if len(rows) * n * x.shape[1] >= BFLOAT16_WORK else "float32"
     for numbers, block in pieces:
-        i, j, sims = pairs_above(queries, block, min_sim)
+        i, j, sims = pairs_above(queries, block, min_sim, product)
         a, b, _ = confirmed_pairs(x, norms, rows[i], numbers[j], sims, threshold)
         keys.append(a * n + b)
     return unique_ints(np.concatenate(keys))

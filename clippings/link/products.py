@@ -25,6 +25,10 @@ import numpy as np
 
 U_BF16 = 2.0**-8
 """bfloat16's unit roundoff (8 significant bits)."""
+BFLOAT16_WORK = 10**11
+"""Multiply-adds from which a brute force lets bfloat16 propose (clippings.link.exact.exact_pairs): about a
+second of float32 work, so importing torch (~1.5 s once per process) pays for itself; a small link does not
+import it."""
 
 
 @functools.cache
@@ -66,8 +70,6 @@ def pairs_above(queries: np.ndarray, block: np.ndarray, min_sim: float, product:
     bfloat16 where the CPU multiplies it natively) within its error bound, then computed again. A float32
     product's own values may differ from the per-pair ones in the last bit, so its hits are computed again
     too."""
-    import torch
-
     if product == "auto":
         product = "bfloat16" if cpu_multiplies_bfloat16() else "float32"
     if len(queries) == 0 or len(block) == 0:
@@ -78,6 +80,8 @@ def pairs_above(queries: np.ndarray, block: np.ndarray, min_sim: float, product:
     if product == "float32":
         hits = np.flatnonzero(queries @ block.T > cut.astype(np.float32)[:, None])
     else:
+        import torch
+
         low = torch.from_numpy(cut).float()
         low = (low - 2.0 * U_BF16 * low.abs()).to(torch.bfloat16)  # rounding to bfloat16 must not raise the cut
         hits = np.flatnonzero(((_bfloat16(queries) @ _bfloat16(block).T) > low[:, None]).numpy())
