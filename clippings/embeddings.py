@@ -75,7 +75,7 @@ class Embeddings:
 
 def pool(image: np.ndarray, text: np.ndarray, im_wt: float) -> np.ndarray:
     """Unit-norm weighted sum of the two towers; rows whose sum is zero stay zero. Float32 throughout (the
-    weights too), one new array and one temporary."""
+    weights too); the sum is normalised in place (temporaries: the weighted text tower, the squares)."""
     v = np.multiply(image, np.float32(im_wt), dtype=np.float32)
     v += np.multiply(text, np.float32(1.0 - im_wt), dtype=np.float32)
     v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), np.float32(1e-12))
@@ -180,7 +180,7 @@ def _check_vectors(path: str, ids: np.ndarray | pa.Array, image: np.ndarray, tex
                 f"embeddings {path}: {name} of clipping_id {_id_at(ids, row)!r} has NaN or infinite values; "
                 "re-embed it or quarantine it"
             )
-        bad = ~(np.abs(norms - 1.0) <= UNIT_NORM_TOLERANCE[stored])
+        bad = np.abs(norms - 1.0) > UNIT_NORM_TOLERANCE[stored]
         if bad.any():
             row = int(np.argmax(bad))
             raise BadInput(

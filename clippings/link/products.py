@@ -11,8 +11,9 @@ in float32, one dot product per pair, and decides. So which product proposed doe
 Why the bound holds: bfloat16 keeps 8 significant bits, so rounding x and y costs at most (2u + u²)·|x|·|y|
 of their dot product (u = 2⁻⁸); the sum of exact bfloat16 products in float32 adds γ_d, and the bfloat16
 result adds u·|x·y|. Where every pair is searched against lists of reprints, most products are hits and the
-second computation costs more than the first saved (docs/benchmarks.md#bfloat16-products-in-the-cell-search-slower-on-reprint-data-not-landed); the probes among the
-centroids, where the bound is wide beside the probe margin, likewise
+second computation costs more than the first saved
+(docs/benchmarks.md#bfloat16-products-in-the-cell-search-slower-on-reprint-data-not-landed); the probes
+among the centroids, where the bound is wide beside the probe margin, likewise
 (docs/benchmarks.md#bfloat16-probes-slower-than-faisss-float32-search-not-landed).
 """
 
@@ -22,6 +23,8 @@ import functools
 import warnings
 
 import numpy as np
+
+from clippings.link.pruned import float32_margin
 
 U_BF16 = 2.0**-8
 """bfloat16's unit roundoff (8 significant bits)."""
@@ -47,11 +50,10 @@ def cpu_multiplies_bfloat16() -> bool:
 
 
 def product_error(dim: int, product: str) -> float:
-    """Bound on |approximate − float32| similarity of two unit vectors of `dim` under `product`."""
-    f32 = 2.0 * dim * 2.0**-24
-    if product == "float32":
-        return 2.0 * f32
-    return 3.0 * U_BF16 + 4.0 * U_BF16**2 + 2.0 * f32
+    """Bound on |approximate − float32| similarity of two unit vectors of `dim` under `product`: two float32
+    margins (the product's rounding and the per-pair dot's), plus bfloat16's rounding of inputs and result."""
+    f32 = 2.0 * float32_margin(dim)
+    return f32 if product == "float32" else 3.0 * U_BF16 + 4.0 * U_BF16**2 + f32
 
 
 def _bfloat16(a: np.ndarray):
