@@ -5,6 +5,7 @@ Fixtures that build data are session-scoped so each of the suite's 2 test proces
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -207,7 +208,8 @@ def supervised(pretrained, train_archives, tmp_path_factory):
 def retrained(pretrained, train_archives, tmp_path_factory):
     """The session's pretrained model and run copied to a folder, then `clippings pretrain` into it with a
     view term: first without --overwrite (refused), then with it (--view-weight 0.5, 3 epochs, seed 3, one
-    worker). {"refused": (exit code, stderr), "rc": exit code, "out": folder}."""
+    worker). {"refused": (exit code, stderr, the folder's clippings.json after it), "rc": exit code, "out":
+    folder}."""
     import contextlib
     import io
     import shutil
@@ -222,8 +224,10 @@ def retrained(pretrained, train_archives, tmp_path_factory):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         refused = cli.main([*argv, "--epochs", "2", "--workers", "2"])
+    with open(os.path.join(out, "clippings.json")) as f:
+        kept = json.load(f)
     rc = cli.main([*argv, "--epochs", "3", "--overwrite"])
-    return {"refused": (refused, err.getvalue()), "rc": rc, "out": out}
+    return {"refused": (refused, err.getvalue(), kept), "rc": rc, "out": out}
 
 
 @pytest.fixture(scope="session")

@@ -65,12 +65,15 @@ def test_train_with_another_im_wt_is_refused_then_retrained_with_overwrite(one_t
 def test_pretrain_with_a_view_term_is_refused_then_retrained_with_overwrite(pretrained, retrained):
     """The session's `retrained` (tests/conftest.py): the pretrained model's folder asked for a view term is
     refused and left as it was; with --overwrite it is pretrained afresh (3 epochs from the start)."""
-    rc, err = retrained["refused"]
+    rc, err, kept = retrained["refused"]
     assert rc == 2 and err.count("\n") == 1
     assert "was made with view_weight = 0.0, but this run has view_weight = 0.5; pass --overwrite" in err
+    assert kept == _meta(pretrained[1])  # the refused run left the folder's model as it was
     assert retrained["rc"] == 0
     meta = _meta(retrained["out"])
     assert (meta["view_weight"], meta["epochs_trained"]) == (0.5, 3)
+    # the earlier run's checkpoints went with it: the 2 kept are the new run's last
+    assert sorted(n for n in os.listdir(meta["run"]) if n.startswith("epoch-")) == ["epoch-0002", "epoch-0003"]
     with open(os.path.join(meta["run"], "metrics.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [(r["epoch"], r["attempt_start_epoch"]) for r in rows] == [("1", "0"), ("2", "0"), ("3", "0")]
