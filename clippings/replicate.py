@@ -25,7 +25,6 @@ from functools import partial
 
 from clippings.errors import BadInput
 from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy
-from clippings.logs import show_path
 from clippings.results_table import (
     PAPER_ARI,
     multimodal_choice,
@@ -227,7 +226,8 @@ def _report_stage(run: Run) -> Stage:
         "report", "--links", run.path("links", f"{name}_multimodal"), "--archive", run.split("test"),
         "--out", run.path("report"), "--curve", join(run.path("tune", f"{name}_multimodal"), "curve.csv"),
         "--embeddings", run.path("embeddings", name, "test"),
-        "--made-by", f"{BEST_ROW} (model {show_path(run.path('models', name))})"))
+        # the model's path as --out spells it: a rerun from another working directory resumes this stage
+        "--made-by", f"{BEST_ROW} (model {run.path('models', name)})"))
 
 
 def stage_plan(run: Run, built_in: bool, label_free: bool = False, demo: bool = False) -> list[Stage]:

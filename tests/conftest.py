@@ -43,7 +43,7 @@ SHARED_SESSION = {
 }
 # Units slowest first (measured on 2 cores with both processes busy; the rest follow in file order): the long
 # ones start at once and short files fill the end, so neither process idles while the other finishes a unit.
-SLOWEST_FIRST = ("test_demo.py", "pretrained", "one_tower", "test_console.py", "test_replicate_label_free.py",
+SLOWEST_FIRST = ("test_demo.py", "pretrained", "one_tower", "test_replicate_label_free.py",
                  "test_supcon.py", "test_job_submit.py", "test_embed_resume.py",
                  "test_link_spread.py", "test_link_actors.py", "test_compose.py", "test_mine.py", "test_resume.py",
                  "test_overwrite.py", "test_pretrain.py", "test_pairs.py", "test_embed.py", "test_label_browser.py",

@@ -1,13 +1,12 @@
-"""What a person sees: stage lines, Ray's output in the log files (or on the console with --verbose), thread
-pools sized to Ray's grant, the report header in words, and `clippings status`."""
+"""What a person sees: Ray's output in the log files (the stage lines of a whole run are checked on the demo,
+tests/test_demo.py; --verbose on the embed job tests/test_embed_resume.py kills), thread pools sized to Ray's
+grant, the report header in words, and `clippings status`."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -16,61 +15,6 @@ from clippings.progress import Poster, Progress, training_progress
 from clippings.raylocal import THREAD_VARS, runtime_env, thread_env, threads_for
 from clippings.report import header_facts
 from clippings.status import planned_stages
-
-ALARM = re.compile(r"Failed|Error|Traceback")
-
-
-def _start(*argv: str, cwd: str) -> subprocess.Popen:
-    """Start the real console script in a fresh process (its own local Ray), stdout and stderr together, not
-    a terminal."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CLIPPINGS_VERBOSE", "RAY_ADDRESS")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    return subprocess.Popen([sys.executable, "-m", "clippings.cli", *argv], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _lines(proc: subprocess.Popen) -> list[str]:
-    """The lines a started console script printed, after checking its exit code."""
-    try:
-        out, _ = proc.communicate(timeout=900)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    assert proc.returncode == 0, out[-4000:]
-    return out.splitlines()
-
-
-def _clippings(*argv: str, cwd: str) -> list[str]:
-    """Run the real console script in a fresh process and return its lines (`_start`, `_lines`)."""
-    return _lines(_start(*argv, cwd=cwd))
-
-
-@pytest.mark.slow
-def test_a_short_pipeline_prints_few_clean_lines_and_ray_goes_to_the_log(tmp_path):
-    """Each stage in a fresh process (its own local Ray). --verbose, which brings Ray's lines back, is checked
-    on the embed job that tests/test_embed_resume.py kills."""
-    cwd = str(tmp_path)
-    outs = [_clippings(*argv, cwd=cwd) for argv in (
-        ["synth", "--out", "data", "--stories", "30", "--seed", "2"],
-        ["pretrain", "--archive", "data/unlabelled", "--out", "model", "--epochs", "1"],
-        ["embed", "--archive", "data/test", "--model", "model", "--out", "emb"],
-        ["link", "--embeddings", "emb", "--out", "links", "--threshold", "0.2"])]
-    lines = []
-    for name, out in zip(("synth", "pretrain", "embed", "link"), outs, strict=True):
-        # one start line naming the inputs, one end line naming the output and the log file
-        assert out[0].startswith(f"{name}: "), out
-        assert re.match(rf"{name}: .* in [0-9.]+ (s|min).* -> \S+ \(log: ", out[-1]), out
-        lines += out
-    assert not [line for line in lines if ALARM.search(line)], "\n".join(lines)
-    assert len(lines) == len(set(lines)), "\n".join(lines)
-    assert len(lines) < 60, "\n".join(lines)
-    assert any(line.startswith("embed: embedded: ") for line in lines)
-    # Ray's own output (Ray Train's controller and workers) went to the stage's log file instead
-    log = (tmp_path / "model_runs" / "pretrain.log").read_text()
-    assert "(RayTrainWorker pid=" in log and "pretrain epoch 1/1: loss" in log
-    assert not [line for line in lines if "core_worker.cc" in line]  # Ray's C++ lines (fd 2) stay in the logs
-    assert not [line for line in lines if "Starting execution of Dataset" in line]
 
 
 def test_thread_pools_follow_the_cpus_ray_grants(ray_local):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,6 +15,7 @@ from clippings.archive import read_archive
 from clippings.cli import main
 from clippings.embeddings import read_embeddings
 from clippings.results_table import PAPER_ARI, ROWS
+from tests.console_helpers import assert_quiet_about_ray, run_clippings
 
 pytestmark = pytest.mark.slow
 
@@ -21,10 +23,39 @@ SMALL = ["--stories", "40", "--pretrain-epochs", "1", "--train-epochs", "1"]
 
 
 @pytest.fixture(scope="module")
-def demo_out(tmp_path_factory, ray_local):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    assert main(["demo", "--out", str(out), *SMALL]) == 0
-    return out
+def demo_run(tmp_path_factory, ray_local):
+    """`clippings demo` as a new user runs it: the real console script in a fresh process with its own local
+    Ray. Returns (its output folder, the lines it printed). The tests that run the demo again do so in this
+    process, on the session's Ray."""
+    cwd = tmp_path_factory.mktemp("demo")
+    lines = run_clippings("demo", "--out", str(cwd / "out"), *SMALL, cwd=str(cwd))
+    return cwd / "out", lines
+
+
+@pytest.fixture(scope="module")
+def demo_out(demo_run):
+    return demo_run[0]
+
+
+def test_the_demo_prints_a_start_and_an_end_line_per_stage_and_ray_goes_to_the_logs(demo_run):
+    out, lines = demo_run
+    assert_quiet_about_ray(lines)
+    assert lines[0] == "demo: writing out"  # paths as a person would type them: relative to the working directory
+    table = next(i for i, line in enumerate(lines) if line.startswith("# Replication"))
+    starts, ends = lines[1:table:2], lines[2:table:2]
+    names = [start.split(": ", 1)[0] for start in starts]
+    # each stage: one start line naming its inputs, one end line naming its output, its time and its log file
+    for name, end in zip(names, ends, strict=True):
+        assert re.match(rf"{name}: .* in [0-9.]+ (s|min).* -> \S+ \(log: ", end), "\n".join(lines)
+    assert len(set(ends)) == len(ends), "\n".join(ends)  # no progress line repeated
+    assert {"synth", "baseline", "embed", "tune", "link", "evaluate", "pretrain", "train", "fuse", "report"} \
+        == set(names)
+    assert any(end.startswith("embed: embedded: ") for end in ends)
+    assert re.match(r"demo: .* in [0-9.]+ (s|min).* -> out \(log: demo.log\)$", lines[-2]), lines[-2]
+    assert lines[-1].startswith("Open next: ")
+    # Ray's own output (Ray Train's controller and workers) went to the stage's log file instead
+    log = (out / "models" / "selfsup_runs" / "pretrain.log").read_text()
+    assert "(RayTrainWorker pid=" in log and "pretrain epoch 1/1: loss" in log
 
 
 def test_demo_measures_every_row(demo_out):
@@ -65,6 +96,8 @@ def test_demo_artifacts_follow_the_data_contract(demo_out):
 
 
 def test_rerun_resumes_instead_of_recomputing(demo_out):
+    """The rerun runs in another working directory than the demo did (this process's): it resumes all the
+    same."""
     before = (demo_out / "stages.json").read_text()
     weights = demo_out / "models" / "supervised_multimodal" / "model.safetensors"
     mtime = weights.stat().st_mtime_ns

@@ -96,7 +96,7 @@ def killed(tmp_path_factory):
 
 def test_verbose_brings_rays_own_lines_back_to_the_console(killed):
     """--verbose: Ray Data's own lines come to the console (without it they go to the log file alone:
-    tests/test_console.py)."""
+    tests/test_demo.py, tests/test_link_actors.py)."""
     assert "Starting execution of Dataset" in killed["output"], killed["output"][-3000:]
 
 

@@ -160,22 +160,15 @@ def test_search_actors_must_be_a_count(tmp_path, capsys):
 
 
 def test_link_on_actors_prints_clean_lines_and_ray_goes_to_the_log(tmp_path):
-    """Through the real console script (its own local Ray): the console rules of tests/test_console.py."""
-    import re
-    import subprocess
-    import sys
+    """Through the real console script (its own local Ray): the console rules of tests/console_helpers.py."""
+    from tests.console_helpers import assert_quiet_about_ray, run_clippings
 
     emb = _write(str(tmp_path / "emb"), reprint_groups(3_000, 16, seed=2))
-    env = {k: v for k, v in os.environ.items() if k not in ("CLIPPINGS_VERBOSE", "RAY_ADDRESS")}
-    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.run([sys.executable, "-m", "clippings.cli", "link", "--embeddings", emb, "--out",
-                           str(tmp_path / "links"), "--threshold", str(T), "--index", "ivf", "--search-actors", "2"],
-                          env=env, timeout=600, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    lines = proc.stdout.splitlines()
-    assert not [line for line in lines if re.search(r"Failed|Error|Traceback", line)], proc.stdout
-    assert lines[0].startswith("link: ") and re.match(r"link: .* -> \S+ \(log: ", lines[-1]), proc.stdout
-    assert len(lines) < 10, proc.stdout
+    lines = run_clippings("link", "--embeddings", emb, "--out", str(tmp_path / "links"), "--threshold", str(T),
+                          "--index", "ivf", "--search-actors", "2", cwd=str(tmp_path), timeout=600)
+    assert_quiet_about_ray(lines)
+    assert lines[0].startswith("link: ") and re.match(r"link: .* -> \S+ \(log: ", lines[-1]), lines
+    assert len(lines) < 10, lines
     info = json.loads((tmp_path / "links" / "links.json").read_text())
     assert info["search"]["actors"] == 2
 
