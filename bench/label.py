@@ -10,9 +10,12 @@ share a label. After each budget of answers, t and w come from the answers alone
 fit_weights, as `tune --pairs` does); `test` is linked at them and scored (ARI). The reference is t and w tuned
 on all of val (clippings.link.tune, as `tune --search-im-wt` does), scored on test the same way.
 With `--train`, the groups exported from the largest budget's answers (clippings.label.export) train a model
-from the run's start model (`clippings train`), whose test ARI at its own val-tuned t is printed beside.
-Embeddings come from a replicate run's folder (`--run`: embeddings/NAME/{val,test} and data/{val,test}), or are
-made here: the built-in archive at `--stories` (synth) embedded by the scale's start model with no training.
+(`clippings train`, the supervised multimodal row's settings at `--scale`), whose test ARI at the t and w the
+same answers give is printed beside. Embeddings come from a replicate run's folder (`--run`: embeddings/NAME/
+{val,test} and data/{val,test}; a folder of several seeds is read as RUN/seed-N), whose self-supervised model
+(models/selfsup) is then the start of the training, as it is for the supervised multimodal row, and whose row
+is printed beside (results.json); or they are made here: the built-in archive at `--stories` (synth) embedded
+by the scale's start model with no training, which is then the start.
 """
 
 from __future__ import annotations
@@ -139,11 +142,10 @@ def _read_split(emb_dir: str, archive: str) -> tuple[Embeddings, np.ndarray]:
     return emb, _labels_for(emb.ids, archive, emb_dir).astype(str)
 
 
-def train_on_answers(answers: list[Answer], data: str, settings, out: str) -> float:
-    """Export the answers' groups, train the scale's start model on them (SupCon, `clippings train`, with the
-    scale's settings for the supervised multimodal row: w = 0.5, its epochs and rates), choose t and w from
-    the same answers on the new embeddings (`tune --pairs`) and return the test ARI there: no label beyond
-    the answers is used."""
+def train_on_answers(answers: list[Answer], data: str, settings, out: str, start: str) -> float:
+    """Export the answers' groups, train `start` on them (SupCon, `clippings train`, with the scale's settings
+    for the supervised multimodal row: w = 0.5, its epochs and rates), choose t and w from the same answers on
+    the new embeddings (`tune --pairs`) and return the test ARI there: no label beyond the answers is used."""
     from clippings.cli import main as cli
     from clippings.evaluate import evaluate_links
     from clippings.label.answers import AnswerLog
@@ -158,7 +160,7 @@ def train_on_answers(answers: list[Answer], data: str, settings, out: str) -> fl
     export_groups(answers, os.path.join(data, "val"), groups)
     trained = os.path.join(out, "model")
     steps = [["train", "--archive", os.path.join(groups, "train"), "--val", os.path.join(groups, "val"),
-              "--out", trained, "--model", settings.model, "--im-wt", "0.5", "--epochs", str(settings.epochs(0.5)),
+              "--out", trained, "--model", start, "--im-wt", "0.5", "--epochs", str(settings.epochs(0.5)),
               *settings.lr_argv("train"), *settings.extra_train],
              ["embed", "--archive", os.path.join(data, "val"), "--model", trained, "--out", os.path.join(out, "val")],
              ["embed", "--archive", os.path.join(data, "test"), "--model", trained, "--out", os.path.join(out, "test")],
@@ -167,6 +169,24 @@ def train_on_answers(answers: list[Answer], data: str, settings, out: str) -> fl
     for argv in steps:
         assert cli(argv) == 0, " ".join(argv)
     return float(evaluate_links(os.path.join(out, "links"), os.path.join(data, "test"))["ari"])
+
+
+def run_folder(run: str, seed: int) -> str:
+    """A replicate output's folder for `seed`: RUN/seed-N when RUN holds several seeds, else RUN itself."""
+    per_seed = os.path.join(run, f"seed-{seed}")
+    return per_seed if os.path.isdir(per_seed) else run
+
+
+def run_row(folder: str, name: str = "Supervised multimodal") -> float | None:
+    """The test ARI of the row `name` in a replicate seed folder's results.json (None when it has none)."""
+    import json
+
+    path = os.path.join(folder, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        row = json.load(f)["rows"].get(name)
+    return None if row is None else row.get("ari")
 
 
 def _f(value: float | None, fmt: str = "6.3f") -> str:
@@ -189,18 +209,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench.label: load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     for seed in range(args.seeds):
         start = time.perf_counter()
-        data = settings = None
+        data = settings = folder = start_model = None
         if args.quick:
             val, val_labels, test, test_labels = generated_sets(seed, 1000)
             source = "generated towers"
         elif args.run:
-            val, val_labels = _read_split(os.path.join(args.run, "embeddings", args.name, "val"),
-                                          os.path.join(args.run, "data", "val"))
-            test, test_labels = _read_split(os.path.join(args.run, "embeddings", args.name, "test"),
-                                            os.path.join(args.run, "data", "test"))
-            source = f"{args.run} {args.name}"
+            from clippings.replicate import SCALES
+
+            folder = run_folder(args.run, seed)
+            data, settings = os.path.join(folder, "data"), SCALES[args.scale]
+            val, val_labels = _read_split(os.path.join(folder, "embeddings", args.name, "val"), os.path.join(data, "val"))
+            test, test_labels = _read_split(os.path.join(folder, "embeddings", args.name, "test"),
+                                            os.path.join(data, "test"))
+            selfsup = os.path.join(folder, "models", "selfsup")
+            start_model = selfsup if os.path.isdir(selfsup) else settings.model
+            source = f"{folder} {args.name}"
         else:
             val, val_labels, test, test_labels, data, settings = built_in_sets(args.out, args.scale, args.stories, seed)
+            start_model, folder = settings.model, None
             source = f"built-in archive ({args.stories or 'scale'} stories), {args.scale} start model, frozen"
         reference, rows, answers = measure(val, val_labels, test, test_labels, seed, budgets)
         print(f"seed {seed}: {source}; val {len(val.ids)} rows, test {len(test.ids)} rows; ask order from the "
@@ -213,9 +239,12 @@ def main(argv: list[str] | None = None) -> int:
               f"(val ARI {reference['val_ari']:.3f}, {len(val.ids)} labelled rows)")
         if args.train:
             if data is None or settings is None:
-                raise SystemExit("--train needs the built-in archive (not --run or --quick)")
-            ari = train_on_answers(answers, data, settings, os.path.join(args.out, f"seed{seed}", "trained"))
-            print(f"trained on the groups of {len(answers)} answers: test ARI {ari:.3f}")
+                raise SystemExit("--train needs an archive (the built-in one or --run's), not --quick")
+            ari = train_on_answers(answers, data, settings, os.path.join(args.out, f"seed{seed}", "trained"),
+                                   start_model)
+            row = run_row(folder) if folder else None
+            beside = "" if row is None else f"; the run's supervised multimodal row {row:.3f}, ratio {ari / row:.3f}"
+            print(f"trained on the groups of {len(answers)} answers from {start_model}: test ARI {ari:.3f}{beside}")
         print(f"seed {seed}: {time.perf_counter() - start:.1f} s")
     return 0
 
