@@ -14,6 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 from clippings.archive import read_archive
 from clippings.cli import main
 from clippings.embeddings import read_embeddings
+from clippings.progress import PLAIN_EVERY_S
 from clippings.results_table import PAPER_ARI, ROWS
 from tests.console_helpers import assert_quiet_about_ray, run_clippings
 
@@ -44,16 +45,24 @@ def test_the_demo_prints_a_start_and_an_end_line_per_stage_and_ray_goes_to_the_l
     assert_quiet_about_ray(lines)
     assert lines[0] == "demo: writing out"  # paths as a person would type them: relative to the working directory
     table = next(i for i, line in enumerate(lines) if line.startswith("# Replication"))
-    # a long stage may also print a plain progress line (at most every 30 s: stdout is not a terminal)
-    progress = [line for line in lines[1:table] if PROGRESS.match(line)]
-    assert len(set(progress)) == len(progress), "\n".join(progress)
-    stages = [line for line in lines[1:table] if not PROGRESS.match(line)]
-    starts, ends = stages[0::2], stages[1::2]
-    names = [start.split(": ", 1)[0] for start in starts]
-    # each stage: one start line naming its inputs, one end line naming its output, its time and its log file
-    for name, end in zip(names, ends, strict=True):
-        assert re.match(rf"{name}: .* in [0-9.]+ (s|min).* -> \S+ \(log: ", end), "\n".join(lines)
-    assert len(set(ends)) == len(ends), "\n".join(ends)  # no progress line repeated
+    names, ends, i = [], [], 1
+    while i < table:  # each stage: a start line naming its inputs, its progress lines, an end line
+        name = lines[i].split(": ", 1)[0]
+        progress = []
+        while PROGRESS.match(lines[i + 1 + len(progress)]):
+            progress.append(lines[i + 1 + len(progress)])
+        end = lines[i + 1 + len(progress)]
+        # the end line names the output, the time and the log file
+        stage_time = re.match(rf"{name}: .* in (?:([0-9]+) min )?([0-9.]+) (s|min).* -> \S+ \(log: ", end)
+        assert stage_time, "\n".join(lines)
+        seconds = 60 * float(stage_time[1] or 0) + float(stage_time[2]) * (60 if stage_time[3] == "min" else 1)
+        # a long stage's plain progress lines (stdout is not a terminal): its own, each once, one per 30 s
+        assert all(line.startswith(f"{name}: ") for line in progress), "\n".join(lines)
+        assert len(set(progress)) == len(progress) <= 1 + seconds / PLAIN_EVERY_S, "\n".join(lines)
+        names.append(name)
+        ends.append(end)
+        i += 2 + len(progress)
+    assert len(set(ends)) == len(ends), "\n".join(ends)
     assert {"synth", "baseline", "embed", "tune", "link", "evaluate", "pretrain", "train", "fuse", "report"} \
         == set(names)
     assert any(end.startswith("embed: embedded: ") for end in ends)
