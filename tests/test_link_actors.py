@@ -16,6 +16,7 @@ from clippings.embeddings import embeddings_table
 from clippings.link.knn import knn_graph
 from clippings.link.slink import components, mst_from_graph
 from clippings.storage import write_dataset
+from tests.console_helpers import assert_quiet_about_ray, run_clippings
 from tests.link_helpers import same_partition
 
 T = 0.1
@@ -161,8 +162,6 @@ def test_search_actors_must_be_a_count(tmp_path, capsys):
 
 def test_link_on_actors_prints_clean_lines_and_ray_goes_to_the_log(tmp_path):
     """Through the real console script (its own local Ray): the console rules of tests/console_helpers.py."""
-    from tests.console_helpers import assert_quiet_about_ray, run_clippings
-
     emb = _write(str(tmp_path / "emb"), reprint_groups(3_000, 16, seed=2))
     lines = run_clippings("link", "--embeddings", emb, "--out", str(tmp_path / "links"), "--threshold", str(T),
                           "--index", "ivf", "--search-actors", "2", cwd=str(tmp_path), timeout=600)
