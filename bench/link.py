@@ -297,10 +297,16 @@ def _memory(pid: int | str) -> tuple[int, int]:
     return anon, file
 
 
+PSS_EVERY_S = 10.0
+"""Seconds between PSS reads: a read of a process mapping 10 GB takes ~50 ms of the kernel's time (3 such
+processes at 10M: 7 % of a core at one read each 2 s, taken from the run it measures); the mapped pages grow
+and then hold through a search, so a read every 10 s still sees their peak."""
+
+
 def _pss_file(pid: int | str) -> int:
     """Pss_File + Pss_Shmem of a process in bytes: its mapped file pages, each page shared by k processes
     counted 1/k, so the sum over the driver and its actors counts the lists file once, not once per actor.
-    Read every 2 s only: the kernel walks every mapped page to compute it."""
+    Read every PSS_EVERY_S only: the kernel walks every mapped page to compute it."""
     pss = 0
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
@@ -330,11 +336,11 @@ def _actor_pids() -> list[str]:
 
 def _sampled_memory(proc: subprocess.Popen, base_file: str, timeout: float) -> tuple[float, float, float]:
     """Peak (anon, file, file PSS) MB of `proc` plus its search actors, anon above the baseline it writes to
-    base_file. Anon and file sampled every 50 ms, file PSS and the actors every 2 s (at 10M, sampling every
-    20 ms took 13 % of a core from the run it measured)."""
+    base_file. Anon and file sampled every 50 ms (at 10M, sampling every 20 ms took 13 % of a core from the
+    run it measured), the actors found every 2 s, file PSS read every PSS_EVERY_S."""
     peak_anon = peak_file = peak_pss = base = 0
     actors: list[str] = []
-    deadline, next_scan = time.monotonic() + timeout, 0.0
+    deadline, next_scan, next_pss = time.monotonic() + timeout, 0.0, 0.0
     while proc.poll() is None:
         if time.monotonic() > deadline:
             proc.kill()
@@ -342,9 +348,11 @@ def _sampled_memory(proc: subprocess.Popen, base_file: str, timeout: float) -> t
         if os.path.exists(base_file):
             if not base:
                 base = _memory(proc.pid)[0]
-            scan = time.monotonic() > next_scan
-            if scan:
+            if time.monotonic() > next_scan:
                 actors, next_scan = _actor_pids(), time.monotonic() + 2.0
+            scan = time.monotonic() > next_pss
+            if scan:
+                next_pss = time.monotonic() + PSS_EVERY_S
             anon = file = pss = 0
             for pid in [proc.pid, *actors]:
                 try:

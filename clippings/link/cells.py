@@ -397,9 +397,17 @@ class BlasProduct:
 
     Float32, not float16 or int8, on CPUs: a CPU without AVX-512 FP16, VNNI or AMX has no native float16,
     bfloat16 or int8 products, so BLAS runs them several times slower than float32, and the search is bound
-    by these products (docs/benchmarks.md#cpu-products-by-dtype, docs/linking-at-scale.md#gpus)."""
+    by these products (docs/benchmarks.md#cpu-products-by-dtype, docs/linking-at-scale.md#gpus).
+
+    The product of each list is written into one buffer that grows to the largest list × queries block and is
+    reused: a fresh block of tens of MB a list is mapped and zeroed by the kernel each time (glibc maps every
+    allocation above 32 MB), a tenth of the search's time spent in the kernel. The buffer is a block the search
+    held anyway at its largest list; a lookup that `hits` returns holds until its next call."""
 
     name = "cpu-float32"
+
+    def __init__(self) -> None:
+        self.out = np.empty(0, np.float32)
 
     def queries(self, q: np.ndarray) -> np.ndarray:
         """A batch's query vectors as this product reads them."""
@@ -408,14 +416,26 @@ class BlasProduct:
     def hits(self, vectors: np.ndarray, q: np.ndarray, min_sim: float
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
         """(query positions i, member positions j, float32 similarities) of the pairs above min_sim between
-        a list's vectors and queries q, and the lookup of any (member, query) similarity (shortcut_pairs)."""
+        a list's vectors and queries q, and the lookup of any (member, query) similarity (shortcut_pairs),
+        valid until the next call."""
         m = len(q)
+        if len(self.out) < len(vectors) * m:
+            self.out = np.empty(len(vectors) * m, np.float32)
+        block = self.out[: len(vectors) * m]
+        np.matmul(vectors, q.T, out=block.reshape(len(vectors), m))
         # (list × queries), the hits read as flat indices: a 2-D np.nonzero of the block costs several
         # times more (docs/benchmarks.md#cell-search-details)
-        block = (vectors @ q.T).ravel()
         hits = np.flatnonzero(block > min_sim)
         j, i = np.divmod(hits, m)
         return i, j, block[hits], lambda jj, kk: block[jj * m + kk]
+
+
+def list_products(owners: np.ndarray, sizes: np.ndarray) -> int:
+    """Similarities the search's products compute: over the cells, list length (rows whose own cell it is,
+    from `owners`, Probes.owners) times the queries probing it (`sizes`); the search's cost is about d times
+    this, so links.json records it beside the mean probes (a skewed set of cells costs more than its mean
+    list suggests)."""
+    return int(np.dot(np.diff(owners).astype(np.float64), np.asarray(sizes, dtype=np.float64)))
 
 
 def cell_batches(sizes: np.ndarray, rows: int = BATCH_ROWS) -> list[tuple[int, int]]:
