@@ -42,13 +42,10 @@ from clippings.link.pruned import row_norms
 
 MAX_NPROBE = 256
 """Calibration stops widening nprobe here (the recall it reached is then what is reported)."""
-PROBE_MARGINS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.045, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2,
-                 math.inf)
+PROBE_MARGINS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, math.inf)
 """Similarity margins calibration tries: a row probes a cell beyond its own only when that cell's centroid
 is within the margin of its nearest (inf: all of its nprobe nearest). Rows deep inside their cell then
-probe fewer cells, rows near a border more. Steps of 0.005 up to 0.05, where the links of millions of rows
-settle: the probes per row, and so the search's time, grow steeply with the margin there, and a coarse
-ladder overshoots the fewest that reach the target (docs/benchmarks.md#linking-at-scale-10m-with-a-finer-probe-margin)."""
+probe fewer cells, rows near a border more."""
 CALIBRATION_PAIRS = 20_000
 """Within-t pairs of the calibration sample whose coverage calibration counts (a random subset: the pairs'
 rows each cost a quantizer search; the recall's standard error stays ≤ 0.004)."""
