@@ -5,6 +5,7 @@ Kept apart from `model.py` so linking and tuning read embeddings without importi
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -93,7 +94,9 @@ def fixed_list_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
     if values.dtype == np.float16 and values.size >= TORCH_WIDENS:
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(values)).float().numpy()
+        with warnings.catch_warnings():  # Arrow's buffer is read-only, and torch only reads it before .float()
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(np.ascontiguousarray(values)).float().numpy()
     return values.astype(np.float32)
 
 
