@@ -350,14 +350,14 @@ def _sampled_memory(proc: subprocess.Popen, base_file: str, timeout: float) -> t
                 base = _memory(proc.pid)[0]
             if time.monotonic() > next_scan:
                 actors, next_scan = _actor_pids(), time.monotonic() + 2.0
-            scan = time.monotonic() > next_pss
-            if scan:
+            read_pss = time.monotonic() > next_pss
+            if read_pss:
                 next_pss = time.monotonic() + PSS_EVERY_S
             anon = file = pss = 0
             for pid in [proc.pid, *actors]:
                 try:
                     a, f = _memory(pid)
-                    pss += _pss_file(pid) if scan else 0
+                    pss += _pss_file(pid) if read_pss else 0
                 except (OSError, ValueError):
                     continue
                 anon, file = anon + a, file + f

@@ -88,15 +88,22 @@ TORCH_WIDENS = 1 << 25
 (numpy's float16 casts are scalar loops, ~10× slower); below it numpy's cast costs less than importing torch."""
 
 
+def torch_view(a: np.ndarray, dtype: np.dtype | type | None = None):
+    """A torch tensor over `a` (a copy only where `dtype` or the layout asks for one), read-only arrays too:
+    Arrow's buffers and memory-mapped lists are read-only, and torch warns on them because it cannot keep a
+    writer out; every caller here only reads the tensor or a cast of it."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=dtype))
+
+
 def fixed_list_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
     """(rows, dim) float32 copy of a fixed-size list column of vectors."""
     values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
     if values.dtype == np.float16 and values.size >= TORCH_WIDENS:
-        import torch
-
-        with warnings.catch_warnings():  # Arrow's buffer is read-only, and torch only reads it before .float()
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.from_numpy(np.ascontiguousarray(values)).float().numpy()
+        return torch_view(values).float().numpy()
     return values.astype(np.float32)
 
 

@@ -431,10 +431,10 @@ class BlasProduct:
 
 
 def list_products(owners: np.ndarray, sizes: np.ndarray) -> int:
-    """Similarities the search's products compute: over the cells, list length (rows whose own cell it is,
-    from `owners`, Probes.owners) times the queries probing it (`sizes`); the search's cost is about d times
-    this, so links.json records it beside the mean probes (a skewed set of cells costs more than its mean
-    list suggests)."""
+    """Similarities the search's products compute: over the cells, list length (the querying rows whose own
+    cell it is, from `owners`, Probes.owners: every row of a link) times the queries probing it (`sizes`);
+    the search's cost is about d times this, so links.json records it beside the mean probes (a skewed set of
+    cells costs more than its mean list suggests)."""
     return int(np.dot(np.diff(owners).astype(np.float64), np.asarray(sizes, dtype=np.float64)))
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from clippings.embeddings import torch_view
 from clippings.link.cells import BlasProduct
 
 HALF_MARGIN = 2.0**-9
@@ -51,7 +52,7 @@ class TorchProduct:
         similarities) above min_sim, and the float32 lookup of any (member, query) similarity."""
         import torch
 
-        v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device)
+        v = torch_view(vectors, np.float32).to(self.device)  # a list may be a view of the mapped lists
         m = len(q)
         block = v.half() @ q.half().T
         flat = torch.nonzero(block.ravel() > min_sim - HALF_MARGIN).squeeze(1)

@@ -20,10 +20,10 @@ among the centroids, where the bound is wide beside the probe margin, likewise
 from __future__ import annotations
 
 import functools
-import warnings
 
 import numpy as np
 
+from clippings.embeddings import torch_view
 from clippings.link.pruned import float32_margin
 
 U_BF16 = 2.0**-8
@@ -60,9 +60,7 @@ def _bfloat16(a: np.ndarray):
     """A bfloat16 copy of a float32 array as a torch tensor (a read-only array, e.g. memory-mapped, too)."""
     import torch
 
-    with warnings.catch_warnings():  # from_numpy of a read-only array warns; the copy below is never written
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16)
+    return torch_view(a, np.float32).to(torch.bfloat16)
 
 
 def pairs_above(queries: np.ndarray, block: np.ndarray, min_sim: float, product: str = "auto"
