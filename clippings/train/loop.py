@@ -119,9 +119,12 @@ class Task:
 
 
 def train_loop(config: dict[str, Any]) -> None:
-    """Ray Train worker entry (module level, so Ray can pickle it): `config` is `{"run": Run, "task": Task}`
-    (`clippings.train.fit.fit`)."""
-    run_worker(config["run"], config["task"])
+    """Ray Train worker entry (module level, so Ray can pickle it): `config["shipped"]` is an object-store
+    reference to `{"run": Run, "task": Task}` (`clippings.train.fit.fit`)."""
+    import ray
+
+    shipped = ray.get(config["shipped"])
+    run_worker(shipped["run"], shipped["task"])
 
 
 def run_worker(run: Run, task: Task) -> None:
