@@ -41,7 +41,8 @@ def fit(task: Task, model: str, *, workers: int, gpu: bool, run_dir: str, data_s
     Train workers (gloo on CPU, NCCL on GPU) with checkpoints under `run_dir/<task.kind>`; resumes from the
     latest checkpoint there. Returns the Ray Train `Result`.
 
-    task: pickled to every worker (small: data travels as Ray Data streams or object-store refs inside it).
+    task: put in the object store once and fetched by every worker (small: data travels as Ray Data streams or
+    object-store refs inside it).
     data_share: the fraction of the cluster's CPUs left out of the workers' grants for data tasks beside them
     (a streaming loop's decoding). Cost: ~15 s of start-up.
     """
