@@ -298,9 +298,9 @@ def _memory(pid: int | str) -> tuple[int, int]:
 
 
 PSS_EVERY_S = 10.0
-"""Seconds between PSS reads: a read of a process mapping 10 GB takes ~50 ms of the kernel's time (3 such
-processes at 10M: 7 % of a core at one read each 2 s, taken from the run it measures); the mapped pages grow
-and then hold through a search, so a read every 10 s still sees their peak."""
+"""Seconds between PSS reads: the kernel walks every mapped page of a process for one, which at 10M took time
+from the run it measures (docs/benchmarks.md#linking-at-scale-10m-in-139-minutes-end-to-end-the-products-block-reused);
+the mapped pages grow and then hold through a search, so a read every 10 s still sees their peak."""
 
 
 def _pss_file(pid: int | str) -> int:

@@ -401,8 +401,10 @@ class BlasProduct:
 
     The product of each list is written into one buffer that grows to the largest list × queries block and is
     reused: a fresh block of tens of MB a list is mapped and zeroed by the kernel each time (glibc maps every
-    allocation above 32 MB), a tenth of the search's time spent in the kernel. The buffer is a block the search
-    held anyway at its largest list; a lookup that `hits` returns holds until its next call."""
+    allocation above 32 MB; measured in
+    docs/benchmarks.md#linking-at-scale-10m-in-139-minutes-end-to-end-the-products-block-reused).
+    The buffer is a block the search held anyway at its largest list; a lookup that `hits` returns holds
+    until its next call."""
 
     name = "cpu-float32"
 

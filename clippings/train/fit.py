@@ -61,7 +61,8 @@ def fit(task: Task, model: str, *, workers: int, gpu: bool, run_dir: str, data_s
     name = task.kind
     with training_progress(name) as board:  # one live line fed by rank 0
         # The task and run go through the object store: Ray Train's controller unpickles the config, and a
-        # reference costs it nothing where the task would import the model stack (~3.5 s of a core a fit).
+        # reference costs it nothing where the task would import the model stack (seconds of a core a fit:
+        # docs/benchmarks.md#ray-train-fits-the-controller-no-longer-imports-the-model-stack).
         shipped = ray.put({"task": task, "run": Run(model, join(storage, name), per_worker, board)})
         trainer = TorchTrainer(
             train_loop,
