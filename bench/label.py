@@ -6,8 +6,9 @@
 
 Per seed: the MST of `val` at w = 0.5 is cut label-free (clippings.link.auto's default method), and a labeller
 who knows val's labels answers the pairs clippings.label.selection.PairPlan asks, Same when the two clippings
-share a label. After each budget of answers, t and w come from the answers alone (clippings.label.fit.
-fit_weights, as `tune --pairs` does); `test` is linked at them and scored (ARI). The reference is t and w tuned
+share a label. After each budget of answers, t comes from the answers alone at the w they were asked at
+(clippings.label.fit.fit_weights, as `tune --pairs` does; `--search-im-wt`: w too, over the grid, as `tune
+--pairs --search-im-wt` does); `test` is linked at them and scored (ARI). The reference is t and w tuned
 on all of val (clippings.link.tune, as `tune --search-im-wt` does), scored on test the same way.
 With `--train`, the groups exported from the largest budget's answers (clippings.label.export) train a model
 (`clippings train`, the supervised multimodal row's settings at `--scale`), whose test ARI at the t and w the
@@ -37,6 +38,8 @@ from clippings.link.tune import tune_threshold
 
 GRID = tuple(round(0.1 * i, 1) for i in range(11))
 BUDGETS = (25, 50, 100, 200, 400)
+ASK_W = 0.5
+"""The w of the links the pairs are asked from."""
 
 
 def exact_mst(vectors: np.ndarray) -> Mst:
@@ -68,23 +71,26 @@ def val_tuned(val: Embeddings, labels: np.ndarray) -> tuple[float, float, float]
 def simulate(val: Embeddings, labels: np.ndarray, count: int, seed: int) -> tuple[list[Answer], float]:
     """`count` answers from val's labels through the ask order over val's links at w = 0.5 cut label-free;
     returns the answers and the starting cut."""
-    mst = exact_mst(val.pooled(0.5))
+    mst = exact_mst(val.pooled(ASK_W))
     start = cut_of(mst.distance, DEFAULT_METHOD).threshold
     answers = answers_from_labels(PairPlan(mst, val.ids, start, seed), labels, count)
     return answers, start
 
 
-def from_answers(val: Embeddings, answers: list[Answer]) -> tuple[float, float, int]:
-    """(t, w, disagreements) from the answers alone, over the grid, as `tune --pairs` chooses them."""
+def from_answers(val: Embeddings, answers: list[Answer], search_w: bool = False) -> tuple[float, float, int]:
+    """(t, w, disagreements) from the answers alone, as `tune --pairs` chooses them (search_w: w over the
+    grid too, as `tune --pairs --search-im-wt`)."""
     row = {c: i for i, c in enumerate(val.ids.tolist())}
     rows = np.asarray([row[x] for a in answers for x in (a.a, a.b)], np.int64)
-    w, fit, _ = fit_weights(answers, val.image[rows], val.text[rows], GRID, prefer=0.5)
+    w, fit, _ = fit_weights(answers, val.image[rows], val.text[rows], GRID if search_w else (ASK_W,), prefer=ASK_W)
     return fit.threshold, w, fit.disagreements
 
 
 def measure(val: Embeddings, val_labels: np.ndarray, test: Embeddings, test_labels: np.ndarray, seed: int,
-            budgets: tuple[int, ...]) -> tuple[dict, list[dict], list[Answer]]:
-    """The reference row and one row per budget (t, w, test ARI, ratio to the reference)."""
+            budgets: tuple[int, ...], search_w: bool = False) -> tuple[dict, list[dict], list[Answer]]:
+    """The reference row and one row per budget (t, w, test ARI, ratio to the reference; val ARI and its
+    ratio to the val-tuned one, the figures a choice between rules is made on)."""
+    vals = TestSet(val, val_labels)
     tests = TestSet(test, test_labels)
     t_val, w_val, val_ari = val_tuned(val, val_labels)
     reference = {"t": t_val, "w": w_val, "val_ari": val_ari, "ari": tests.ari(t_val, w_val)}
@@ -95,13 +101,14 @@ def measure(val: Embeddings, val_labels: np.ndarray, test: Embeddings, test_labe
         if n > len(answers):
             break
         try:
-            t, w, wrong = from_answers(val, answers[:n])
+            t, w, wrong = from_answers(val, answers[:n], search_w)
         except ValueError:  # only one kind of answer so far
-            rows.append({"answers": n, "t": None, "w": None, "ari": None, "ratio": None})
+            rows.append({"answers": n, "t": None, "w": None, "ari": None, "ratio": None, "val_ratio": None})
             continue
         ari = tests.ari(t, w)
         rows.append({"answers": n, "t": t, "w": w, "wrong": wrong, "ari": ari,
-                     "ratio": ari / reference["ari"] if reference["ari"] > 0 else None})
+                     "ratio": ari / reference["ari"] if reference["ari"] > 0 else None,
+                     "val_ratio": vals.ari(t, w) / val_ari if val_ari > 0 else None})
     return reference, rows, answers
 
 
@@ -204,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--answers", default=",".join(map(str, BUDGETS)), help="budgets of answers")
     ap.add_argument("--train", action="store_true", help="also train on the groups of the largest budget")
     ap.add_argument("--quick", action="store_true", help="generated towers (1,000 rows per split), no files")
+    ap.add_argument("--search-im-wt", action="store_true", help="w from the answers too, over the grid")
     args = ap.parse_args(argv)
     budgets = tuple(int(x) for x in args.answers.split(","))
     print(f"bench.label: load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    ratios: dict[str, list[float]] = {}
     for seed in range(args.seeds):
         start = time.perf_counter()
         data = settings = folder = start_model = None
@@ -228,13 +237,16 @@ def main(argv: list[str] | None = None) -> int:
             val, val_labels, test, test_labels, data, settings = built_in_sets(args.out, args.scale, args.stories, seed)
             start_model, folder = settings.model, None
             source = f"built-in archive ({args.stories or 'scale'} stories), {args.scale} start model, frozen"
-        reference, rows, answers = measure(val, val_labels, test, test_labels, seed, budgets)
+        reference, rows, answers = measure(val, val_labels, test, test_labels, seed, budgets, args.search_im_wt)
         print(f"seed {seed}: {source}; val {len(val.ids)} rows, test {len(test.ids)} rows; ask order from the "
-              f"label-free cut t = {reference['start']:.4f} at w = 0.5")
-        print(f"{'answers':>9} {'t':>7} {'w':>4} {'wrong':>5} {'test ARI':>8} {'ratio':>6}")
+              f"label-free cut t = {reference['start']:.4f} at w = {ASK_W}")
+        print(f"{'answers':>9} {'t':>7} {'w':>4} {'wrong':>5} {'test ARI':>8} {'ratio':>6} {'val ratio':>9}")
         for r in rows:
             print(f"{r['answers']:>9} {_f(r['t'], '7.4f')} {_f(r['w'], '4.1f')} {r.get('wrong', ''):>5} "
-                  f"{_f(r['ari'], '8.3f')} {_f(r['ratio'])}")
+                  f"{_f(r['ari'], '8.3f')} {_f(r['ratio'])} {_f(r['val_ratio'], '9.3f')}")
+            for key, name in (("ratio", "test"), ("val_ratio", "val")):
+                value = r[key] if r[key] is not None else float("nan")
+                ratios.setdefault(f"{name} ratio at {r['answers']}", []).append(value)
         print(f"{'all val':>9} {reference['t']:7.4f} {reference['w']:4.1f} {'':>5} {reference['ari']:8.3f}  1.000 "
               f"(val ARI {reference['val_ari']:.3f}, {len(val.ids)} labelled rows)")
         if args.train:
@@ -245,7 +257,13 @@ def main(argv: list[str] | None = None) -> int:
             row = run_row(folder) if folder else None
             beside = "" if row is None else f"; the run's supervised multimodal row {row:.3f}, ratio {ari / row:.3f}"
             print(f"trained on the groups of {len(answers)} answers from {start_model}: test ARI {ari:.3f}{beside}")
+            if row is not None:
+                ratios.setdefault("trained / supervised", []).append(ari / row)
         print(f"seed {seed}: {time.perf_counter() - start:.1f} s")
+    if args.seeds > 1:
+        print(f"over {args.seeds} seeds, mean ± standard deviation (n/a where a seed had no fit counts as nan):")
+        for key, values in ratios.items():
+            print(f"{key:>22} {np.mean(values):6.3f} ± {np.std(values):.3f}  ({' '.join(f'{v:.3f}' for v in values)})")
     return 0
 
 

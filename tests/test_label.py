@@ -26,7 +26,7 @@ from clippings.label.fit import bootstrap_interval, cut_errors, fit_answers, fit
 from clippings.label.selection import SLOTS, PairPlan, answers_from_labels
 from clippings.link.knn import knn_graph
 from clippings.link.pipeline import read_links
-from clippings.link.slink import Mst, components, cut_mst, mst_from_graph
+from clippings.link.slink import Mst, components, cut_mst, joined_pairs, mst_from_graph
 from clippings.storage import write_dataset, write_json, write_table_atomic
 
 
@@ -91,8 +91,9 @@ def labelled_links(tmp_path_factory):
 # ---------------------------------------------------------------- the threshold from answers
 
 
-def _brute_force_errors(d: np.ndarray, same: np.ndarray, t: float) -> int:
-    return int(((d <= t) & ~same).sum() + ((d > t) & same).sum())
+def _brute_force_errors(d: np.ndarray, same: np.ndarray, t: float, weights: np.ndarray | None = None) -> float:
+    weights = np.ones(len(d)) if weights is None else weights
+    return float((weights * (((d <= t) & ~same) | ((d > t) & same))).sum())
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -102,12 +103,13 @@ def test_fit_threshold_is_a_best_cut_by_brute_force(seed):
     d = rng.choice(np.round(rng.random(12), 2), size=n)  # ties on purpose
     same = rng.random(n) < (1.0 - d)  # nearer pairs are more often Same
     same[0], same[-1] = True, False
-    fit = fit_threshold(d, same)
+    weights = None if seed % 2 else rng.integers(1, 50, size=n).astype(float)  # votes as Answer.joins
+    fit = fit_threshold(d, same, weights)
     grid = np.unique(np.r_[0.0, d, (d[:, None] + d[None, :]).ravel() / 2, d.max() + 1])
-    best = min(_brute_force_errors(d, same, t) for t in grid)
+    best = min(_brute_force_errors(d, same, t, weights) for t in grid)
     t, errors = fit
-    assert errors == best == _brute_force_errors(d, same, t)
-    u, per_cut = cut_errors(d, same)
+    assert errors == best == _brute_force_errors(d, same, t, weights)
+    u, per_cut = cut_errors(d, same, weights)
     assert per_cut.min() == best and len(per_cut) == len(u) + 1
     # the fit sits strictly between answered distances (or at 0 / the largest), so no pair lies exactly on t
     assert t not in set(d.tolist()) or t == d.max()
@@ -120,9 +122,9 @@ def test_fit_threshold_edges_and_interval():
     d = np.r_[np.linspace(0.05, 0.20, 30), np.linspace(0.30, 0.6, 30)]
     same = np.r_[np.ones(30, bool), np.zeros(30, bool)]
     assert fit_threshold(d, same) == (0.25, 0)
-    low, high = bootstrap_interval(d, same, seed=1)
+    low, high = bootstrap_interval(d, same, np.ones(len(d)), seed=1)
     assert 0.15 < low <= 0.25 <= high < 0.35
-    assert bootstrap_interval(d, same, seed=1) == (low, high)
+    assert bootstrap_interval(d, same, np.ones(len(d)), seed=1) == (low, high)
     assert precision_recall(np.array([0.1, 0.2, 0.3, 0.4]), np.array([True, False, True, False]), 0.25) == (0.5, 0.5)
     assert precision_recall(np.array([0.5]), np.array([False]), 0.25) == (None, None)
 
@@ -133,9 +135,43 @@ def test_fit_answers_counts_unsure_apart_and_uses_random_pairs_for_precision():
     answers = [Answer(i, f"a{i}", f"b{i}", d, ans, why) for i, (d, ans, why) in enumerate(rows)]
     fit = fit_answers(answers, seed=0)
     assert (fit.same, fit.different, fit.unsure, fit.random_pairs) == (2, 3, 1, 3)
-    assert fit.disagreements == 1 and fit.threshold is not None
+    assert fit.disagreements == fit.wrong_pairs == 1 and fit.threshold is not None
     expected = precision_recall(np.array([0.15, 0.3, 0.12]), np.array([True, False, False]), fit.threshold)
     assert (fit.precision, fit.recall) == expected
+
+
+def test_a_vote_weighs_the_pairs_its_edge_joins():
+    """Three Same answers on singleton pairs below a Different answer whose edge would merge two groups of
+    ten: one vote each links past it, the pairs they join keep t below it."""
+    d = np.array([0.30, 0.31, 0.32, 0.33])
+    same = np.array([True, False, True, True])
+    assert fit_threshold(d, same)[0] > 0.32
+    t, wrong = fit_threshold(d, same, np.array([1.0, 100.0, 1.0, 1.0]))
+    assert t == pytest.approx(0.305) and wrong == 2.0
+    answers = [Answer(i, f"a{i}", f"b{i}", float(x), "same" if s else "different", "below", j)
+               for i, (x, s, j) in enumerate(zip(d, same, (1, 100, 1, 1), strict=True))]
+    fit = fit_answers(answers, interval=False)
+    assert (fit.threshold, fit.disagreements, fit.wrong_pairs) == (pytest.approx(0.305), 2, 2)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_joined_pairs_counts_the_pairs_an_edge_first_connects(seed):
+    """Oracle: the pairs connected with edges [0, e] and not with [0, e), counted over all pairs of points."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(30, 4))
+    x[10:] = x[:20] + 0.01 * rng.normal(size=(20, 4))  # near-duplicates, so groups grow before they merge
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    graph = knn_graph(x.astype(np.float32), k=29)
+    mst = mst_from_graph(30, graph.src, graph.dst, graph.distance)
+
+    def connected_pairs(edges: int) -> int:
+        sub = Mst(mst.n, mst.src[:edges], mst.dst[:edges], mst.distance[:edges])
+        group = components(sub, np.inf)
+        return int(sum(n * (n - 1) // 2 for n in np.bincount(group)))
+
+    joined = [joined_pairs(mst, e) for e in range(len(mst.distance))]
+    assert joined == [connected_pairs(e + 1) - connected_pairs(e) for e in range(len(mst.distance))]
+    assert sum(joined) == 30 * 29 // 2 and max(joined) > 1
 
 
 # ---------------------------------------------------------------- the ask order
@@ -268,29 +304,36 @@ def test_tune_from_pairs_matches_brute_force_over_w_and_t(labelled_links, tmp_pa
     log = AnswerLog(str(pairs))
     answers = answers_from_labels(PairPlan(mst, np.asarray(ids, dtype=object), labelled_links["threshold"]), labels, 35)
     for a in answers:
-        log.add(a.a, a.b, a.distance, a.answer, a.reason)
+        log.add(a.a, a.b, a.distance, a.answer, a.reason, a.joins)
+    assert read_answers(str(pairs)) == answers  # the joins are recorded and read back
     out = tmp_path / "tuned"
-    assert main(["tune", "--pairs", str(pairs), "--embeddings", labelled_links["emb"], "--out", str(out)]) == 0
+    assert main(["tune", "--pairs", str(pairs), "--embeddings", labelled_links["emb"], "--out", str(out),
+                 "--search-im-wt"]) == 0
     record = json.loads((out / "tune.json").read_text())
     row = {c: i for i, c in enumerate(ids)}
     same = np.asarray([a.answer == "same" for a in answers])
+    joins = np.asarray([a.joins for a in answers], float)
+    assert joins.max() > 1
     best = None
     for w in [round(0.1 * i, 1) for i in range(11)]:
         v = pool(labelled_links["image"], labelled_links["text"], w)
         d = np.asarray([1.0 - float(v[row[a.a]] @ v[row[a.b]]) for a in answers])
-        errors = min(_brute_force_errors(d, same, t) for t in np.r_[0.0, np.sort(d)])
+        errors = min(_brute_force_errors(d, same, t, joins) for t in np.r_[0.0, np.sort(d)])
         if best is None or errors < best[0] or (errors == best[0] and abs(w - 0.5) < abs(best[1] - 0.5)):
             best = (errors, w)
-    assert (record["disagreements"], record["im_wt"]) == best
+    assert (record["wrong_pairs"], record["im_wt"]) == best
     low, high = record["interval"]
     assert low <= record["threshold"] <= high
     assert record["random_pairs"] == sum(a.reason == "random" for a in answers)
-    # with w fixed, the fit at the links' distances is the recorded one
-    assert main(["tune", "--pairs", str(pairs), "--embeddings", labelled_links["emb"], "--out", str(out),
-                 "--im-wt", "0.5"]) == 0
+    # by default w stays the one the pairs were asked at, and the fit at the links' distances is the recorded one
+    assert main(["tune", "--pairs", str(pairs), "--embeddings", labelled_links["emb"], "--out", str(out)]) == 0
     fixed = json.loads((out / "tune.json").read_text())
     assert fixed["im_wt"] == 0.5
     assert fixed["threshold"] == pytest.approx(fit_answers(answers).threshold, abs=1e-6)
+    # the label folder's links w (label.json, written by 'clippings label') is the w they were asked at
+    write_json(str(pairs / "label.json"), {"im_wt": 0.3})
+    assert main(["tune", "--pairs", str(pairs), "--embeddings", labelled_links["emb"], "--out", str(out)]) == 0
+    assert json.loads((out / "tune.json").read_text())["im_wt"] == 0.3
 
 
 def test_bad_input_is_one_line_and_exit_2(labelled_links, tmp_path, capsys):

@@ -37,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pairs",
         default=None,
-        help="a label folder of 'clippings label': t (and w, unless --im-wt) from its answered pairs alone, with "
-        "an interval for t and precision/recall at t from the pairs asked at random",
+        help="a label folder of 'clippings label': t from its answered pairs alone (at the w they were asked at, "
+        "unless --im-wt or --search-im-wt), with an interval for t and precision/recall at t from the pairs "
+        "asked at random",
     )
     parser.add_argument(
         "--auto-method",
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="image weight w (default: --model's clippings.json, else 0.5)",
     )
     w.add_argument("--search-im-wt", action="store_true",
-                   help="also choose w from the grid 0, 0.1, ..., 1 (with --pairs: the default)")
+                   help="also choose w from the grid 0, 0.1, ..., 1")
     parser.add_argument(
         "--model", default=None, help="model folder: the choice is written to its clippings.json"
     )
@@ -151,8 +152,11 @@ def _run_auto(args: argparse.Namespace, emb: Embeddings) -> int:
 
 
 def _run_pairs(args: argparse.Namespace, emb: Embeddings) -> int:
-    """t (and w unless fixed) from the answers of a label folder alone (clippings.label.fit.fit_weights),
-    written to tune.json and --model's clippings.json."""
+    """t from the answers of a label folder alone (clippings.label.fit.fit_weights), written to tune.json and
+    --model's clippings.json. w is the one the pairs were asked at (the label folder's links), unless --im-wt
+    fixes another or --search-im-wt searches the grid: each answer's weight (the pairs its edge joins) holds
+    in the MST it was asked from, and on the replication's medium archive answers moved w off it to worse
+    cuts (docs/benchmarks.md, "bench.label at medium")."""
     from clippings.errors import BadInput
     from clippings.label.answers import read_answers
     from clippings.label.fit import both_towers, fit_weights
@@ -171,18 +175,18 @@ def _run_pairs(args: argparse.Namespace, emb: Embeddings) -> int:
     rows = np.asarray([row[x] for a in answers for x in (a.a, a.b)], np.int64)
     session = read_json(join(args.pairs, "label.json")) if exists(join(args.pairs, "label.json")) else {}
     meta = read_clippings_meta(args.model) if args.model else {}
-    fixed = args.im_wt if args.im_wt is not None else None
-    if fixed is None and not both_towers(emb.image[rows], emb.text[rows]):
-        fixed = float(meta.get("im_wt", session.get("im_wt") or 0.5))
-    weights = (fixed,) if fixed is not None else GRID
-    prefer = float(session.get("im_wt") or meta.get("im_wt", 0.5))
+    asked = session.get("im_wt")
+    prefer = float(asked if asked is not None else meta.get("im_wt", 0.5))
+    search = args.search_im_wt and both_towers(emb.image[rows], emb.text[rows])
+    weights = GRID if search else (float(args.im_wt) if args.im_wt is not None else prefer,)
     try:
         best_w, fit, grid = fit_weights(answers, emb.image[rows], emb.text[rows], weights, prefer)
     except ValueError as e:
         raise BadInput(f"pairs {args.pairs}: {len(answers)} answers give no threshold: {e}") from e
     record = {**fit.record(), "im_wt": best_w, "answers": len(answers), "grid": grid, "pairs": args.pairs,
               "embeddings": args.embeddings, "fingerprint": emb.fingerprint,
-              "rule": "fewest answered pairs on the wrong side of t (midpoint of the first best run of cuts); "
+              "rule": "fewest clipping pairs on the wrong side of t, each answer weighing the pairs its MST edge "
+                      "joins (midpoint of the first best run of cuts); "
                       "interval: 5th-95th percentile of a bootstrap; precision/recall: pairs asked at random"}
     if args.out:
         write_json(join(args.out, "tune.json"), record)
@@ -193,7 +197,8 @@ def _run_pairs(args: argparse.Namespace, emb: Embeddings) -> int:
     pr = ("no random pairs answered" if fit.precision is None and fit.recall is None else
           f"precision {_share(fit.precision)} recall {_share(fit.recall)} from {fit.random_pairs} random pairs")
     finish(f"t={fit.threshold:.4f} [{low:.4f}, {high:.4f}] w={best_w:g} from {len(answers)} answers ({fit.same} "
-           f"same, {fit.different} different, {fit.unsure} unsure, {fit.disagreements} on the wrong side); {pr}",
+           f"same, {fit.different} different, {fit.unsure} unsure; {fit.disagreements} on the wrong side, "
+           f"joining {fit.wrong_pairs} clipping pairs); {pr}",
            args.out or args.model)
     return 0
 

@@ -1,7 +1,8 @@
 """The answers file: one JSON line per answer or undo, appended and synced at once, read back on restart.
 
 `answers.jsonl` in the label folder holds records in the order they were given:
-`{"kind": "answer", "seq": 7, "a": id, "b": id, "distance": 0.21, "answer": "same", "reason": "below", ...}`
+`{"kind": "answer", "seq": 7, "a": id, "b": id, "distance": 0.21, "answer": "same", "reason": "below",
+"joins": 12, ...}`
 and `{"kind": "undo", "seq": 8, "undoes": 7}`. An undo takes back the latest answer still in force, so the
 answers in force are a stack replayed from the file. Each record is written with one `write` of a whole line
 and `fsync`ed before the page hears back, so a killed server loses at most the answer it was writing, and a
@@ -31,7 +32,9 @@ def pair_key(a: str, b: str) -> tuple[str, str]:
 class Answer:
     """One answer in force: the pair's clipping ids, its distance in the links folder it was asked from, the
     choice (one of CHOICES), why the pair was asked (a selection slot: below, above, largest, random) and
-    the record's sequence number in the file."""
+    the record's sequence number in the file. joins: how many clipping pairs the pair's MST edge joins in
+    the links folder it was asked from (clippings.link.slink.joined_pairs), its weight when t is fitted; 1 in
+    files written before it was recorded, which then count one vote per answer."""
 
     seq: int
     a: str
@@ -39,6 +42,7 @@ class Answer:
     distance: float
     answer: str
     reason: str
+    joins: int = 1
 
     @property
     def key(self) -> tuple[str, str]:
@@ -64,7 +68,8 @@ def _parse(text: str, where: str) -> tuple[list[Answer], int, int]:
                 if record["answer"] not in CHOICES:
                     raise ValueError(f"answer {record['answer']!r} is not one of {', '.join(CHOICES)}")
                 stack.append(Answer(int(record["seq"]), str(record["a"]), str(record["b"]),
-                                    float(record["distance"]), record["answer"], str(record.get("reason", ""))))
+                                    float(record["distance"]), record["answer"], str(record.get("reason", "")),
+                                    int(record.get("joins", 1))))
             elif kind == "undo":
                 if not stack or stack[-1].seq != int(record["undoes"]):
                     raise ValueError(f"undo of record {record['undoes']} that is not the latest answer in force")
@@ -126,13 +131,13 @@ class AnswerLog:
             os.close(fd)
         self._seq += 1
 
-    def add(self, a: str, b: str, distance: float, answer: str, reason: str) -> Answer:
+    def add(self, a: str, b: str, distance: float, answer: str, reason: str, joins: int = 1) -> Answer:
         """Append an answer; ValueError when `answer` is not a choice or the pair is already answered."""
         if answer not in CHOICES:
             raise ValueError(f"answer must be one of {', '.join(CHOICES)}, not {answer!r}")
         if self.answered(a, b):
             raise ValueError(f"the pair {a!r}, {b!r} is already answered")
-        entry = Answer(self._seq, a, b, float(distance), answer, reason)
+        entry = Answer(self._seq, a, b, float(distance), answer, reason, int(joins))
         self._append({"kind": "answer", **asdict(entry), "at": round(time.time(), 3)})
         self.answers.append(entry)
         self._keys.add(entry.key)

@@ -25,7 +25,7 @@ import numpy as np
 
 from clippings.label.answers import Answer, pair_key
 from clippings.label.fit import fit_answers
-from clippings.link.slink import Mst, components
+from clippings.link.slink import Mst, components, joined_pairs
 
 SLOTS = ("below", "above", "largest", "below", "above", "random")
 """One cycle of the order: 4 of 6 pairs next to the cut, 1 weakest link of a large group, 1 at random."""
@@ -33,14 +33,15 @@ SLOTS = ("below", "above", "largest", "below", "above", "random")
 
 @dataclass(frozen=True)
 class Pair:
-    """A pair to ask: row numbers into the links folder's ids, their MST distance, the slot that chose it and
-    the cut it was chosen around."""
+    """A pair to ask: row numbers into the links folder's ids, their MST distance, the slot that chose it, the
+    cut it was chosen around and the clipping pairs its edge joins (clippings.link.slink.joined_pairs)."""
 
     a: int
     b: int
     distance: float
     reason: str
     cut: float
+    joins: int
 
 
 class PairPlan:
@@ -48,7 +49,7 @@ class PairPlan:
 
     mst: edges sorted by distance (clippings.link.pipeline.read_mst); ids: the clipping id of each row;
     threshold: the links folder's t (the cut until the answers give one); seed: the random slot's permutation.
-    Memory O(E); `next` costs O(E) for the `largest` slot (components at the cut), O(answers) otherwise.
+    Memory O(E); `next` costs O(n + E) (the chosen edge's joined pairs; the `largest` slot's components).
     """
 
     def __init__(self, mst: Mst, ids: np.ndarray, threshold: float, seed: int = 0):
@@ -76,7 +77,8 @@ class PairPlan:
         for kind in (slot, "below", "above", "random"):
             e = self._pick(kind, cut, done)
             if e is not None:
-                return Pair(int(self.mst.src[e]), int(self.mst.dst[e]), float(self.mst.distance[e]), kind, cut)
+                return Pair(int(self.mst.src[e]), int(self.mst.dst[e]), float(self.mst.distance[e]), kind, cut,
+                            joined_pairs(self.mst, e))
         return None
 
     def _pick(self, kind: str, cut: float, done: set[int]) -> int | None:
@@ -121,5 +123,5 @@ def answers_from_labels(plan: PairPlan, labels: Sequence, count: int) -> list[An
             break
         same = labels[pair.a] == labels[pair.b]
         answers.append(Answer(seq, str(plan.ids[pair.a]), str(plan.ids[pair.b]), pair.distance,
-                              "same" if same else "different", pair.reason))
+                              "same" if same else "different", pair.reason, pair.joins))
     return answers

@@ -137,7 +137,7 @@ class LabelSession:
             if pair is None or {a, b} != {self.ids[pair.a], self.ids[pair.b]}:
                 raise ValueError("that pair is not the one on show (answered already, or another tab moved on); "
                                  "the page now shows the current pair")
-            self.log.add(a, b, pair.distance, choice, pair.reason)
+            self.log.add(a, b, pair.distance, choice, pair.reason, pair.joins)
             return self._state()
 
     def undo(self) -> dict:

@@ -62,14 +62,27 @@ def spanning_forest(src: np.ndarray, dst: np.ndarray, distance: np.ndarray) -> t
 
 def components(mst: Mst, threshold: float) -> np.ndarray:
     """Component number of each point after dropping MST edges with distance > threshold (O(n))."""
+    keep = mst.distance <= threshold
+    return _components_of(mst.n, mst.src[keep], mst.dst[keep])
+
+
+def _components_of(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    keep = mst.distance <= threshold
-    ones = np.ones(int(keep.sum()), dtype=np.int8)  # 1, not the distance: a 0 weight would vanish
-    graph = coo_matrix((ones, (mst.src[keep], mst.dst[keep])), shape=(mst.n, mst.n))
-    _, labels = connected_components(graph, directed=False)
+    ones = np.ones(len(src), dtype=np.int8)  # 1, not the distance: a 0 weight would vanish
+    _, labels = connected_components(coo_matrix((ones, (src, dst)), shape=(n, n)), directed=False)
     return labels
+
+
+def joined_pairs(mst: Mst, edge: int) -> int:
+    """How many clipping pairs MST edge `edge` joins: the product of the sizes of the two components it merges
+    when the edges are added in their sorted (Kruskal) order. Single linkage links those pairs exactly when
+    the edge is kept, so it is what linking the edge wrongly (or leaving it out wrongly) costs in pair-counting
+    scores such as ARI. O(n + E) (the components of the edges before it)."""
+    labels = _components_of(mst.n, mst.src[:edge], mst.dst[:edge])
+    sizes = np.bincount(labels)
+    return int(sizes[labels[mst.src[edge]]]) * int(sizes[labels[mst.dst[edge]]])
 
 
 def stable_cluster_ids(ids: np.ndarray | pa.Array, labels: np.ndarray) -> np.ndarray | pa.Array:
