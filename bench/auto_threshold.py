@@ -4,10 +4,11 @@
     python -m bench.auto_threshold [--quick]          # generated clustered towers, no files
 
 For every w of clippings.link.auto.W_GRID (or the one --im-wt) and every method of clippings.link.auto,
-prints the auto t, its valley depth and separation, the ARI at that t (from the exact ARI curve of clippings.link.tune),
-the best t and best ARI of the same curve, and their ratio; then, per method, the w it picks (the most separated
-clear valley, as `link --threshold auto` does) with its ARI against the best (w, t) of the grid. This is the measurement that decides
-clippings.link.auto.DEFAULT_METHOD: run it on the built-in archive's `val` (never `test`).
+prints the auto t, its valley depth, separation and largest group's share, the ARI at that t (from the exact ARI
+curve of clippings.link.tune), the best t and best ARI of the same curve, and their ratio; then, per method, the
+w it picks (clippings.link.auto.preferred among the clear cuts, as `link --threshold auto` does) with its ARI
+against the best (w, t) of the grid. This is the measurement that decides clippings.link.auto's MIN_DEPTH and
+DEFAULT_METHOD: run it on the built-in archive's `val` (never `test`).
 Up to clippings.link.tune.DENSE_MAX rows the graph is complete (every curve exact over [0, 2]); above, the
 graph is completed up to 1.5 × the largest auto t, so the best t is searched only up to there (printed).
 """
@@ -21,7 +22,7 @@ import time
 import numpy as np
 
 from clippings.embeddings import Embeddings
-from clippings.link.auto import METHODS, MIN_DEPTH, W_GRID, cut_of, edge_lengths
+from clippings.link.auto import MAX_GROUP_SHARE, METHODS, MIN_DEPTH, W_GRID, cut_of, edge_lengths, preferred
 
 
 def generated(n: int, seed: int = 0) -> tuple[Embeddings, np.ndarray]:
@@ -48,7 +49,7 @@ def generated(n: int, seed: int = 0) -> tuple[Embeddings, np.ndarray]:
 def measure(vectors: np.ndarray, labels: np.ndarray, k: int) -> list[dict]:
     """Per method: auto t, depth, ARI at t, and the best (t, ARI) of the exact curve on these vectors."""
     from clippings.link.knn import knn_graph
-    from clippings.link.slink import mst_from_graph
+    from clippings.link.slink import components, mst_from_graph
     from clippings.link.tune import DENSE_MAX, ari_curve, best_threshold
 
     lengths = edge_lengths(vectors, k=k)
@@ -57,14 +58,16 @@ def measure(vectors: np.ndarray, labels: np.ndarray, k: int) -> list[dict]:
     upper = None if n <= DENSE_MAX else min(2.0, 1.5 * max(c.threshold for c in cuts.values()))
     graph = knn_graph(vectors, k=n - 1 if upper is None else k, threshold=upper, index="flat")
     exact = graph.exact_up_to if upper is None else min(graph.exact_up_to, upper)
-    thresholds, aris = ari_curve(mst_from_graph(n, graph.src, graph.dst, graph.distance), labels, exact)
+    mst = mst_from_graph(n, graph.src, graph.dst, graph.distance)
+    thresholds, aris = ari_curve(mst, labels, exact)
     best_t, best_ari = best_threshold(thresholds, aris, upper=exact)
     rows = []
     for method, cut in cuts.items():
         t = cut.threshold
         at = float(aris[max(0, int(np.searchsorted(thresholds, t, side="right")) - 1)]) if t <= exact else None
         rows.append({"method": method, "t": t, "depth": cut.depth, "separation": cut.separation, "ari": at,
-                     "best_t": best_t, "best_ari": best_ari, "exact_up_to": exact})
+                     "best_t": best_t, "best_ari": best_ari, "exact_up_to": exact,
+                     "largest_share": int(np.bincount(components(mst, t)).max()) / n})
     return rows
 
 
@@ -93,26 +96,29 @@ def main(argv: list[str] | None = None) -> int:
     weights = W_GRID if args.im_wt is None else (args.im_wt,)
     print(f"auto threshold vs best t: {source}, {len(emb.ids)} rows; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"{'w':>5} {'method':>7} {'auto t':>7} {'depth':>6} {'sep.':>6} {'ARI@t':>6} {'best t':>7} {'best':>6} "
-          f"{'ratio':>6}")
+    print(f"{'w':>5} {'method':>7} {'auto t':>7} {'depth':>6} {'sep.':>6} {'largest':>7} {'ARI@t':>6} {'best t':>7} "
+          f"{'best':>6} {'ratio':>6}")
     by_method: dict[str, list[tuple[float, dict]]] = {m: [] for m in METHODS}
     start = time.perf_counter()
     for w in weights:
         for row in measure(emb.pooled(w), labels, args.k):
             by_method[row["method"]].append((w, row))
             ratio = None if row["ari"] is None or row["best_ari"] <= 0 else row["ari"] / row["best_ari"]
-            print(f"{w:5.2f} {row['method']:>7} {row['t']:7.4f} {row['depth']:6.3f} {row['separation']:6.2f} {_fmt(row['ari'])} "
-                  f"{row['best_t']:7.4f} {row['best_ari']:6.3f} {_fmt(ratio)}")
+            print(f"{w:5.2f} {row['method']:>7} {row['t']:7.4f} {row['depth']:6.3f} {row['separation']:6.2f} "
+                  f"{row['largest_share']:7.3f} {_fmt(row['ari'])} {row['best_t']:7.4f} {row['best_ari']:6.3f} "
+                  f"{_fmt(ratio)}")
     best = max(row["best_ari"] for rows in by_method.values() for _, row in rows)
     print(f"per method, the w it picks (clippings.link.auto.choose's rule) against the best (w, t) of the grid, "
           f"ARI {best:.3f}:")
     for method, rows in by_method.items():
-        clear = [(w, row) for w, row in rows if row["depth"] >= MIN_DEPTH]
+        clear = [{**row, "im_wt": w} for w, row in rows
+                 if row["depth"] >= MIN_DEPTH and row["largest_share"] <= MAX_GROUP_SHARE]
         if not clear:
-            print(f"  {method:>7}: refused (no depth ≥ {MIN_DEPTH:g})")
+            print(f"  {method:>7}: refused (no depth ≥ {MIN_DEPTH:g} with a largest group ≤ {MAX_GROUP_SHARE:g})")
             continue
-        w, row = max(clear, key=lambda wr: (wr[1]["separation"], -abs(wr[0] - 0.5), -wr[0]))
-        print(f"  {method:>7}: w={w:g} t={row['t']:.4f} depth {row['depth']:.3f} ARI {_fmt(row['ari']).strip()}")
+        row = preferred(clear)
+        print(f"  {method:>7}: w={row['im_wt']:g} t={row['t']:.4f} depth {row['depth']:.3f} "
+              f"ARI {_fmt(row['ari']).strip()}")
     print(f"{time.perf_counter() - start:.1f} s")
     return 0
 

@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from clippings.cli import main
 from clippings.embeddings import Embeddings, embeddings_table
 from clippings.errors import BadInput
-from clippings.link.auto import METHODS, choose, cut_of, cut_table, edge_lengths
+from clippings.link.auto import METHODS, MIN_DEPTH, choose, cut_of, cut_table, edge_lengths
 from clippings.link.knn import knn_graph
 from clippings.link.slink import components, mst_from_graph
 from clippings.storage import write_dataset
@@ -57,7 +57,7 @@ def test_each_method_separates_well_separated_groups(method):
 def test_unimodal_lengths_are_refused_with_the_score_and_the_bound(method):
     emb = Embeddings(np.array([f"p{i}" for i in range(300)], dtype=object), unit_noise(300, 2),
                      unit_noise(300, 3), "fp", "tiny")
-    with pytest.raises(BadInput, match=r"valley depth 0\.\d+ < 0\.5 .*give --threshold T"):
+    with pytest.raises(BadInput, match=rf"valley depth 0\.\d+ < {MIN_DEPTH:g} .*give --threshold T"):
         choose(emb, (0.5,), method=method)
 
 
@@ -72,7 +72,7 @@ def test_a_deep_valley_that_joins_most_clippings_into_one_group_is_refused():
         chain.append(chain[-1] + 0.15 * rng.normal(size=64))
     x = np.concatenate([np.array(chain), rng.normal(size=(20, 64)) * 10])
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    assert cut_of(edge_lengths(x)).depth >= 0.5  # the valley alone would accept it
+    assert cut_of(edge_lengths(x)).depth >= MIN_DEPTH  # the valley alone would accept it
     emb = Embeddings(np.array([f"p{i}" for i in range(len(x))], dtype=object), x, x, "fp", "tiny")
     with pytest.raises(BadInput, match=rf"joins 9\d\.\d % of the clippings into one group, more than "
                                        rf"{100 * MAX_GROUP_SHARE:g} %: not reprints\); give --threshold T"):
@@ -81,14 +81,18 @@ def test_a_deep_valley_that_joins_most_clippings_into_one_group_is_refused():
 
 def test_w_is_chosen_where_one_tower_is_noise():
     """Groups live in the text tower only: the image tower's noise drowns them at w = 1 and blurs them at
-    w = 0.5; the choice must lean on text and separate the groups."""
+    w = 0.5; the choice must lean on text and separate the groups: the clear cut with the smallest largest
+    group, then the most separated."""
     text, groups = grouped_signs(300, seed=4)
     image = unit_noise(300, 5)
     emb = Embeddings(np.array([f"p{i}" for i in range(300)], dtype=object), image, text, "fp", "tiny")
     cut = choose(emb)
     assert cut.im_wt < 0.5
-    by_w = {g["im_wt"]: g["separation"] for g in cut.grid}
-    assert by_w[cut.im_wt] == max(by_w.values()) > by_w[1.0]
+    clear = [g for g in cut.grid if g["depth"] >= MIN_DEPTH]
+    chosen = next(g for g in clear if g["im_wt"] == cut.im_wt)
+    assert all((chosen["largest_share"], -chosen["separation"]) <= (g["largest_share"], -g["separation"])
+               for g in clear)
+    assert 1.0 not in {g["im_wt"] for g in clear}
     assert adjusted_rand_score(groups, exact_cut(emb.pooled(cut.im_wt), cut.threshold)) == 1.0
 
 
@@ -116,7 +120,7 @@ def test_link_auto_records_method_t_w_and_table(tmp_path, capsys):
     info = json.loads((out / "links.json").read_text())
     auto = info["auto"]
     assert auto["method"] == "valley" and auto["threshold"] == info["threshold"] and auto["im_wt"] == info["im_wt"]
-    assert auto["depth"] >= auto["min_depth"] == 0.5
+    assert auto["depth"] >= auto["min_depth"] == MIN_DEPTH
     assert [g["im_wt"] for g in auto["grid"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     middle = auto["table"]["rows"][len(auto["table"]["rows"]) // 2]
     assert middle["threshold"] == info["threshold"] and middle["clusters"] == info["counts"]["clusters"]
@@ -143,7 +147,7 @@ def test_link_auto_refuses_unimodal_embeddings_in_one_line(tmp_path, capsys):
     assert main(["link", "--embeddings", emb, "--out", str(out), "--threshold", "auto"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "no clear cut" in err and "< 0.5" in err and "--threshold T" in err
+    assert "no clear cut" in err and f"< {MIN_DEPTH:g}" in err and "--threshold T" in err
     assert not os.path.exists(out / "links.json")
 
 

@@ -8,16 +8,16 @@ and we refuse (BadInput) rather than fall back to a fixed t. Whether a valley is
 method: its depth, 1 − f(t) / min(highest f left of t, highest f right of t), where f is a Gaussian kernel
 density of the edge lengths (Silverman's bandwidth): 0 on a slope or a single mode, 1 where the density
 between two modes is nil. A cut is accepted when the depth is ≥ MIN_DEPTH (the density at the cut at most
-half the lower of the two modes it separates) and it joins at most MAX_GROUP_SHARE of the clippings into one
+0.7 of the lower of the two modes it separates) and it joins at most MAX_GROUP_SHARE of the clippings into one
 group (a deep valley can lie between a chain of look-alikes and a few outliers).
 
 Methods (each maps the edge lengths to t): "valley" the deepest point of f; "otsu" Otsu's split (the t
 maximising the between-class variance of the lengths); "gmm" where a two-component Gaussian mixture's
 posteriors cross between its means. For multimodal embeddings w is chosen from a small grid: among the
-weights with a clear valley, the one whose two sides are the most separated (Ashman's D: a valley can be
-clear at a weight where one tower merges look-alike clippings, but its modes then lie closer together).
-Which method is the default is provisional until measured on a labelled validation set
-(bench/auto_threshold.py).
+weights with a clear valley, the one whose cut makes the smallest largest group (a valley can be clear at a
+weight where one tower chains look-alike clippings; reprint groups stay small), then the most separated sides
+(Ashman's D). MIN_DEPTH and that rule were chosen on the built-in archive's `val` (docs/benchmarks.md,
+"The auto cut's acceptance depth and w, chosen on val"); the default method is the valley, by reasoning.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ DEFAULT_METHOD = "valley"
 for either mode and no balance between them (Otsu drifts toward the larger class; a Gaussian mixture
 mis-fits the spike of exact duplicates at d = 0, and with a wide upper component its boundary can sit on
 the reprint mode itself)."""
-MIN_DEPTH = 0.5
+MIN_DEPTH = 0.3
+"""The lowest depth at which every accepted cut on the medium replication's `val` (3 seeds, every language and
+multimodal row) stayed within 0.92 of the val-tuned ARI; at 0.25 cuts at 0.80 of it came in (benchmarks)."""
 MIN_EDGES = 20
 MIN_SIDE = 0.02
 """A valley counts only with at least this fraction of the edges on each side of it."""
@@ -505,15 +507,20 @@ def cut_of(distances: np.ndarray, method: str = DEFAULT_METHOD) -> Cut:
     return Cut(t, depth_at(dens, t), separation(distances, t), dens.bandwidth)
 
 
+def preferred(clear: Sequence[dict]) -> dict:
+    """The w to link at among clear cuts (dicts with im_wt, largest_share, separation): the smallest largest
+    group, then the largest separation, then w nearest 0.5, then the smaller w."""
+    return min(clear, key=lambda g: (g["largest_share"], -g["separation"], abs(g["im_wt"] - 0.5), g["im_wt"]))
+
+
 def choose(emb: Poolable, weights: Sequence[float] = W_GRID, method: str = DEFAULT_METHOD, k: int = 20,
            min_depth: float = MIN_DEPTH, who: str = "link --threshold auto", index: str = "auto") -> AutoCut:
     """Choose t (and w among `weights`) from the embeddings alone.
 
     For each w: the MST edge lengths of the pooled vectors (`edge_lengths`), `method`'s cut and the share
     of the clippings in the largest group it makes. Among the weights whose valley depth is ≥ `min_depth`
-    and whose largest group holds at most MAX_GROUP_SHARE of them, the one with the largest separation wins
-    (ties: nearest 0.5, then smaller): depth says whether the cut is clear, separation how far apart the
-    modes it splits are. Raises BadInput (one line: the best depth or the largest group, the bound and what to do) when fewer
+    and whose largest group holds at most MAX_GROUP_SHARE of them, `preferred` picks: depth says whether the
+    cut is clear, the largest group whether it chains. Raises BadInput (one line: the best depth or the largest group, the bound and what to do) when fewer
     than MIN_EDGES edges exist or no weight passes both: never a silent fallback; `who` begins the message.
     index: the search of the edge lengths (`index_for`: exact flat up to FLAT_MAX rows, ivf above, its
     nearest-neighbour recall in each grid row). Cost: one `edge_lengths` per weight.
@@ -548,7 +555,7 @@ def choose(emb: Poolable, weights: Sequence[float] = W_GRID, method: str = DEFAU
             f"{who}: no clear cut in the MST edge lengths (method {method}: valley depth {deepest['depth']:.3f} < "
             f"{min_depth:g} at t = {deepest['threshold']:.4f}, w = {deepest['im_wt']:g}); {retry}"
         )
-    best = max(clear, key=lambda g: (g["separation"], -abs(g["im_wt"] - 0.5), -g["im_wt"]))
+    best = preferred(clear)
     return AutoCut(method, best["threshold"], best["im_wt"], best["depth"], best["separation"], best["edges"],
                    best["bandwidth"], grid, best["index"], best["nn_recall"])
 
