@@ -58,6 +58,7 @@ from clippings.archive import QUARANTINE_SCHEMA, normalise_archive, read_quarant
 from clippings.errors import BadInput
 from clippings.image_paths import ARCHIVE_ONLY, ImagePolicy, read_row_image
 from clippings.link.auto import DEFAULT_METHOD
+from clippings.link.exact import cosine_distances_of_pairs
 from clippings.numeric import unique_ints
 from clippings.params import MINE_MAX_NGRAM
 from clippings.params import MINE_MIN_JACCARD as MIN_JACCARD
@@ -267,15 +268,6 @@ def _caption_echo(sets, min_jaccard: float, queries: np.ndarray) -> np.ndarray:
     return np.where(queries, best, 0.0)
 
 
-def _distances(x: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-    """Cosine distances of unit rows x[a], x[b] in float64, `chunk` pairs at a time (memory O(chunk·d))."""
-    out = np.empty(len(a))
-    for s in range(0, len(a), chunk):
-        aa, bb = a[s : s + chunk], b[s : s + chunk]
-        out[s : s + chunk] = np.einsum("ij,ij->i", x[aa].astype(np.float64), x[bb].astype(np.float64))
-    return np.clip(1.0 - out, 0.0, 2.0)
-
-
 def _margin(d: np.ndarray, t: float) -> np.ndarray:
     return np.ones_like(d) if t <= 0 else np.clip(1.0 - d / t, 0.0, 1.0)
 
@@ -306,8 +298,9 @@ def mine_embeddings(ids: np.ndarray, image: np.ndarray, text: np.ndarray, captio
             log.warning("mine: the %s tower's edge lengths show no clear valley (depth %.3f); its cut t=%.4f is "
                         "used, the other witnesses carry the precision", cut.tower, cut.depth, cut.auto)
     ti, tt = cuts["image"].strict, cuts["text"].strict
-    di = _distances(image, a, b)
-    dt = _distances(text, a, b)
+    unit = np.ones(len(ids))  # the rows are unit vectors: their norms are 1
+    di = cosine_distances_of_pairs(image, unit, a, b, chunk=1 << 16)
+    dt = cosine_distances_of_pairs(text, unit, a, b, chunk=1 << 16)
     text_ok = dt <= tt
     jac = np.zeros(len(a))
     jac[text_ok] = jaccard_of_pairs(sets, a[text_ok], b[text_ok])
