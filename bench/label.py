@@ -162,7 +162,7 @@ def train_on_answers(answers: list[Answer], data: str, settings, out: str, start
     log = AnswerLog(pairs)
     for a in answers:
         if not log.answered(a.a, a.b):
-            log.add(a.a, a.b, a.distance, a.answer, a.reason)
+            log.add(a.a, a.b, a.distance, a.answer, a.reason, a.joins)
     groups = os.path.join(out, "groups")
     export_groups(answers, os.path.join(data, "val"), groups)
     trained = os.path.join(out, "model")

@@ -156,7 +156,7 @@ def _run_pairs(args: argparse.Namespace, emb: Embeddings) -> int:
     --model's clippings.json. w is the one the pairs were asked at (the label folder's links), unless --im-wt
     fixes another or --search-im-wt searches the grid: each answer's weight (the pairs its edge joins) holds
     in the MST it was asked from, and on the replication's medium archive answers moved w off it to worse
-    cuts (docs/benchmarks.md, "bench.label at medium")."""
+    cuts (docs/benchmarks.md, "bench.label at medium over 3 seeds")."""
     from clippings.errors import BadInput
     from clippings.label.answers import read_answers
     from clippings.label.fit import both_towers, fit_weights

@@ -5,11 +5,11 @@ Different pair wants t < d. The asked pairs are MST edges, and keeping an edge l
 groups it joins, so each vote weighs the clipping pairs its edge joins (Answer.joins): the edge that glues two
 large stories outweighs a missed pair of singletons, as it does in pair-counting scores such as ARI (one vote
 per answer puts t at the edge of the cliff where large stories start to merge; see docs/benchmarks.md,
-"bench.label at medium"). `fit_threshold` picks the t with the fewest such pairs on the wrong side (the
-midpoint of the first run of best cuts, as clippings.link.tune.best_threshold takes the midpoint of the best
-ARI plateau). Unsure answers do not vote. The interval comes from a seeded bootstrap over the voting answers;
-precision and recall at t come from the pairs asked at random (uniform over the MST edges of the links
-folder), the only ones not chosen for their distance, so the estimate is unbiased.
+"bench.label at medium over 3 seeds"). `fit_threshold` picks the t with the fewest such pairs on the wrong
+side (the midpoint of the first run of best cuts, as clippings.link.tune.best_threshold takes the midpoint of
+the best ARI plateau). Unsure answers do not vote. The interval comes from a seeded bootstrap over the voting
+answers; precision and recall at t come from the pairs asked at random (uniform over the MST edges of the
+links folder), the only ones not chosen for their distance, so the estimate is unbiased.
 """
 
 from __future__ import annotations
@@ -169,7 +169,8 @@ def fit_weights(answers: Sequence[Answer], image: np.ndarray, text: np.ndarray, 
     """(w, fit at w, grid) for pairs answered on clippings whose rows in `image`/`text` are (2·i, 2·i + 1)
     for answer i: each w's pair distances are recomputed from the pooled towers, t is fitted at each, and the
     w with the fewest clipping pairs on the wrong side wins (ties: nearest `prefer`, the w the pairs were asked
-    at, then the smaller). Each answer keeps the weight its edge had in the MST it was asked from. Raises ValueError when no w gives a t (no Same and Different answers both).
+    at, then the smaller). Each answer keeps the weight its edge had in the MST it was asked from. Raises
+    ValueError when no w gives a t (no Same and Different answers both).
     Cost: O(len(weights) · n) pooling plus one bootstrap at the chosen w.
     """
     from clippings.embeddings import pool
