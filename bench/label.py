@@ -261,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                 ratios.setdefault("trained / supervised", []).append(ari / row)
         print(f"seed {seed}: {time.perf_counter() - start:.1f} s")
     if args.seeds > 1:
-        print(f"over {args.seeds} seeds, mean ± standard deviation (n/a where a seed had no fit counts as nan):")
+        print(f"over {args.seeds} seeds, mean ± sample standard deviation (a seed without a fit counts as nan):")
         for key, values in ratios.items():
-            print(f"{key:>22} {np.mean(values):6.3f} ± {np.std(values):.3f}  ({' '.join(f'{v:.3f}' for v in values)})")
+            print(f"{key:>22} {np.mean(values):6.3f} ± {np.std(values, ddof=1):.3f}  ({' '.join(f'{v:.3f}' for v in values)})")
     return 0
 
 
