@@ -172,14 +172,14 @@ def tower_cut(lengths: np.ndarray, tower: str, rules: MineRules) -> TowerCut:
     return TowerCut(tower, cut.threshold, rules.strictness * cut.threshold, cut.depth, cut.depth >= MIN_DEPTH)
 
 
-def _pairs_within(vectors: np.ndarray, threshold: float, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs (src < dst) at cosine distance ≤ threshold, all of them (flat kNN completed by range
-    search: clippings.link.knn). Cost: O(n²·d)."""
+def _pairs_within(vectors: np.ndarray, threshold: float, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs (src < dst) at cosine distance ≤ threshold, all of them, with their float64 distances (flat
+    kNN completed by range search: clippings.link.knn). Cost: O(n²·d)."""
     from clippings.link.knn import knn_graph
 
     graph = knn_graph(vectors, k=min(k, max(len(vectors) - 1, 1)), threshold=threshold, index="flat")
     keep = graph.distance <= threshold
-    return graph.src[keep].astype(np.int64), graph.dst[keep].astype(np.int64)
+    return graph.src[keep].astype(np.int64), graph.dst[keep].astype(np.int64), graph.distance[keep]
 
 
 def _nearest(vectors: np.ndarray) -> np.ndarray:
@@ -193,9 +193,11 @@ def _nearest(vectors: np.ndarray) -> np.ndarray:
 
 
 def _searches(image: np.ndarray, text: np.ndarray, has_caption: np.ndarray, rules: MineRules, index: str
-              ) -> tuple[dict[str, TowerCut], np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """The neighbour searches of the rule: (cuts, candidate pairs a, b at the image tower's strict cut,
-    nearest image distance, nearest caption distance among captioned rows (inf elsewhere), search record).
+              ) -> tuple[dict[str, TowerCut], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                         dict[str, Any]]:
+    """The neighbour searches of the rule: (cuts, candidate pairs a, b at the image tower's strict cut and
+    their float64 image distances, nearest image distance, nearest caption distance among captioned rows (inf
+    elsewhere), search record).
 
     flat (exact): the edge lengths of clippings.link.auto.neighbour_graph, every pair within the strict cut
     (`_pairs_within`) and a k = 1 search per tower (`_nearest`). ivf (archive scale): one
@@ -217,11 +219,11 @@ def _searches(image: np.ndarray, text: np.ndarray, has_caption: np.ndarray, rule
     search: dict[str, Any] = {"index": index, "flat_max": FLAT_MAX}
     near_text = np.full(len(image), np.inf)
     if index == "flat":
-        a, b = _pairs_within(image, cuts["image"].strict, rules.k)
+        a, b, di = _pairs_within(image, cuts["image"].strict, rules.k)
         near_text[has_caption] = _nearest(text[has_caption])
-        return cuts, a, b, _nearest(image), near_text, search
+        return cuts, a, b, di, _nearest(image), near_text, search
     image_graph = graphs["image"]
-    a, b, _, search["strict_pairs"] = cells_within(image, image_graph, cuts["image"].strict, rules.k)
+    a, b, di, search["strict_pairs"] = cells_within(image, image_graph, cuts["image"].strict, rules.k)
     captioned, near = graphs["text"], {}
     if not has_caption.all():
         captioned = neighbour_graph(text[has_caption], 1, index) if has_caption.sum() >= 2 else None
@@ -234,7 +236,7 @@ def _searches(image: np.ndarray, text: np.ndarray, has_caption: np.ndarray, rule
                         "near_recall": recall_at(graph, cuts[name].auto, near[name]),
                         "timings": graph.stats["timings"]}
     near_text[has_caption] = near["text"]
-    return cuts, a, b, near["image"], near_text, search
+    return cuts, a, b, di, near["image"], near_text, search
 
 
 def _nearest_at_scale(vectors: np.ndarray, graph, auto: float) -> np.ndarray:
@@ -291,16 +293,14 @@ def mine_embeddings(ids: np.ndarray, image: np.ndarray, text: np.ndarray, captio
     n = len(ids)
     sets = char_ngram_sets(captions, rules.ngram)
     has_caption = np.diff(sets.indptr) > 0
-    cuts, a, b, near_image, near_text, search = _searches(image, text, has_caption, rules,
-                                                          index_for(rules.index, n))
+    cuts, a, b, di, near_image, near_text, search = _searches(image, text, has_caption, rules,
+                                                              index_for(rules.index, n))
     for cut in cuts.values():
         if not cut.clear:
             log.warning("mine: the %s tower's edge lengths show no clear valley (depth %.3f); its cut t=%.4f is "
                         "used, the other witnesses carry the precision", cut.tower, cut.depth, cut.auto)
     ti, tt = cuts["image"].strict, cuts["text"].strict
-    unit = np.ones(len(ids))  # the rows are unit vectors: their norms are 1
-    di = cosine_distances_of_pairs(image, unit, a, b, chunk=1 << 16)
-    dt = cosine_distances_of_pairs(text, unit, a, b, chunk=1 << 16)
+    dt = cosine_distances_of_pairs(text, np.ones(n), a, b, chunk=1 << 16)  # unit rows: their norms are 1
     text_ok = dt <= tt
     jac = np.zeros(len(a))
     jac[text_ok] = jaccard_of_pairs(sets, a[text_ok], b[text_ok])
