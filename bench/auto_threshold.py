@@ -22,7 +22,16 @@ import time
 import numpy as np
 
 from clippings.embeddings import Embeddings
-from clippings.link.auto import MAX_GROUP_SHARE, METHODS, MIN_DEPTH, W_GRID, cut_of, edge_lengths, preferred
+from clippings.link.auto import (
+    MAX_GROUP_SHARE,
+    METHODS,
+    MIN_DEPTH,
+    W_GRID,
+    cut_of,
+    edge_lengths,
+    is_clear,
+    preferred,
+)
 
 
 def generated(n: int, seed: int = 0) -> tuple[Embeddings, np.ndarray]:
@@ -111,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"per method, the w it picks (clippings.link.auto.choose's rule) against the best (w, t) of the grid, "
           f"ARI {best:.3f}:")
     for method, rows in by_method.items():
-        clear = [{**row, "im_wt": w} for w, row in rows
-                 if row["depth"] >= MIN_DEPTH and row["largest_share"] <= MAX_GROUP_SHARE]
+        clear = [{**row, "im_wt": w} for w, row in rows if is_clear(row)]
         if not clear:
             print(f"  {method:>7}: refused (no depth ≥ {MIN_DEPTH:g} with a largest group ≤ {MAX_GROUP_SHARE:g})")
             continue

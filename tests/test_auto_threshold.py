@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from clippings.cli import main
 from clippings.embeddings import Embeddings, embeddings_table
 from clippings.errors import BadInput
-from clippings.link.auto import METHODS, MIN_DEPTH, choose, cut_of, cut_table, edge_lengths
+from clippings.link.auto import METHODS, MIN_DEPTH, choose, cut_of, cut_table, edge_lengths, is_clear
 from clippings.link.knn import knn_graph
 from clippings.link.slink import components, mst_from_graph
 from clippings.storage import write_dataset
@@ -88,7 +88,7 @@ def test_w_is_chosen_where_one_tower_is_noise():
     emb = Embeddings(np.array([f"p{i}" for i in range(300)], dtype=object), image, text, "fp", "tiny")
     cut = choose(emb)
     assert cut.im_wt < 0.5
-    clear = [g for g in cut.grid if g["depth"] >= MIN_DEPTH]
+    clear = [g for g in cut.grid if is_clear(g)]
     chosen = next(g for g in clear if g["im_wt"] == cut.im_wt)
     assert all((chosen["largest_share"], -chosen["separation"]) <= (g["largest_share"], -g["separation"])
                for g in clear)

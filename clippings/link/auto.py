@@ -507,6 +507,12 @@ def cut_of(distances: np.ndarray, method: str = DEFAULT_METHOD) -> Cut:
     return Cut(t, depth_at(dens, t), separation(distances, t), dens.bandwidth)
 
 
+def is_clear(cut: dict, min_depth: float = MIN_DEPTH) -> bool:
+    """Whether a cut (a dict with depth and largest_share, as `choose`'s grid rows) is accepted: its valley is
+    at least `min_depth` deep and its largest group holds at most MAX_GROUP_SHARE of the clippings."""
+    return cut["depth"] >= min_depth and cut["largest_share"] <= MAX_GROUP_SHARE
+
+
 def preferred(clear: Sequence[dict]) -> dict:
     """The w to link at among clear cuts (dicts with im_wt, largest_share, separation): the smallest largest
     group, then the largest separation, then w nearest 0.5, then the smaller w."""
@@ -540,9 +546,9 @@ def choose(emb: Poolable, weights: Sequence[float] = W_GRID, method: str = DEFAU
         grid.append({"im_wt": float(w), "threshold": cut.threshold, "depth": cut.depth,
                      "separation": cut.separation, "bandwidth": cut.bandwidth, "edges": int(len(d)),
                      "largest_share": largest / graph.n, "index": graph.index, "nn_recall": graph.recall})
-    deep = [g for g in grid if g["depth"] >= min_depth]
-    clear = [g for g in deep if g["largest_share"] <= MAX_GROUP_SHARE]
+    clear = [g for g in grid if is_clear(g, min_depth)]
     if not clear:
+        deep = [g for g in grid if g["depth"] >= min_depth]
         retry = "give --threshold T, or tune t on labelled clippings ('clippings tune --archive LABELLED')"
         if deep:
             merged = min(deep, key=lambda g: g["largest_share"])
